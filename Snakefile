@@ -1,0 +1,25 @@
+# The HPA protein-localization workflow: from Kaggle-layout images (or the
+# synthetic demo) to a thresholded ensemble and a Kaggle submission.
+# Stages live in workflow/rules/, their logic in workflow/scripts/hpa/.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/folds.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/ensemble.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

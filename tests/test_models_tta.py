@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+
+from hpa.models import ARCHITECTURES, build_model, four_channel_stem
+from hpa.tta import dihedral, predict_probs, random_dihedral, transforms_for
+from torchvision import models as tvm
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_arch_takes_four_channels_and_gives_28_logits(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, dropout=0.2).eval()
+    x = torch.randint(0, 256, (2, 4, 64, 64), dtype=torch.uint8)
+    assert model(x).shape == (2, 28)
+
+
+def test_fourth_filter_starts_as_mean_of_red_and_green():
+    torch.manual_seed(0)
+    rgb = tvm.resnet18(weights=None)
+    original = rgb.conv1.weight.detach().clone()
+    stem = four_channel_stem(rgb).conv1.weight
+    assert stem.shape[1] == 4
+    assert torch.equal(stem[:, :3], original)
+    assert torch.allclose(stem[:, 3], original[:, :2].mean(1))
+
+
+def test_normalisation_is_part_of_the_model():
+    model = build_model("resnet18", mean=[0.1, 0.2, 0.3, 0.4], std=[0.5] * 4)
+    x = torch.full((1, 4, 2, 2), 51, dtype=torch.uint8)  # 0.2 on the 0..1 scale
+    out = model[0](x)
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.2, 0.0, -0.2, -0.4]), atol=1e-6)
+
+
+def test_dihedral_group_has_eight_distinct_elements():
+    x = torch.arange(9).view(1, 1, 3, 3)
+    views = {tuple(dihedral(x, t).flatten().tolist()) for t in range(8)}
+    assert len(views) == 8
+    assert torch.equal(dihedral(x, 4), torch.flip(x, dims=(-1,)))
+    assert torch.equal(dihedral(x, 6), torch.flip(x, dims=(-2,)))
+    assert set(transforms_for("flips")) == {0, 2, 4, 6}
+
+
+def test_random_dihedral_only_permutes_pixels():
+    x = torch.randint(0, 256, (16, 4, 5, 5), dtype=torch.uint8)
+    out = random_dihedral(x, torch.Generator().manual_seed(0))
+    assert not torch.equal(out, x)
+    assert torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+
+
+def test_tta_of_an_invariant_model_equals_plain_prediction():
+    # Global average pooling makes this model exactly dihedral-invariant.
+    model = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 28)
+    )
+    batches = [torch.rand(3, 4, 8, 8), torch.rand(2, 4, 8, 8)]
+    plain = predict_probs(model, batches, torch.device("cpu"), tta="none")
+    flips = predict_probs(model, batches, torch.device("cpu"), tta="dihedral", aggregate="max")
+    assert plain.shape == (5, 28)
+    assert np.allclose(plain, flips, atol=1e-6)

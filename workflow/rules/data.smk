@@ -1,0 +1,57 @@
+# Ingest and validate the source, then decode its images once into the cache.
+
+
+rule ingest:
+    input:
+        **source_files(),
+    output:
+        manifest="results/data/manifest.csv",
+        rejected="results/data/rejected.csv",
+    params:
+        source_dir=source_dir(),
+        source=config["source"],
+        max_rejected_fraction=config["data"]["max_rejected_fraction"],
+    log:
+        "logs/ingest.log",
+    benchmark:
+        "benchmarks/ingest.tsv"
+    threads: 4
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/ingest.py"
+
+
+rule cache_images:
+    input:
+        manifest="results/data/manifest.csv",
+    output:
+        npy="results/cache/{split}.npy",
+        index="results/cache/{split}.csv",
+    params:
+        size=config["data"]["image_size"],
+    log:
+        "logs/cache_images/{split}.log",
+    benchmark:
+        "benchmarks/cache_images/{split}.tsv"
+    threads: 8
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/cache_images.py"
+
+
+rule channel_stats:
+    input:
+        npy="results/cache/train.npy",
+        index="results/cache/train.csv",
+    output:
+        stats="results/cache/stats.json",
+    log:
+        "logs/channel_stats.log",
+    benchmark:
+        "benchmarks/channel_stats.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/channel_stats.py"

@@ -1,0 +1,14 @@
+"""Rule cache_images: decode one split's PNGs once into a uint8 memory-mapped array."""
+
+from hpa.data import read_manifest
+from hpa.images import build_cache
+from hpa.io import setup_logging
+
+setup_logging(snakemake.log[0])
+build_cache(
+    read_manifest(snakemake.input.manifest, split=snakemake.wildcards.split),
+    snakemake.output.npy,
+    snakemake.output.index,
+    size=snakemake.params.size,
+    workers=snakemake.threads,
+)

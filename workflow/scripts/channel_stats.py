@@ -1,0 +1,9 @@
+"""Rule channel_stats: per-channel mean and std of the training images."""
+
+import pandas as pd
+
+from hpa.images import write_stats
+from hpa.io import setup_logging
+
+setup_logging(snakemake.log[0])
+write_stats(snakemake.input.npy, pd.read_csv(snakemake.input.index), snakemake.output.stats)

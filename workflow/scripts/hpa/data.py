@@ -1,0 +1,185 @@
+"""Reading and validating datasets in the Kaggle layout, and the manifest.
+
+A source in Kaggle layout is a folder with ``train.csv`` (``Id,Target``),
+``sample_submission.csv`` (``Id,Predicted``) and the per-channel PNGs
+``train/{Id}_{color}.png`` and ``test/{Id}_{color}.png``.
+
+Errors in the label files stop the run (they mean the wrong file was given);
+a broken image among thousands is recorded in the rejected table and skipped,
+unless so many are broken that the folder itself must be wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from .classes import CHANNELS, NUM_CLASSES
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = ["Id", "Target", "source", "split", "image_dir", "width", "height"]
+SINGLE_BAND_MODES = {"L", "I;16", "I;16B", "I", "F"}
+
+
+class InputError(ValueError):
+    """Bad user input: the message names the file, the row and the fix."""
+
+
+def parse_target(text, *, where: str) -> list[int]:
+    """Parse a Kaggle ``Target`` cell ("16 0") into ascending class numbers."""
+    tokens = str(text).split()
+    if not tokens:
+        raise InputError(f"{where}: empty Target; every training image needs at least one class")
+    try:
+        labels = [int(t) for t in tokens]
+    except ValueError:
+        raise InputError(
+            f"{where}: Target {text!r} is not space-separated integers; "
+            f"write the classes as e.g. '16 0'"
+        ) from None
+    bad = [k for k in labels if not 0 <= k < NUM_CLASSES]
+    if bad:
+        raise InputError(f"{where}: class {bad[0]} is outside 0..{NUM_CLASSES - 1}")
+    if len(set(labels)) != len(labels):
+        raise InputError(f"{where}: Target {text!r} repeats a class; list each class once")
+    return sorted(labels)
+
+
+def format_target(labels) -> str:
+    return " ".join(str(k) for k in sorted(labels))
+
+
+def _read_id_table(path, required: list[str]) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found; put the Kaggle CSV there or fix the config")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {missing}; the header must be {','.join(required)}"
+        )
+    ids = df["Id"].str.strip()
+    empty = np.flatnonzero(ids.eq("").to_numpy())
+    if len(empty):
+        raise InputError(f"{path}, line {empty[0] + 2}: empty Id")
+    dup = ids.duplicated(keep="first").to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        raise InputError(
+            f"{path}, line {row + 2}: Id {ids.iloc[row]} appears more than once; "
+            f"Ids must be unique (drop the repeated row)"
+        )
+    df["Id"] = ids
+    return df
+
+
+def read_labels(path) -> pd.DataFrame:
+    """Read ``Id,Target``; Target comes back normalised (ascending classes)."""
+    df = _read_id_table(path, ["Id", "Target"])
+    df["Target"] = [
+        format_target(parse_target(t, where=f"{path}, line {i + 2} (Id {id_})"))
+        for i, (id_, t) in enumerate(zip(df["Id"], df["Target"]))
+    ]
+    return df[["Id", "Target"]]
+
+
+def read_test_ids(path) -> pd.DataFrame:
+    return _read_id_table(path, ["Id"])[["Id"]]
+
+
+def labels_to_matrix(targets) -> np.ndarray:
+    """One-hot (n, 28) uint8 matrix from Target strings."""
+    y = np.zeros((len(targets), NUM_CLASSES), dtype=np.uint8)
+    for i, t in enumerate(targets):
+        for k in str(t).split():
+            y[i, int(k)] = 1
+    return y
+
+
+def matrix_to_labels(y) -> list[str]:
+    return [format_target(np.flatnonzero(row)) for row in np.asarray(y)]
+
+
+def channel_path(image_dir, image_id: str, color: str) -> Path:
+    return Path(image_dir) / f"{image_id}_{color}.png"
+
+
+def check_image(image_dir, image_id: str) -> tuple[int, int, str]:
+    """Header-check the four channels: present, readable, single band, same size.
+
+    Returns (width, height, problem); problem is "" when the image is usable.
+    Only headers are read, so this costs milliseconds even for 100k images.
+    """
+    size = None
+    for color in CHANNELS:
+        path = channel_path(image_dir, image_id, color)
+        try:
+            with Image.open(path) as im:
+                mode, this = im.mode, im.size
+        except FileNotFoundError:
+            return 0, 0, f"missing channel {color}: {path}"
+        except (UnidentifiedImageError, OSError) as err:
+            return 0, 0, f"unreadable channel {color}: {path} ({err})"
+        if mode not in SINGLE_BAND_MODES:
+            return 0, 0, f"channel {color} has mode {mode}, expected a single-band image: {path}"
+        if size is not None and this != size:
+            return 0, 0, f"channel {color} is {this}, the others are {size}: {path}"
+        size = this
+    return size[0], size[1], ""
+
+
+def ingest(
+    source_dir,
+    source: str,
+    *,
+    workers: int = 8,
+    max_rejected_fraction: float = 0.01,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate a Kaggle-layout folder; return (manifest, rejected)."""
+    source_dir = Path(source_dir)
+    train = read_labels(source_dir / "train.csv").assign(split="train")
+    test = read_test_ids(source_dir / "sample_submission.csv").assign(Target="", split="test")
+    clash = set(train["Id"]) & set(test["Id"])
+    if clash:
+        raise InputError(
+            f"{source_dir}: {len(clash)} Id(s) are in both train.csv and "
+            f"sample_submission.csv, e.g. {sorted(clash)[0]}; a test image must not be trained on"
+        )
+    table = pd.concat([train, test], ignore_index=True)
+    table["source"] = source
+    table["image_dir"] = [str(source_dir / s) for s in table["split"]]
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        checks = list(pool.map(check_image, table["image_dir"], table["Id"]))
+    table["width"], table["height"], problem = map(list, zip(*checks)) if checks else ([], [], [])
+    problem = pd.Series(problem, index=table.index, dtype=str)
+
+    bad = problem.ne("")
+    rejected = table.loc[bad, ["Id", "source", "split"]].assign(reason=problem[bad])
+    for split, group in table.groupby("split"):
+        fraction = bad[group.index].mean() if len(group) else 0.0
+        if fraction > max_rejected_fraction:
+            example = rejected[rejected["split"] == split].iloc[0]
+            raise InputError(
+                f"{source_dir / split}: {bad[group.index].sum()} of {len(group)} {split} images "
+                f"are unusable (more than data.max_rejected_fraction={max_rejected_fraction}), "
+                f"e.g. {example['reason']}; check that the images are in {source_dir / split}"
+            )
+    for _, row in rejected.iterrows():
+        log.warning("skipping %s image %s: %s", row["split"], row["Id"], row["reason"])
+    manifest = table.loc[~bad, MANIFEST_COLUMNS].reset_index(drop=True)
+    return manifest, rejected.reset_index(drop=True)
+
+
+def read_manifest(path, split: str | None = None) -> pd.DataFrame:
+    df = pd.read_csv(path, dtype={"Id": str, "Target": str}, keep_default_na=False)
+    if split is not None:
+        df = df[df["split"] == split].reset_index(drop=True)
+    return df

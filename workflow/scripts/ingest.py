@@ -1,0 +1,14 @@
+"""Rule ingest: validate a Kaggle-layout source and write the manifest."""
+
+from hpa.data import ingest
+from hpa.io import setup_logging, write_csv
+
+setup_logging(snakemake.log[0])
+manifest, rejected = ingest(
+    snakemake.params.source_dir,
+    snakemake.params.source,
+    workers=4 * snakemake.threads,
+    max_rejected_fraction=snakemake.params.max_rejected_fraction,
+)
+write_csv(rejected, snakemake.output.rejected)
+write_csv(manifest, snakemake.output.manifest)

@@ -1,0 +1,19 @@
+"""Rule make_submission: thresholded test predictions in Kaggle format."""
+
+import pandas as pd
+
+from hpa.data import read_manifest
+from hpa.ensemble import submission
+from hpa.io import read_json, setup_logging, write_csv
+
+setup_logging(snakemake.log[0])
+test_ids = pd.concat(
+    [read_manifest(snakemake.input.manifest, split="test")["Id"],
+     read_manifest(snakemake.input.rejected, split="test")["Id"]]
+)
+sub = submission(
+    pd.read_csv(snakemake.input.test, dtype={"Id": str}),
+    read_json(snakemake.input.thresholds)["thresholds"],
+    sorted(test_ids),
+)
+write_csv(sub, snakemake.output.submission)

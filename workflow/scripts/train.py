@@ -1,0 +1,20 @@
+"""Rule train: one model on one fold."""
+
+from hpa.io import setup_logging
+from hpa.train import run_job
+
+setup_logging(snakemake.log[0])
+run_job(
+    cache_npy=snakemake.input.npy,
+    cache_index=snakemake.input.index,
+    stats_json=snakemake.input.stats,
+    folds_csv=snakemake.input.folds,
+    manifest_csv=snakemake.input.manifest,
+    model_name=snakemake.wildcards.model,
+    model_cfg=snakemake.params.model,
+    fold=int(snakemake.wildcards.fold),
+    checkpoint=snakemake.output.checkpoint,
+    history_csv=snakemake.output.history,
+    oof_csv=snakemake.output.oof,
+    threads=snakemake.threads,
+)
