@@ -1,5 +1,7 @@
 # Config validation, defaults and input functions. No rules here.
 
+import os
+
 import yaml
 from snakemake.utils import validate
 

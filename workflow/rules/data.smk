@@ -8,7 +8,7 @@ rule ingest:
         manifest="results/data/manifest.csv",
         rejected="results/data/rejected.csv",
     params:
-        source_dir=source_dir(),
+        source_dir=lambda wildcards, input: os.path.dirname(input.train_csv),
         source=config["source"],
         max_rejected_fraction=config["data"]["max_rejected_fraction"],
     log:

@@ -78,6 +78,9 @@ def make_loader(dataset, batch_size: int, *, shuffle: bool, seed: int = 0, worke
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
+        # A last training batch of one image breaks BatchNorm; dropping the
+        # remainder costs under one batch per epoch.
+        drop_last=shuffle and len(dataset) > batch_size,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
         num_workers=workers,
         pin_memory=device.type == "cuda",

@@ -1,0 +1,142 @@
+"""The config schema, the shipped configs and the conda envs agree with the code."""
+
+import ast
+import dataclasses
+import re
+import sys
+import tomllib
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from hpa.train import TrainConfig
+
+from conftest import REPO
+
+SCHEMA_PATH = REPO / "workflow/schemas/config.schema.yaml"
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
+
+# import name -> distribution name, where they differ
+DISTRIBUTIONS = {"PIL": "pillow", "sklearn": "scikit-learn", "iterstrat": "iterative-stratification",
+                 "yaml": "pyyaml"}
+
+
+def schema_leaves(node, path=()):
+    for key, prop in node.get("properties", {}).items():
+        extra = prop.get("additionalProperties")
+        if isinstance(extra, dict) and "$ref" in extra:
+            ref = extra["$ref"].split("/")[-1]
+            yield path + (key,), prop
+            yield from schema_leaves(SCHEMA["$defs"][ref], path + (key, "<name>"))
+        elif prop.get("type") == "object":
+            yield path + (key,), prop
+            yield from schema_leaves(prop, path + (key,))
+        else:
+            yield path + (key,), prop
+
+
+def test_every_schema_key_has_type_description_and_default():
+    for path, prop in schema_leaves(SCHEMA):
+        name = ".".join(path)
+        assert "type" in prop and prop.get("description"), name
+        required = path[-1] in ("models", "ensembles") or path == ("ensembles", "<name>", "models")
+        assert required or "default" in prop, f"{name} has no default"
+
+
+def test_model_defaults_are_the_training_defaults():
+    props = SCHEMA["$defs"]["model"]["properties"]
+    assert set(props) == {f.name for f in dataclasses.fields(TrainConfig)}
+    for f in dataclasses.fields(TrainConfig):
+        assert props[f.name]["default"] == f.default, f.name
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "hpa.yaml"])
+def test_shipped_configs_validate(name):
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    validate(config, str(SCHEMA_PATH))
+    for ens in config["ensembles"].values():
+        assert set(ens["models"]) <= set(config["models"])
+
+
+def test_config_readme_documents_every_key():
+    readme = (REPO / "config/README.md").read_text()
+    for path, _ in schema_leaves(SCHEMA):
+        key = ".".join(p for p in path if p != "<name>")
+        assert f"`{key}`" in readme or f"`{path[-1]}`" in readme, key
+
+
+def pinned_versions():
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    return dict(d.split("==") for d in deps)
+
+
+def env_packages(env_file):
+    spec = yaml.safe_load(env_file.read_text())
+    packages = {}
+    for dep in spec["dependencies"]:
+        items = dep["pip"] if isinstance(dep, dict) else [dep]
+        for item in items:
+            name, _, version = item.replace("==", "=").partition("=")
+            packages[name.strip()] = version.strip() or None
+    return packages
+
+
+def rules_with_scripts():
+    for smk in (REPO / "workflow/rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule )", smk.read_text()):
+            rule = re.match(r"rule (\w+):", block)
+            if not rule:
+                continue
+            conda = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
+            script = re.search(r'script:\s*\n\s*"([^"]+)"', block)
+            yield rule.group(1), smk.parent / conda.group(1), smk.parent / script.group(1)
+
+
+def imports_of(path, seen=None):
+    """Top-level packages a script imports, following the hpa package's own modules."""
+    seen = seen if seen is not None else set()
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: a module of the hpa package
+                names = [f"hpa.{node.module}" if node.module else "hpa"]
+            else:
+                names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            if top == "hpa":
+                module = REPO / "workflow/scripts" / (name.replace(".", "/") + ".py")
+                if module.exists() and module not in seen:
+                    seen.add(module)
+                    found |= imports_of(module, seen)
+            else:
+                found.add(top)
+    return found
+
+
+def test_every_rule_env_provides_its_scripts_imports_at_the_pinned_versions():
+    pins = pinned_versions()
+    stdlib = set(sys.stdlib_module_names)
+    checked = 0
+    for rule, env_file, script in rules_with_scripts():
+        packages = env_packages(env_file)
+        for top in imports_of(script) - stdlib - {"__future__"}:
+            dist = DISTRIBUTIONS.get(top, top)
+            assert dist in packages, f"rule {rule}: {script.name} imports {top}, missing from {env_file.name}"
+            if dist in pins:
+                assert packages[dist] == pins[dist], f"{env_file.name}: {dist} {packages[dist]} != {pins[dist]}"
+            checked += 1
+    assert checked > 20
+
+
+def test_every_rule_has_log_benchmark_and_conda():
+    for smk in (REPO / "workflow/rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule )", smk.read_text()):
+            if block.startswith("rule "):
+                for directive in ("log:", "benchmark:", "conda:"):
+                    assert directive in block, f"{smk.name}: {block.splitlines()[0]} lacks {directive}"

@@ -1,0 +1,104 @@
+"""Run the real Snakefile end to end on a tiny config, in a temporary directory."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, write_kaggle_source
+
+pytestmark = pytest.mark.workflow
+
+TINY = {
+    "source": "demo",
+    "demo": {"n_train": 36, "n_test": 12, "size": 48, "seed": 3, "min_per_class": 1},
+    "data": {"image_size": 32},
+    "folds": {"n": 2},
+    "models": {"tiny": {"arch": "resnet18", "epochs": 1, "batch_size": 8}},
+    "ensembles": {"main": {"models": ["tiny"], "tta": "flips"}},
+}
+
+
+def snakemake(workdir, *args, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo_run")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
+    snakemake(workdir)
+    return workdir
+
+
+def test_demo_run_writes_a_submission_for_every_test_id(demo_run):
+    test_ids = pd.read_csv(demo_run / "resources/demo/sample_submission.csv")["Id"]
+    sub = pd.read_csv(demo_run / "results/submission/main.csv", dtype=str, keep_default_na=False)
+    assert list(sub.columns) == ["Id", "Predicted"]
+    assert sorted(sub["Id"]) == sorted(test_ids)
+    for predicted in sub["Predicted"]:
+        classes = [int(c) for c in predicted.split()]
+        assert classes == sorted(set(classes)) and all(0 <= c < 28 for c in classes)
+
+
+def test_demo_run_thresholds_and_evaluation(demo_run):
+    record = json.loads((demo_run / "results/thresholds/main.json").read_text())
+    assert record["method"] == "per_class"
+    assert len(record["thresholds"]) == 28 and all(0 <= t <= 1 for t in record["thresholds"])
+    assert 0 < record["oof_macro_f1"] <= 1
+    evaluation = json.loads((demo_run / "results/evaluation/main.json").read_text())
+    assert 0 <= evaluation["test_macro_f1"] <= 1
+    folds = pd.read_csv(demo_run / "results/splits/folds.csv")
+    assert len(folds) == 36 and set(folds["fold"]) == {0, 1}
+
+
+def test_every_rule_left_a_log_and_a_benchmark(demo_run):
+    for rule in ("make_demo", "ingest", "make_folds", "channel_stats"):
+        assert (demo_run / "logs" / f"{rule}.log").exists()
+        assert (demo_run / "benchmarks" / f"{rule}.tsv").exists()
+    assert (demo_run / "logs/train/tiny/fold1.log").read_text().count("epoch 1") == 1
+
+
+def test_rerun_after_completion_does_nothing(demo_run):
+    result = snakemake(demo_run, "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_the_threshold_method_reruns_only_dependent_rules(demo_run, tmp_path):
+    config = dict(TINY, ensembles={"main": {"models": ["tiny"], "tta": "flips", "threshold": "global"}})
+    (demo_run / "config.yaml").write_text(yaml.safe_dump(config))
+    try:
+        out = snakemake(demo_run, "-n", "--quiet", "rules").stdout
+    finally:
+        (demo_run / "config.yaml").write_text(yaml.safe_dump(TINY))
+    assert "fit_thresholds" in out and "make_submission" in out
+    assert "train" not in out.split() and "predict" not in out.split()
+
+
+def test_real_config_lists_every_stage(tmp_path):
+    """config/hpa.yaml plans the whole pipeline from the Kaggle files alone."""
+    write_kaggle_source(tmp_path / "resources/kaggle", {"a": "0", "b": "1 2", "c": "25"}, ["t"])
+    (tmp_path / "config.yaml").write_text((REPO / "config/hpa.yaml").read_text())
+    out = snakemake(tmp_path, "-n", "--quiet", "rules").stdout
+    for rule in ("ingest", "cache_images", "channel_stats", "make_folds", "train", "predict",
+                 "blend", "fit_thresholds", "make_submission"):
+        assert rule in out
+    assert "make_demo" not in out and "evaluate_test" not in out
+
+
+def test_bad_labels_stop_the_run_naming_file_and_line(tmp_path):
+    write_kaggle_source(tmp_path / "resources/kaggle", {"a": "0", "b": "31"}, ["t"])
+    config = dict(TINY, source="kaggle")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "results/data/manifest.csv", check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "logs/ingest.log").read_text()
+    assert "train.csv, line 3 (Id b): class 31 is outside 0..27" in log
