@@ -35,6 +35,7 @@ class TrainConfig:
     loss: str = "bce"
     optimizer: str = "adam"
     lr: float = 1e-3
+    schedule: str = "cosine"
     weight_decay: float = 0.0
     epochs: int = 5
     batch_size: int = 32
@@ -51,6 +52,12 @@ class TrainConfig:
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+# Per-epoch learning-rate schedules, by config name.
+SCHEDULES = {
+    "constant": lambda optimizer, epochs: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0),
+    "cosine": lambda optimizer, epochs: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
+}
 
 
 def pick_device() -> torch.device:
@@ -155,6 +162,7 @@ def fit_fold(
     model = build_model(cfg.arch, stats["mean"], stats["std"], cfg.pretrained, cfg.dropout).to(device)
     loss_fn = build_loss(cfg.loss)
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = SCHEDULES[cfg.schedule](optimizer, cfg.epochs)
     train_loader = make_loader(CachedImages(cache, train_rows, y_train), cfg.batch_size, shuffle=True, seed=cfg.seed, workers=workers)
     val_loader = make_loader(CachedImages(cache, val_rows, y_val), cfg.batch_size * 2, shuffle=False, workers=workers)
     augment = torch.Generator().manual_seed(cfg.seed + 1) if cfg.augment else None
@@ -163,6 +171,7 @@ def fit_fold(
     for epoch in range(1, cfg.epochs + 1):
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
         row.update(train_one_epoch(model, train_loader, loss_fn, optimizer, device, augment))
+        scheduler.step()
         probs, metrics = evaluate(model, val_loader, loss_fn, device)
         row.update(metrics)
         history.append(row)
