@@ -15,20 +15,57 @@ def test_every_arch_takes_four_channels_and_gives_28_logits(arch):
     assert model(x).shape == (2, 28)
 
 
-def test_fourth_filter_starts_as_mean_of_red_and_green():
+@pytest.mark.parametrize("init,expected", [
+    ("mean_rg", lambda w: w[:, :2].mean(1)),
+    ("copy_r", lambda w: w[:, 0]),
+    ("zeros", lambda w: torch.zeros_like(w[:, 0])),
+])
+def test_fourth_filter_initialised_from_the_rgb_filters(init, expected):
     torch.manual_seed(0)
     rgb = tvm.resnet18(weights=None)
     original = rgb.conv1.weight.detach().clone()
-    stem = four_channel_stem(rgb).conv1.weight
+    stem = four_channel_stem(rgb, init).conv1.weight
     assert stem.shape[1] == 4
     assert torch.equal(stem[:, :3], original)
-    assert torch.allclose(stem[:, 3], original[:, :2].mean(1))
+    assert torch.allclose(stem[:, 3], expected(original))
+
+
+def test_adapter_starts_as_the_unchanged_rgb_backbone():
+    torch.manual_seed(0)
+    model = build_model("resnet18", stem="adapter").eval()
+    torch.manual_seed(0)
+    rgb = tvm.resnet18(weights=None)
+    rgb.fc = model.backbone.fc  # same head, to compare outputs
+    rgb.eval()
+    x = torch.randint(0, 256, (2, 4, 32, 32), dtype=torch.uint8)
+    assert torch.allclose(model(x), rgb(x[:, :3].float() / 255), atol=1e-5)
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    torch.manual_seed(1)
+    source = tvm.resnet18(weights=None)
+    torch.save(source.state_dict(), tmp_path / "r18.pth")
+    model = build_model("resnet18", weights=str(tmp_path / "r18.pth"))
+    assert torch.equal(model.backbone.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_model("resnet18", weights=str(tmp_path / "missing.pth"))
+
+
+def test_unreachable_imagenet_weights_say_how_to_provide_them(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match="weights: <path of that file>"):
+        build_model("resnet18", pretrained="imagenet")
 
 
 def test_normalisation_is_part_of_the_model():
     model = build_model("resnet18", mean=[0.1, 0.2, 0.3, 0.4], std=[0.5] * 4)
     x = torch.full((1, 4, 2, 2), 51, dtype=torch.uint8)  # 0.2 on the 0..1 scale
-    out = model[0](x)
+    out = model.normalize(x)
     assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.2, 0.0, -0.2, -0.4]), atol=1e-6)
 
 

@@ -9,6 +9,7 @@ rule train:
         stats="results/cache/stats.json",
         folds="results/splits/folds.csv",
         manifest="results/data/manifest.csv",
+        sampling_weights=sampling_weights,
     output:
         checkpoint="results/models/{model}/fold{fold}/model.pt",
         history="results/models/{model}/fold{fold}/history.csv",
@@ -20,9 +21,34 @@ rule train:
     benchmark:
         "benchmarks/train/{model}/fold{fold}.tsv"
     threads: 4
+    # A preempted or node-failed job (hours on a cluster GPU) is resubmitted and resumes
+    # from its last checkpoint; a deterministic error fails again and stops after these.
+    retries: 2
     resources:
         gpu=1,
     conda:
         "../../envs/torch.yaml"
     script:
         "../scripts/train.py"
+
+
+rule plot_training:
+    input:
+        histories=expand("results/models/{{model}}/fold{fold}/history.csv", fold=FOLDS),
+    output:
+        curves=report(
+            "results/models/{model}/curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            labels={"model": "{model}"},
+        ),
+    params:
+        folds=FOLDS,
+    log:
+        "logs/plot_training/{model}.log",
+    benchmark:
+        "benchmarks/plot_training/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_training.py"

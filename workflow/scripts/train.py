@@ -17,4 +17,5 @@ run_job(
     history_csv=snakemake.output.history,
     oof_csv=snakemake.output.oof,
     threads=snakemake.threads,
+    sampling_weights=snakemake.input.sampling_weights or None,
 )

@@ -1,45 +1,70 @@
-"""Training one model on one fold: data loading, the epoch loop, checkpoints."""
+"""Training one model on one fold: config, data loading, the epoch loop, checkpoints."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import math
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from tqdm import tqdm
 
+from .augment import AugmentConfig, augment_batch
 from .data import labels_to_matrix, read_manifest
 from .images import open_cache
 from .io import atomic_path, read_json, write_csv
 from .losses import build_loss
-from .metrics import macro_f1
+from .metrics import f1_per_class, macro_f1
 from .models import build_model
+from .optim import build_optimizer, build_schedule
+from . import sampling
 from .thresholds import fit_per_class, predict
-from .tta import random_dihedral
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainConfig:
-    """One entry under ``models:`` in the config (defaults match the schema)."""
+    """One entry under ``models:`` in the config (defaults match the schema; a test checks)."""
 
     arch: str = "resnet18"
     pretrained: str | None = None
+    weights: str | None = None
+    stem: str = "mean_rg"
     dropout: float = 0.0
-    loss: str = "bce"
+    loss: str | dict = "bce"
+    focal_gamma: float = 2.0
+    focal_alpha: float | None = None
+    pos_weight_power: float = 0.5
     optimizer: str = "adam"
     lr: float = 1e-3
-    schedule: str = "cosine"
+    body_lr_mult: float = 1.0
     weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    step_epochs: int = 10
+    step_gamma: float = 0.1
     epochs: int = 5
     batch_size: int = 32
-    augment: bool = True
+    accumulate: int = 1
+    clip_grad_norm: float | None = None
+    freeze_epochs: int = 0
+    patience: int | None = None
+    oversample: bool = False
+    augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
+    amp: str | None = None
+    channels_last: bool = True
+    compile: bool = False
     seed: int = 0
 
     @classmethod
@@ -48,16 +73,16 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown model key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        cfg = cls(**d)
+        cfg.augment = dataclasses.asdict(AugmentConfig.from_dict(cfg.augment))
+        return cfg
+
+    def digest(self) -> str:
+        """Identity of this config, so a checkpoint is only resumed by the run that wrote it."""
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-
-# Per-epoch learning-rate schedules, by config name.
-SCHEDULES = {
-    "constant": lambda optimizer, epochs: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0),
-    "cosine": lambda optimizer, epochs: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
-}
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def pick_device() -> torch.device:
@@ -79,62 +104,141 @@ class CachedImages(Dataset):
         return x if self.targets is None else (x, self.targets[i])
 
 
-def make_loader(dataset, batch_size: int, *, shuffle: bool, seed: int = 0, workers: int = 0) -> DataLoader:
-    device = pick_device()
+def make_loader(dataset, batch_size: int, *, shuffle: bool = False, sampler=None, seed: int = 0,
+                workers: int = 0) -> DataLoader:
+    cuda = pick_device().type == "cuda"
+    training = shuffle or sampler is not None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
         # A last training batch of one image breaks BatchNorm; dropping the
         # remainder costs under one batch per epoch.
-        drop_last=shuffle and len(dataset) > batch_size,
+        drop_last=training and len(dataset) > batch_size,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
         num_workers=workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=cuda,
         persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
     )
 
 
-def train_one_epoch(model, loader, loss_fn, optimizer, device, augment: torch.Generator | None) -> dict:
+def oversampler(y: np.ndarray, class_weights, seed: int) -> WeightedRandomSampler:
+    """An epoch of ``len(y)`` draws with replacement, each image weighted by its rarest class."""
+    weights = torch.as_tensor(sampling.image_weights(y, class_weights), dtype=torch.double)
+    return WeightedRandomSampler(weights, num_samples=len(y), replacement=True,
+                                 generator=torch.Generator().manual_seed(seed))
+
+
+def progress(iterable, **kwargs):
+    """A progress bar on a terminal; nothing in a log file, where epoch lines say it all."""
+    return tqdm(iterable, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True, **kwargs)
+
+
+class Trainer:
+    """The model, its optimisation and the device-specific settings of one training run."""
+
+    def __init__(self, cfg: TrainConfig, stats: dict, y_train: np.ndarray, steps_per_epoch: int):
+        self.cfg, self.device = cfg, pick_device()
+        cuda = self.device.type == "cuda"
+        self.model = build_model(cfg.arch, stats["mean"], stats["std"], cfg.pretrained, cfg.dropout,
+                                 cfg.stem, cfg.weights).to(self.device)
+        self.memory_format = torch.channels_last if cuda and cfg.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
+        self.loss_fn = build_loss(cfg.loss, dataclasses.asdict(cfg), y_train).to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.body_lr_mult)
+        self.scheduler = build_schedule(
+            self.optimizer, cfg.schedule, cfg.epochs, math.ceil(steps_per_epoch / cfg.accumulate),
+            cfg.warmup_epochs, step_epochs=cfg.step_epochs, gamma=cfg.step_gamma,
+        )
+        # AMP only where it pays: CPU autocast is slower than fp32 for these convnets.
+        self.amp_dtype = AMP_DTYPES.get(cfg.amp) if cuda else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.augment = AugmentConfig.from_dict(cfg.augment)
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def to_device(self, x):
+        return x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+
+    def set_body_trainable(self, trainable: bool) -> None:
+        for p in self.model.body_parameters():
+            p.requires_grad_(trainable)
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+def train_one_epoch(trainer: Trainer, loader, generator: torch.Generator) -> dict:
+    """One pass over ``loader``; returns mean loss, images/s and the time spent waiting for data."""
+    model, cfg = trainer.model, trainer.cfg
     model.train()
-    total, seen, start = 0.0, 0, time.perf_counter()
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if augment is not None:
-            x = random_dihedral(x, augment)
-        loss = loss_fn(model(x), y)
-        if not math.isfinite(loss.item()):
+    total, seen, waiting = 0.0, 0, 0.0
+    start = tick = time.perf_counter()
+    trainer.optimizer.zero_grad(set_to_none=True)
+    batches = progress(loader, desc="train", total=len(loader))
+    for step, (x, y) in enumerate(batches, 1):
+        waiting += time.perf_counter() - tick
+        x, y = trainer.to_device(x), y.to(trainer.device, non_blocking=True)
+        x = augment_batch(x, trainer.augment, generator)
+        with trainer.autocast():
+            loss = trainer.loss_fn(trainer.forward(x).float(), y)
+        if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"training loss became {loss.item()} after {seen} images; lower lr or check the inputs"
+                f"training loss became {loss.item()} after {seen} images; lower lr, "
+                f"set clip_grad_norm, or check the inputs"
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        trainer.scaler.scale(loss / cfg.accumulate).backward()
+        if step % cfg.accumulate == 0 or step == len(loader):
+            if cfg.clip_grad_norm:
+                trainer.scaler.unscale_(trainer.optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            trainer.scaler.step(trainer.optimizer)
+            trainer.scaler.update()
+            trainer.optimizer.zero_grad(set_to_none=True)
+            trainer.scheduler.step()
         total += loss.item() * len(x)
         seen += len(x)
+        tick = time.perf_counter()
     seconds = time.perf_counter() - start
-    return {"train_loss": total / max(seen, 1), "images_per_s": seen / max(seconds, 1e-9)}
+    return {"train_loss": total / max(seen, 1), "images_per_s": seen / max(seconds, 1e-9),
+            "data_wait_fraction": waiting / max(seconds, 1e-9)}
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, device) -> tuple[np.ndarray, dict]:
+def evaluate(trainer: Trainer, loader) -> tuple[np.ndarray, dict]:
     """Validation probabilities and metrics: loss, macro F1 at 0.5 and at fitted thresholds."""
-    model.eval()
+    trainer.model.eval()
     probs, targets, total = [], [], 0.0
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x)
-        total += loss_fn(logits, y).item() * len(x)
-        probs.append(torch.sigmoid(logits).float().cpu().numpy())
+    for x, y in progress(loader, desc="validate"):
+        x, y = trainer.to_device(x), y.to(trainer.device, non_blocking=True)
+        with trainer.autocast():
+            logits = trainer.forward(x).float()
+        total += trainer.loss_fn(logits, y).item() * len(x)
+        probs.append(torch.sigmoid(logits).cpu().numpy())
         targets.append(y.cpu().numpy())
     p, y = np.concatenate(probs), np.concatenate(targets).astype(bool)
-    return p, {
-        "val_loss": total / len(p),
-        "val_macro_f1": macro_f1(y, p >= 0.5),
-        # Thresholds fitted on the same images: optimistic, but it ranks epochs
-        # by what the threshold stage can make of them.
-        "val_macro_f1_fitted": macro_f1(y, predict(p, fit_per_class(p, y))),
-    }
+    # Thresholds fitted on the same images: optimistic, but it ranks epochs by
+    # what the threshold stage will make of them.
+    fitted = predict(p, fit_per_class(p, y))
+    metrics = {"val_loss": total / len(p), "val_macro_f1": macro_f1(y, p >= 0.5),
+               "val_macro_f1_fitted": macro_f1(y, fitted)}
+    metrics.update({f"f1_{k}": v for k, v in enumerate(f1_per_class(y, fitted))})
+    return p, metrics
 
 
 def seed_everything(seed: int) -> None:
@@ -154,40 +258,73 @@ def fit_fold(
     *,
     checkpoint_path,
     workers: int = 0,
+    class_weights=None,
     extra: dict | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Train, keep the epoch with the best validation macro F1; return (history, OOF probs)."""
-    seed_everything(cfg.seed)
-    device = pick_device()
-    model = build_model(cfg.arch, stats["mean"], stats["std"], cfg.pretrained, cfg.dropout).to(device)
-    loss_fn = build_loss(cfg.loss)
-    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = SCHEDULES[cfg.schedule](optimizer, cfg.epochs)
-    train_loader = make_loader(CachedImages(cache, train_rows, y_train), cfg.batch_size, shuffle=True, seed=cfg.seed, workers=workers)
-    val_loader = make_loader(CachedImages(cache, val_rows, y_val), cfg.batch_size * 2, shuffle=False, workers=workers)
-    augment = torch.Generator().manual_seed(cfg.seed + 1) if cfg.augment else None
+    """Train, keep the epoch with the best validation macro F1; return (history, OOF probs).
 
-    history, best, best_probs = [], None, None
-    for epoch in range(1, cfg.epochs + 1):
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        row.update(train_one_epoch(model, train_loader, loss_fn, optimizer, device, augment))
-        scheduler.step()
-        probs, metrics = evaluate(model, val_loader, loss_fn, device)
+    After every epoch the full training state goes to ``last.pt`` beside the
+    checkpoint (atomically), and a rerun of the same config resumes from it:
+    shuffling and augmentation are seeded per epoch, so a resumed run
+    reproduces an uninterrupted one.
+    """
+    seed_everything(cfg.seed)
+    if cfg.oversample and class_weights is None:
+        class_weights = sampling.class_weights(y_train.sum(0))
+    train_set = CachedImages(cache, train_rows, y_train)
+    steps = len(train_set) // cfg.batch_size if len(train_set) > cfg.batch_size else 1
+    trainer = Trainer(cfg, stats, y_train, steps)
+    val_loader = make_loader(CachedImages(cache, val_rows, y_val), cfg.batch_size * 2, workers=workers)
+    identity = {"config": cfg.digest(), "rows": hashlib.sha256(np.asarray(train_rows).tobytes()).hexdigest()[:16]}
+
+    last_path = Path(checkpoint_path).with_name("last.pt")
+    history, best, start = [], None, 1
+    if last_path.exists():
+        saved = torch.load(last_path, map_location=trainer.device, weights_only=False)
+        if saved.get("identity") == identity:
+            trainer.load_state(saved["state"])
+            history, best, start = saved["history"], saved["best"], saved["epoch"] + 1
+            log.info("resuming from %s after epoch %d", last_path, saved["epoch"])
+        else:
+            log.info("ignoring %s: written by a different config or fold", last_path)
+
+    stale = 0 if best is None else history[-1]["epoch"] - best["epoch"]
+    for epoch in progress(range(start, cfg.epochs + 1), desc="epochs", initial=start - 1, total=cfg.epochs):
+        if cfg.patience is not None and stale >= cfg.patience:
+            log.info("early stop: no improvement for %d epochs", stale)
+            break
+        trainer.set_body_trainable(epoch > cfg.freeze_epochs)
+        seed = cfg.seed * 100_003 + epoch
+        sampler = oversampler(y_train, class_weights, seed) if cfg.oversample else None
+        loader = make_loader(train_set, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                             seed=seed, workers=workers)
+        row = {"epoch": epoch, "lr": trainer.optimizer.param_groups[-1]["lr"]}
+        row.update(train_one_epoch(trainer, loader, torch.Generator().manual_seed(seed + 1)))
+        probs, metrics = evaluate(trainer, val_loader)
         row.update(metrics)
         history.append(row)
-        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if not k.startswith("f1_")})
         if best is None or row["val_macro_f1_fitted"] > best["metrics"]["val_macro_f1_fitted"]:
             best = {
-                "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                "optimizer": optimizer.state_dict(),
+                "model": {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()},
+                "optimizer": trainer.optimizer.state_dict(),
                 "epoch": epoch,
                 "config": {"model": dataclasses.asdict(cfg), "stats": stats, **(extra or {})},
                 "metrics": row,
+                "val_probs": probs,
             }
-            best_probs = probs
+            stale = 0
+        else:
+            stale += 1
+        with atomic_path(last_path) as tmp:
+            torch.save({"identity": identity, "epoch": epoch, "state": trainer.state(),
+                        "history": history, "best": best}, tmp)
+
+    oof = best.pop("val_probs")
     with atomic_path(checkpoint_path) as tmp:
         torch.save(best, tmp)
-    return pd.DataFrame(history), best_probs
+    last_path.unlink(missing_ok=True)
+    return pd.DataFrame(history), oof
 
 
 def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
@@ -196,7 +333,7 @@ def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
     ckpt = torch.load(path, map_location=device, weights_only=False)
     cfg = TrainConfig.from_dict(ckpt["config"]["model"])
     stats = ckpt["config"]["stats"]
-    model = build_model(cfg.arch, stats["mean"], stats["std"], None, cfg.dropout)
+    model = build_model(cfg.arch, stats["mean"], stats["std"], None, cfg.dropout, cfg.stem)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt
 
@@ -204,10 +341,6 @@ def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
 def probability_table(ids, probs: np.ndarray) -> pd.DataFrame:
     cols = {f"p{k}": probs[:, k].round(6) for k in range(probs.shape[1])}
     return pd.DataFrame({"Id": np.asarray(ids), **cols})
-
-
-def write_history(history: pd.DataFrame, path) -> None:
-    write_csv(history.round(6), path)
 
 
 def fold_rows(index: pd.DataFrame, folds: pd.DataFrame, labels: pd.DataFrame, fold: int):
@@ -224,27 +357,36 @@ def fold_rows(index: pd.DataFrame, folds: pd.DataFrame, labels: pd.DataFrame, fo
     )
 
 
+def loader_workers(threads: int) -> int:
+    """DataLoader processes: on a GPU they keep it fed; on a CPU they would steal the model's cores."""
+    return max(0, threads - 1) if pick_device().type == "cuda" else 0
+
+
+def read_class_weights(path) -> np.ndarray:
+    table = pd.read_csv(path).sort_values("class")
+    return table["weight"].to_numpy(dtype=float)
+
+
 def run_job(
     *, cache_npy, cache_index, stats_json, folds_csv, manifest_csv, model_name: str,
     model_cfg: dict, fold: int, checkpoint, history_csv, oof_csv, threads: int = 1,
+    sampling_weights=None,
 ) -> None:
     """The ``train`` rule: one model on one fold, from the cache to a checkpoint."""
     torch.set_num_threads(max(1, threads))
     cfg = TrainConfig.from_dict(model_cfg)
     cache, index = open_cache(cache_npy, cache_index)
     labels = read_manifest(manifest_csv, split="train")
-    (train_rows, y_train), (val_rows, y_val, val_ids) = fold_rows(index, pd.read_csv(folds_csv, dtype={"Id": str}), labels, fold)
-    log.info("%s fold %d: %d training, %d validation images", model_name, fold, len(train_rows), len(val_rows))
+    folds = pd.read_csv(folds_csv, dtype={"Id": str})
+    (train_rows, y_train), (val_rows, y_val, val_ids) = fold_rows(index, folds, labels, fold)
+    log.info("%s fold %d: %d training, %d validation images on %s", model_name, fold,
+             len(train_rows), len(val_rows), pick_device())
     history, oof = fit_fold(
         cfg, cache, train_rows, y_train, val_rows, y_val, read_json(stats_json),
         checkpoint_path=checkpoint,
         workers=loader_workers(threads),
+        class_weights=read_class_weights(sampling_weights) if sampling_weights else None,
         extra={"name": model_name, "fold": fold, "image_size": int(cache.shape[-1])},
     )
-    write_history(history, history_csv)
+    write_csv(history.round(6), history_csv)
     write_csv(probability_table(val_ids, oof), oof_csv)
-
-
-def loader_workers(threads: int) -> int:
-    """DataLoader processes: on a GPU they keep it fed; on a CPU they would steal the model's cores."""
-    return max(0, threads - 1) if pick_device().type == "cuda" else 0

@@ -1,0 +1,172 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hpa.augment import AugmentConfig, augment_batch, random_affine
+from hpa.models import build_model
+from hpa.optim import build_optimizer, build_schedule
+from hpa.sampling import class_weights, expected_class_rate
+from hpa.train import TrainConfig, fit_fold, oversampler
+
+STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
+
+
+def toy_problem(n=48, size=16, seed=0):
+    """Images whose class 0 is a bright green square, class 1 a bright blue one."""
+    rng = np.random.default_rng(seed)
+    cache = rng.integers(0, 30, size=(n, 4, size, size), dtype=np.uint8)
+    y = np.zeros((n, 28), dtype=np.uint8)
+    y[: n // 2, 0] = 1
+    y[n // 4 : 3 * n // 4, 1] = 1
+    cache[y[:, 0] == 1, 1, 4:12, 4:12] = 200
+    cache[y[:, 1] == 1, 2, 2:8, 2:8] = 200
+    order = rng.permutation(n)
+    return cache[order], y[order]
+
+
+def run(tmp_path, cfg, name="model.pt"):
+    cache, y = toy_problem()
+    train, val = np.arange(32), np.arange(32, 48)
+    return fit_fold(cfg, cache, train, y[train], val, y[val], STATS, checkpoint_path=tmp_path / name)
+
+
+def test_training_learns_a_separable_toy_problem_and_is_reproducible(tmp_path):
+    cfg = TrainConfig(epochs=4, batch_size=8, lr=3e-3, loss={"bce": 1.0, "soft_f1": 0.5})
+    history, oof = run(tmp_path, cfg, "a.pt")
+    assert oof.shape == (16, 28)
+    assert history["val_macro_f1_fitted"].max() > 0.05  # two of 28 classes learnt: ~2/28
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    again, oof2 = run(tmp_path, cfg, "b.pt")
+    assert np.array_equal(oof, oof2), "same config, same seed: same model on CPU"
+    ckpt = torch.load(tmp_path / "a.pt", weights_only=False)
+    assert {"model", "optimizer", "epoch", "config", "metrics"} <= set(ckpt)
+    assert ckpt["config"]["model"]["loss"] == {"bce": 1.0, "soft_f1": 0.5}
+    assert not (tmp_path / "last.pt").exists(), "the resume file goes once the job is done"
+
+
+def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    cfg = TrainConfig(epochs=3, batch_size=8, seed=5)
+    full_history, full_oof = run(tmp_path / "full", cfg)
+
+    import hpa.train as train_module
+
+    calls = {"n": 0}
+    real_evaluate = train_module.evaluate
+
+    def evaluate_then_die(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # killed during the third epoch, after two were saved
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", evaluate_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed", cfg)
+    assert (tmp_path / "killed" / "last.pt").exists() and not (tmp_path / "killed" / "model.pt").exists()
+    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    history, oof = run(tmp_path / "killed", cfg)
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert np.allclose(oof, full_oof, atol=1e-6)
+    assert np.allclose(history["train_loss"], full_history["train_loss"], atol=1e-6)
+
+
+def test_a_different_config_does_not_resume_a_stale_checkpoint(tmp_path, caplog):
+    (tmp_path / "x").mkdir()
+    torch.save({"identity": {"config": "other"}, "epoch": 2}, tmp_path / "x" / "last.pt")
+    history, _ = run(tmp_path / "x", TrainConfig(epochs=1, batch_size=8))
+    assert list(history["epoch"]) == [1]
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        run(tmp_path, TrainConfig(epochs=1, batch_size=8, lr=1e30, optimizer="sgd"))
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
+    history, _ = run(tmp_path, TrainConfig(epochs=8, batch_size=8, lr=0.0, patience=1, schedule="constant"))
+    f1 = history["val_macro_f1_fitted"].to_numpy()
+    best = int(np.argmax(f1)) + 1  # first epoch reaching the maximum
+    assert len(history) == min(8, best + 1)
+    assert len(history) < 8, "lr 0 cannot keep improving for 8 epochs"
+
+
+def test_frozen_body_does_not_change():
+    model = build_model("resnet18", STATS["mean"], STATS["std"])
+    before = [p.detach().clone() for p in model.body_parameters()]
+    opt = build_optimizer(model, "adam", 1e-2, 0.0)
+    for p in model.body_parameters():
+        p.requires_grad_(False)
+    model(torch.randint(0, 255, (4, 4, 32, 32), dtype=torch.uint8)).sum().backward()
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.body_parameters()))
+    assert len(opt.param_groups) == 2
+
+
+def test_differential_learning_rates():
+    model = build_model("resnet18")
+    opt = build_optimizer(model, "adamw", 1e-3, 0.01, body_lr_mult=0.1)
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs == pytest.approx({"body": 1e-4, "head": 1e-3})
+    head = {id(p) for p in model.head_parameters()}
+    assert head == {id(p) for p in model.backbone.fc.parameters()}
+
+
+@pytest.mark.parametrize("name", ["constant", "cosine", "onecycle", "step"])
+def test_schedules(name):
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = build_schedule(opt, name, epochs=20, steps_per_epoch=5, warmup_epochs=2, step_epochs=5, gamma=0.5)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    if name == "constant":
+        assert lrs[0] == pytest.approx(0.1) and lrs[50] == 1.0  # warmup, then flat
+    elif name == "cosine":
+        assert lrs[9] == pytest.approx(1.0) and lrs[-1] < 0.01 and lrs == lrs[:10] + sorted(lrs[10:], reverse=True)
+    elif name == "onecycle":
+        assert max(lrs) == pytest.approx(1.0, abs=0.05) and lrs[0] < 0.1 and lrs[-1] < 0.01
+    else:
+        assert lrs[30] == pytest.approx(0.5) and lrs[60] == pytest.approx(0.25)
+
+
+def test_oversampling_draws_rare_classes_at_the_expected_rate():
+    rng = np.random.default_rng(0)
+    y = np.zeros((2000, 28), dtype=np.uint8)
+    y[:, 0] = 1
+    y[:20, 27] = 1  # 1% rare class
+    weights = class_weights(y.sum(0), power=1.0, cap=20.0)
+    assert weights[27] == pytest.approx(20.0)  # 2000/20 = 100, capped at 20
+    expected = expected_class_rate(y, weights)[27]
+    assert expected == pytest.approx(20 * 20 / (20 * 20 + 1980))
+    draws = np.concatenate([list(oversampler(y, weights, seed)) for seed in range(10)])
+    observed = y[draws, 27].mean()
+    assert observed == pytest.approx(expected, rel=0.1)
+    assert observed > 10 * y[:, 27].mean()
+
+
+def test_augmentations_keep_content_and_vary():
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(8, 4, 32, 32, dtype=torch.uint8)
+    x[:, :, 12:20, 12:20] = 200
+    cfg = AugmentConfig(dihedral=True, rotate=30, zoom=(0.9, 1.2), brightness=0.2, contrast=0.2)
+    out = augment_batch(x, cfg, g)
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    assert out.min() >= 0 and out.max() <= 255
+    assert not torch.allclose(out[0], out[1])
+    # The central square survives rotation and zoom (it stays the brightest region).
+    assert (out[:, :, 14:18, 14:18].mean() > 4 * out[:, :, :4, :4].mean())
+    identity = random_affine(x.float(), 0.0, (1.0, 1.0), g)
+    assert torch.allclose(identity, x.float(), atol=1e-3)
+
+
+def test_config_defaults_round_trip():
+    cfg = TrainConfig.from_dict({"augment": {"rotate": 10}})
+    assert cfg.augment["rotate"] == 10 and cfg.augment["dihedral"] is True
+    with pytest.raises(ValueError, match="unknown model key"):
+        TrainConfig.from_dict({"epochz": 3})
+    assert cfg.digest() != TrainConfig().digest()
+    assert dataclasses.asdict(TrainConfig())["amp"] is None

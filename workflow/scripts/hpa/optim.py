@@ -1,0 +1,65 @@
+"""Optimizers with differential learning rates, and per-step learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+OPTIMIZERS = {
+    "adam": lambda groups, wd: torch.optim.Adam(groups, weight_decay=wd),
+    "adamw": lambda groups, wd: torch.optim.AdamW(groups, weight_decay=wd),
+    "sgd": lambda groups, wd: torch.optim.SGD(groups, momentum=0.9, nesterov=True, weight_decay=wd),
+}
+
+
+def build_optimizer(model, name: str, lr: float, weight_decay: float, body_lr_mult: float = 1.0):
+    """Head at ``lr``; the (pretrained) body at ``lr * body_lr_mult``, so fine-tuning does not wreck it."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    groups = [
+        {"params": model.body_parameters(), "lr": lr * body_lr_mult, "name": "body"},
+        {"params": model.head_parameters(), "lr": lr, "name": "head"},
+    ]
+    return OPTIMIZERS[name](groups, weight_decay)
+
+
+def _constant(step, total, warmup, **_):
+    return 1.0
+
+
+def _cosine(step, total, warmup, **_):
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _onecycle(step, total, warmup, **_):
+    # Ramp up over the first 30% (or the warmup, if set), then cosine down to ~0.
+    peak = warmup or max(1, int(0.3 * total))
+    if step < peak:
+        return 0.04 + 0.96 * step / peak
+    return _cosine(step, total, peak)
+
+
+def _step(step, total, warmup, steps_per_epoch=1, step_epochs=10, gamma=0.1, **_):
+    return gamma ** ((step // max(1, steps_per_epoch)) // step_epochs)
+
+
+SCHEDULES = {"constant": _constant, "cosine": _cosine, "onecycle": _onecycle, "step": _step}
+
+
+def build_schedule(optimizer, name: str, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0,
+                   **kwargs):
+    """A LambdaLR stepped once per optimizer step, with linear warmup in front of any schedule."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}")
+    total = max(1, epochs * steps_per_epoch)
+    warmup = int(warmup_epochs * steps_per_epoch)
+    shape = SCHEDULES[name]
+
+    def factor(step):
+        if name != "onecycle" and step < warmup:
+            return (step + 1) / warmup
+        return shape(step, total, warmup, steps_per_epoch=steps_per_epoch, **kwargs)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,10 @@
+"""Rule plot_training: learning curves of one model over its folds."""
+
+import pandas as pd
+
+from hpa.curves import training_curves
+from hpa.io import setup_logging
+
+setup_logging(snakemake.log[0])
+histories = {fold: pd.read_csv(path) for fold, path in zip(snakemake.params.folds, snakemake.input.histories)}
+training_curves(histories, snakemake.wildcards.model, snakemake.output.curves)
