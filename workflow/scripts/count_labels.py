@@ -1,0 +1,12 @@
+"""Rule count_labels: class counts and co-occurrence matrices, for all labels and per source."""
+
+from hpa.cooccurrence import class_counts_table, cooccurrence_tables, read_label_sources, subsets
+from hpa.io import setup_logging, write_csv
+
+setup_logging(snakemake.log[0])
+sources = snakemake.params.sources
+labels = read_label_sources({source: snakemake.input[source] for source in sources})
+write_csv(class_counts_table(labels, sources), snakemake.output.class_counts)
+for subset, part in subsets(labels).items():
+    for name, table in cooccurrence_tables(part).items():
+        write_csv(table, snakemake.params.tables[subset][name])
