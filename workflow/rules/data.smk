@@ -4,6 +4,7 @@
 rule ingest:
     input:
         **source_files(),
+        **external_inputs("kept"),
     output:
         manifest="results/data/manifest.csv",
         rejected="results/data/rejected.csv",

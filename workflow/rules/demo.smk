@@ -1,4 +1,5 @@
-# The embedded demo dataset (source: demo): synthetic HPA fields in Kaggle layout.
+# The embedded demo dataset (source: demo): synthetic HPA fields in Kaggle layout,
+# and its stand-in for the HPAv18 image server (the external list points at it).
 
 
 rule make_demo:
@@ -7,7 +8,8 @@ rule make_demo:
         sample_submission=f"{config['demo']['dir']}/sample_submission.csv",
         test_labels=f"{config['demo']['dir']}/test_labels.csv",
     params:
-        demo=config["demo"],
+        # The mirror has its own rule: changing it must not regenerate the demo.
+        demo={k: v for k, v in config["demo"].items() if k != "mirror"},
     log:
         "logs/make_demo.log",
     benchmark:
@@ -17,3 +19,24 @@ rule make_demo:
         "../../envs/data.yaml"
     script:
         "../scripts/make_demo.py"
+
+
+rule make_demo_mirror:
+    input:
+        train_csv=f"{config['demo']['dir']}/train.csv",
+        test_labels=f"{config['demo']['dir']}/test_labels.csv",
+    output:
+        list=f"{config['demo']['dir']}/mirror/list.csv",
+        truth=f"{config['demo']['dir']}/mirror/truth.csv",
+    params:
+        mirror=config["demo"]["mirror"],
+        seed=config["demo"]["seed"],
+    log:
+        "logs/make_demo_mirror.log",
+    benchmark:
+        "benchmarks/make_demo_mirror.tsv"
+    threads: 2
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/make_demo_mirror.py"

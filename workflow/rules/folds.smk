@@ -4,6 +4,7 @@
 rule make_folds:
     input:
         manifest="results/data/manifest.csv",
+        **external_inputs("duplicates"),
     output:
         folds="results/splits/folds.csv",
     params:

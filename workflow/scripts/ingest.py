@@ -9,6 +9,7 @@ manifest, rejected = ingest(
     snakemake.params.source,
     workers=4 * snakemake.threads,
     max_rejected_fraction=snakemake.params.max_rejected_fraction,
+    external_csv=snakemake.input.get("kept"),
 )
 write_csv(rejected, snakemake.output.rejected)
 write_csv(manifest, snakemake.output.manifest)

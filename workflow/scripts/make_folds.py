@@ -1,7 +1,7 @@
 """Rule make_folds: multilabel-stratified folds of the training images."""
 
 from hpa.data import read_manifest
-from hpa.folds import make_folds
+from hpa.folds import make_folds, read_groups
 from hpa.io import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
@@ -9,5 +9,6 @@ folds = make_folds(
     read_manifest(snakemake.input.manifest, split="train"),
     n_folds=snakemake.params.n_folds,
     seed=snakemake.params.seed,
+    groups=read_groups(snakemake.input.duplicates) if snakemake.input.get("duplicates") else None,
 )
 write_csv(folds, snakemake.output.folds)

@@ -135,14 +135,25 @@ def check_image(image_dir, image_id: str) -> tuple[int, int, str]:
     return size[0], size[1], ""
 
 
+def read_external(path, known) -> pd.DataFrame:
+    """Kept external images (``Id,Target,image_dir``) as training rows of source "external"."""
+    df = _read_id_table(path, ["Id", "Target", "image_dir"])
+    clash = sorted(set(df["Id"]) & set(known))
+    if clash:
+        raise InputError(f"{path}: external Id {clash[0]} is also a train or test Id; external Ids must be distinct")
+    df["Target"] = [format_target(parse_target(t, where=f"{path}, line {i + 2}")) for i, t in enumerate(df["Target"])]
+    return df.assign(split="train", source="external")[["Id", "Target", "split", "source", "image_dir"]]
+
+
 def ingest(
     source_dir,
     source: str,
     *,
     workers: int = 8,
     max_rejected_fraction: float = 0.01,
+    external_csv=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate a Kaggle-layout folder; return (manifest, rejected)."""
+    """Validate a Kaggle-layout folder, plus cleaned external images if given; return (manifest, rejected)."""
     source_dir = Path(source_dir)
     train = read_labels(source_dir / "train.csv").assign(split="train")
     test = read_test_ids(source_dir / "sample_submission.csv").assign(Target="", split="test")
@@ -155,6 +166,8 @@ def ingest(
     table = pd.concat([train, test], ignore_index=True)
     table["source"] = source
     table["image_dir"] = [str(source_dir / s) for s in table["split"]]
+    if external_csv is not None:
+        table = pd.concat([table, read_external(external_csv, known=table["Id"])], ignore_index=True)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         checks = list(pool.map(check_image, table["image_dir"], table["Id"]))

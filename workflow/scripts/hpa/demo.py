@@ -10,7 +10,6 @@ scoring only.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from importlib import resources
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from PIL import Image
 from .classes import CHANNELS, NUM_CLASSES
 from .data import channel_path, format_target
 from .io import atomic_path, write_csv
+from .parallel import run_tasks
 from .synthetic import render_field
 
 
@@ -77,12 +77,7 @@ def make_demo(
         tasks += [(out_dir / split, i, s, size, int(z)) for i, s, z in zip(ids, labels, image_seeds)]
     for split in tables:
         (out_dir / split).mkdir(parents=True, exist_ok=True)
-    if workers > 1:
-        with mp.get_context("fork").Pool(workers) as pool:
-            list(pool.imap_unordered(_write_image, tasks, chunksize=8))
-    else:
-        for task in tasks:
-            _write_image(task)
+    run_tasks(_write_image, tasks, workers, chunksize=8)
     test = tables["test"]
     write_csv(test, out_dir / "test_labels.csv")
     write_csv(test[["Id"]].assign(Predicted="0"), out_dir / "sample_submission.csv")

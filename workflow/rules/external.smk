@@ -1,0 +1,72 @@
+# External HPAv18 images (external.use): download, hash the source's own images,
+# clean (complete channels, no duplicates of train or test, one per duplicate cluster).
+# Ingest merges the kept images; the folds keep each duplicate cluster in one fold.
+
+EXTERNAL = config["external"]
+
+
+rule download_external:
+    input:
+        list=EXTERNAL["list"],
+    output:
+        records="results/external/download.csv",
+    params:
+        # Only what changes the images is a param; workers, rate, timeout and
+        # retries are read from the config so that tuning them reruns nothing.
+        image={k: EXTERNAL[k] for k in ("size", "yellow")} | {"hash": EXTERNAL["dedup"]["hash"]},
+        image_dir=f"{EXTERNAL['dir']}/images",
+        journal=f"{EXTERNAL['dir']}/download_journal.jsonl",
+    log:
+        "logs/download_external.log",
+    benchmark:
+        "benchmarks/download_external.tsv"
+    threads: 2
+    retries: 2  # a lost connection or a killed job resumes from the download journal
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/download_external.py"
+
+
+rule hash_images:
+    input:
+        **source_files(),
+    output:
+        hashes="results/external/source_hashes.csv",
+    params:
+        source_dir=lambda wildcards, input: os.path.dirname(input.train_csv),
+        hash=EXTERNAL["dedup"]["hash"],
+    log:
+        "logs/hash_images.log",
+    benchmark:
+        "benchmarks/hash_images.tsv"
+    threads: 4
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/hash_images.py"
+
+
+rule clean_external:
+    input:
+        records="results/external/download.csv",
+        list=EXTERNAL["list"],
+        source="results/external/source_hashes.csv",
+    output:
+        kept="results/external/kept.csv",
+        table="results/external/cleaning.csv",
+        duplicates="results/external/duplicates.csv",
+        leaks="results/external/leaks.csv",
+        report="results/external/report.json",
+    params:
+        external={k: EXTERNAL[k] for k in ("dedup", "blank_std")},
+        image_dir=f"{EXTERNAL['dir']}/images",
+    log:
+        "logs/clean_external.log",
+    benchmark:
+        "benchmarks/clean_external.tsv"
+    threads: 2
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/clean_external.py"

@@ -1,0 +1,16 @@
+"""Rule make_demo_mirror: the demo's HPAv18-style image server, as a folder of tinted JPEGs."""
+
+from pathlib import Path
+
+from hpa.io import setup_logging
+from hpa.mirror import make_mirror
+
+setup_logging(snakemake.log[0])
+make_mirror(
+    Path(snakemake.input.train_csv).parent,
+    Path(snakemake.output.list).parent,
+    n=snakemake.params.mirror["n"],
+    size=snakemake.params.mirror["size"],
+    seed=snakemake.params.seed,
+    workers=snakemake.threads,
+)
