@@ -50,3 +50,59 @@ def test_unknown_method_names_the_choices(rng):
     probs, y = random_problem(rng, n=10)
     with pytest.raises(ValueError, match="per_class"):
         thresholds.fit("magic", probs, y)
+
+
+def test_soft_f1_fit_is_close_to_the_exact_optimum(rng):
+    probs, y = random_problem(rng, n=400)
+    exact = macro_f1(y, thresholds.predict(probs, thresholds.fit("per_class", probs, y)))
+    soft = macro_f1(y, thresholds.predict(probs, thresholds.fit("soft_f1", probs, y)))
+    assert soft > exact - 0.05
+    assert soft > macro_f1(y, probs >= 0.5)
+
+
+def test_frequency_thresholds_are_the_class_frequencies(rng):
+    probs, y = random_problem(rng)
+    freq = y.mean(0)
+    t = thresholds.fit("frequency", probs, y, freq)
+    assert np.allclose(t[freq > 0], freq[freq > 0])
+
+
+def test_match_distribution_predicts_each_class_at_its_training_rate(rng):
+    probs = rng.random((1000, 28))
+    freq = np.linspace(0.0, 0.4, 28)
+    t = thresholds.match_distribution(probs, freq)
+    rate = thresholds.predict(probs, t).mean(0)
+    assert np.allclose(rate, freq, atol=1e-3)
+
+
+def test_shrink_toward_zero_scales_like_the_second_place(rng):
+    probs, y = random_problem(rng)
+    fitted = thresholds.fit("per_class", probs, y)
+    shrunk = thresholds.fit("per_class", probs, y, shrink_factor=0.7, shrink_toward=0.0)
+    assert np.allclose(shrunk, 0.7 * fitted)
+    toward_global = thresholds.fit("per_class", probs, y, shrink_factor=0.0)
+    assert np.allclose(toward_global, thresholds.fit("global", probs, y))
+
+
+def test_top1_gives_every_image_a_class():
+    probs = np.array([[0.1, 0.3, 0.2], [0.9, 0.1, 0.8]])
+    pred = thresholds.predict(probs, [0.5, 0.5, 0.5], top1=True)
+    assert pred.tolist() == [[False, True, False], [True, False, True]]
+
+
+def test_honest_estimate_exposes_threshold_overfitting():
+    rng = np.random.default_rng(5)
+    y = rng.random((300, 28)) < 0.05
+    probs = rng.random((300, 28))  # no signal at all
+    folds = np.arange(300) % 3
+    in_sample = macro_f1(y, thresholds.predict(probs, thresholds.fit("per_class", probs, y)))
+    honest = thresholds.honest_estimate("per_class", probs, y, folds)
+    assert in_sample > honest + 0.03
+    assert honest < 0.15  # near the no-skill F1 for 5% classes
+
+
+def test_every_method_is_reachable_by_name(rng):
+    probs, y = random_problem(rng, n=60)
+    for name in thresholds.METHODS:
+        t = thresholds.fit(name, probs, y, y.mean(0))
+        assert t.shape == (28,) and np.all((t >= 0) & (t <= 1.0 + 1e-6)), name

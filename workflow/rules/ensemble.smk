@@ -3,14 +3,18 @@
 
 rule blend:
     input:
-        oof=flat(ensemble_predictions("oof")),
-        test=flat(ensemble_predictions("test")),
+        oof=ensemble_predictions("oof"),
+        test=ensemble_predictions("test"),
+        manifest="results/data/manifest.csv",
+        groups=class_groups,
     output:
         oof="results/ensembles/{ensemble}/oof.csv",
         test="results/ensembles/{ensemble}/test.csv",
+        how="results/ensembles/{ensemble}/combination.json",
     params:
-        oof=ensemble_predictions("oof"),
-        test=ensemble_predictions("test"),
+        members=ensemble_members,
+        # Only what blending reads, so that a new threshold method does not re-blend.
+        ensemble=lambda wildcards: {k: ENSEMBLES[wildcards.ensemble][k] for k in ("combine", "weights")},
     log:
         "logs/blend/{ensemble}.log",
     benchmark:
@@ -25,11 +29,23 @@ rule fit_thresholds:
     input:
         oof="results/ensembles/{ensemble}/oof.csv",
         manifest="results/data/manifest.csv",
+        folds="results/splits/folds.csv",
     output:
         thresholds="results/thresholds/{ensemble}.json",
-        per_class="results/metrics/{ensemble}/per_class.csv",
+        per_class=report(
+            "results/metrics/{ensemble}/per_class.csv",
+            caption="../report/per_class.rst",
+            category="Thresholds",
+            subcategory="{ensemble}",
+        ),
+        methods=report(
+            "results/metrics/{ensemble}/threshold_methods.csv",
+            caption="../report/threshold_methods.rst",
+            category="Thresholds",
+            subcategory="{ensemble}",
+        ),
     params:
-        method=lambda wildcards: ENSEMBLES[wildcards.ensemble]["threshold"],
+        ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
     log:
         "logs/fit_thresholds/{ensemble}.log",
     benchmark:
@@ -62,9 +78,19 @@ rule evaluate_test:
     input:
         submission="results/submission/{ensemble}.csv",
         thresholds="results/thresholds/{ensemble}.json",
+        methods="results/metrics/{ensemble}/threshold_methods.csv",
+        oof="results/ensembles/{ensemble}/oof.csv",
+        test="results/ensembles/{ensemble}/test.csv",
+        manifest="results/data/manifest.csv",
+        folds="results/splits/folds.csv",
         test_labels=f"{config['demo']['dir']}/test_labels.csv",
     output:
         evaluation="results/evaluation/{ensemble}.json",
+        methods=report(
+            "results/evaluation/{ensemble}_methods.csv",
+            caption="../report/test_methods.rst",
+            category="Evaluation",
+        ),
     log:
         "logs/evaluate_test/{ensemble}.log",
     benchmark:
@@ -73,3 +99,32 @@ rule evaluate_test:
         "../../envs/data.yaml"
     script:
         "../scripts/evaluate_test.py"
+
+
+rule plot_thresholds:
+    input:
+        oof="results/ensembles/{ensemble}/oof.csv",
+        manifest="results/data/manifest.csv",
+        thresholds="results/thresholds/{ensemble}.json",
+        per_class="results/metrics/{ensemble}/per_class.csv",
+    output:
+        curves=report(
+            "results/metrics/{ensemble}/threshold_curves.png",
+            caption="../report/threshold_curves.rst",
+            category="Thresholds",
+            subcategory="{ensemble}",
+        ),
+        f1_bars=report(
+            "results/metrics/{ensemble}/per_class_f1.png",
+            caption="../report/per_class_f1.rst",
+            category="Thresholds",
+            subcategory="{ensemble}",
+        ),
+    log:
+        "logs/plot_thresholds/{ensemble}.log",
+    benchmark:
+        "benchmarks/plot_thresholds/{ensemble}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_thresholds.py"

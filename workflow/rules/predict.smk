@@ -22,9 +22,39 @@ rule predict:
     benchmark:
         "benchmarks/predict/{model}/fold{fold}/{tta}_{aggregate}.tsv"
     threads: 4
+    retries: 1  # preemptible GPU partitions; the job is short, so it simply starts over
     resources:
         gpu=1,
     conda:
         "../../envs/torch.yaml"
     script:
         "../scripts/predict.py"
+
+
+rule predict_new:
+    # Not part of `all`: run a trained ensemble on a folder of new images, e.g.
+    #   snakemake --cores 4 results/new_images/both.csv --config new_images=path/to/folder
+    input:
+        checkpoints=lambda wildcards: [
+            f"results/models/{m}/fold{k}/model.pt" for m in ENSEMBLES[wildcards.ensemble]["models"] for k in FOLDS
+        ],
+        thresholds="results/thresholds/{ensemble}.json",
+        combination="results/ensembles/{ensemble}/combination.json",
+    output:
+        predictions="results/new_images/{ensemble}.csv",
+    params:
+        folder=config["new_images"],
+        ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
+        folds=FOLDS,
+        batch_size=config["predict"]["batch_size"],
+    log:
+        "logs/predict_new/{ensemble}.log",
+    benchmark:
+        "benchmarks/predict_new/{ensemble}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/predict_new.py"

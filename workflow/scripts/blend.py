@@ -1,8 +1,24 @@
-"""Rule blend: average an ensemble's folds and models into OOF and test probabilities."""
+"""Rule blend: combine an ensemble's folds and models into OOF and test probabilities."""
 
-from hpa.ensemble import blend
-from hpa.io import setup_logging, write_csv
+import yaml
+
+from hpa.data import read_manifest
+from hpa.ensemble import combine
+from hpa.io import setup_logging, write_csv, write_json
 
 setup_logging(snakemake.log[0])
-for kind in ("oof", "test"):
-    write_csv(blend(snakemake.params[kind], kind).round(6), snakemake.output[kind])
+ens = snakemake.params.ensemble
+groups = None
+if snakemake.input.groups:
+    with open(snakemake.input.groups) as fh:
+        groups = [g["classes"] for g in yaml.safe_load(fh)["groups"]]
+oof, test, how = combine(
+    snakemake.params.members,
+    read_manifest(snakemake.input.manifest, split="train"),
+    combine_as=ens["combine"],
+    weights=ens["weights"],
+    groups=groups,
+)
+write_csv(oof, snakemake.output.oof)
+write_csv(test, snakemake.output.test)
+write_json(how, snakemake.output.how)

@@ -1,17 +1,21 @@
-"""Rule evaluate_test (demo only): the true test macro F1 beside the OOF estimate."""
+"""Rule evaluate_test (demo only): true test macro F1 beside the OOF estimates, per threshold method."""
 
 import pandas as pd
 
-from hpa.data import read_labels
-from hpa.ensemble import score_submission
-from hpa.io import read_json, setup_logging, write_json
+from hpa.data import read_labels, read_manifest
+from hpa.evaluation import evaluate_on_test
+from hpa.io import read_json, setup_logging, write_csv, write_json
 
 setup_logging(snakemake.log[0])
-sub = pd.read_csv(snakemake.input.submission, dtype=str, keep_default_na=False)
-write_json(
-    {
-        "test_macro_f1": round(score_submission(sub, read_labels(snakemake.input.test_labels)), 6),
-        "oof_macro_f1": read_json(snakemake.input.thresholds)["oof_macro_f1"],
-    },
-    snakemake.output.evaluation,
+summary, per_method = evaluate_on_test(
+    submission=pd.read_csv(snakemake.input.submission, dtype=str, keep_default_na=False),
+    record=read_json(snakemake.input.thresholds),
+    oof=pd.read_csv(snakemake.input.oof, dtype={"Id": str}),
+    test=pd.read_csv(snakemake.input.test, dtype={"Id": str}),
+    labels=read_manifest(snakemake.input.manifest, split="train"),
+    folds=pd.read_csv(snakemake.input.folds, dtype={"Id": str}),
+    methods=pd.read_csv(snakemake.input.methods),
+    truth=read_labels(snakemake.input.test_labels),
 )
+write_csv(per_method, snakemake.output.methods)
+write_json(summary, snakemake.output.evaluation)

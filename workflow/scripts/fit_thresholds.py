@@ -1,4 +1,4 @@
-"""Rule fit_thresholds: per-class thresholds fitted on an ensemble's OOF probabilities."""
+"""Rule fit_thresholds: thresholds fitted on an ensemble's OOF probabilities, every method compared."""
 
 import pandas as pd
 
@@ -7,10 +7,16 @@ from hpa.ensemble import fit_thresholds
 from hpa.io import setup_logging, write_csv, write_json
 
 setup_logging(snakemake.log[0])
-record, per_class = fit_thresholds(
+ens = snakemake.params.ensemble
+record, per_class, methods = fit_thresholds(
     pd.read_csv(snakemake.input.oof, dtype={"Id": str}),
     read_manifest(snakemake.input.manifest, split="train"),
-    snakemake.params.method,
+    pd.read_csv(snakemake.input.folds, dtype={"Id": str}),
+    ens["threshold"],
+    top1=ens["top1"],
+    shrink_factor=ens["shrink"],
+    shrink_toward=ens["shrink_toward"],
 )
 write_csv(per_class, snakemake.output.per_class)
+write_csv(methods, snakemake.output.methods)
 write_json(record, snakemake.output.thresholds)

@@ -13,7 +13,7 @@ test_ids = pd.concat(
 )
 sub = submission(
     pd.read_csv(snakemake.input.test, dtype={"Id": str}),
-    read_json(snakemake.input.thresholds)["thresholds"],
+    read_json(snakemake.input.thresholds),
     sorted(test_ids),
 )
 write_csv(sub, snakemake.output.submission)

@@ -2,13 +2,17 @@
 
 Macro F1 rewards rare classes as much as Nucleoplasm, and a classifier's
 probabilities for a class seen 11 times are badly calibrated, so one cut at
-0.5 wastes most of the score. Thresholds are always fitted on out-of-fold
-predictions, never on test.
+0.5 wastes most of the score. Thresholds are fitted on out-of-fold
+predictions, never on test labels; only ``match_distribution`` looks at test
+*probabilities* (no labels), as the 1st and 3rd places did.
+
+Every method is ``fit(probs, y, train_frequency) -> thresholds``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import least_squares
 
 from .metrics import macro_f1
 
@@ -36,29 +40,119 @@ def best_cut(scores: np.ndarray, positives: np.ndarray) -> tuple[float, float]:
     return float((s[cut] + below) / 2), float(f1[best])
 
 
-def fit_per_class(probs: np.ndarray, y: np.ndarray, fallback: float = 0.5) -> np.ndarray:
+def fit_per_class(probs, y, train_frequency=None, fallback: float = 0.5) -> np.ndarray:
     """One exact F1-optimal threshold per class; ``fallback`` where a class has no positives."""
     thresholds = np.array([best_cut(probs[:, k], y[:, k])[0] for k in range(y.shape[1])])
     return np.where(np.isnan(thresholds), fallback, thresholds)
 
 
-def fit_global(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The single threshold, shared by all classes, that maximises macro F1."""
-    grid = np.linspace(0.01, 0.99, 99)
+def fit_global(probs, y, train_frequency=None) -> np.ndarray:
+    """The single threshold, shared by all classes, that maximises macro F1 (to 0.005)."""
+    grid = np.arange(0.005, 1.0, 0.005)
     scores = [macro_f1(y, probs >= t) for t in grid]
     return np.full(y.shape[1], grid[int(np.argmax(scores))])
 
 
-METHODS = {"per_class": fit_per_class, "global": fit_global}
+def _soft_f1(probs, y, thresholds, sharpness):
+    pred = 1.0 / (1.0 + np.exp(-sharpness * (probs - thresholds)))
+    return 2.0 * (pred * y).sum(0) / ((pred + y).sum(0) + 1e-6)
 
 
-def fit(method: str, probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+def fit_soft_f1(probs, y, train_frequency=None, sharpness: float = 50.0, decay: float = 1e-5) -> np.ndarray:
+    """Least-squares fit of a sigmoid-smoothed F1 to 1 for every class (iafoss's public kernel).
+
+    The small pull toward 0.5 keeps classes without positives at a sane value.
+    """
+    y = y.astype(float)
+
+    def residuals(t):
+        return np.concatenate([_soft_f1(probs, y, t, sharpness) - 1.0, decay * (t - 0.5)])
+
+    fit = least_squares(residuals, np.full(y.shape[1], 0.5), bounds=(0.0, 1.0))
+    return fit.x
+
+
+def fit_frequency(probs, y, train_frequency=None) -> np.ndarray:
+    """Threshold = the class's training frequency, P_c = C_c / N (the NTU team's rule)."""
+    freq = y.mean(0) if train_frequency is None else np.asarray(train_frequency, dtype=float)
+    return np.clip(freq, 1e-4, 1.0)
+
+
+def match_distribution(probs, train_frequency) -> np.ndarray:
+    """Thresholds making each class's predicted rate on ``probs`` equal its training frequency.
+
+    Applied to unlabelled test probabilities: it assumes test and train share
+    class frequencies, which held in the competition.
+    """
+    freq = np.asarray(train_frequency, dtype=float)
+    n = len(probs)
+    thresholds = np.empty(probs.shape[1])
+    for k in range(probs.shape[1]):
+        s = np.sort(probs[:, k])[::-1]
+        count = int(round(freq[k] * n))
+        if count <= 0:
+            thresholds[k] = min(1.0, s[0] + 1e-6) if n else 1.0
+        else:
+            below = s[count] if count < n else 0.0
+            thresholds[k] = (s[count - 1] + below) / 2
+    return thresholds
+
+
+def fit_match_distribution(probs, y, train_frequency=None) -> np.ndarray:
+    """On OOF: match the OOF predicted rates to the training frequency (no labels used beyond it)."""
+    return match_distribution(probs, y.mean(0) if train_frequency is None else train_frequency)
+
+
+METHODS = {
+    "global": fit_global,
+    "per_class": fit_per_class,
+    "soft_f1": fit_soft_f1,
+    "frequency": fit_frequency,
+    "match_distribution": fit_match_distribution,
+}
+
+
+def shrink(thresholds, factor: float, toward) -> np.ndarray:
+    """t' = toward + factor * (t - toward); 2nd place: factor 0.7 toward 0, against overfitting."""
+    return np.asarray(toward) + factor * (np.asarray(thresholds) - np.asarray(toward))
+
+
+def fit(method: str, probs, y, train_frequency=None, *, shrink_factor: float = 1.0,
+        shrink_toward: float | str = "global") -> np.ndarray:
+    """Fit ``method``'s thresholds on (probs, y), then optionally shrink them."""
     try:
         fitter = METHODS[method]
     except KeyError:
         raise ValueError(f"unknown threshold method {method!r}; choose one of {sorted(METHODS)}") from None
-    return fitter(probs, y)
+    if shrink_factor != 1.0 and method == "match_distribution":
+        raise ValueError("shrink applies to fitted thresholds; match_distribution sets rates, not cuts")
+    thresholds = fitter(probs, y, train_frequency)
+    if shrink_factor != 1.0:
+        toward = fit_global(probs, y) if shrink_toward == "global" else float(shrink_toward)
+        thresholds = shrink(thresholds, shrink_factor, toward)
+    return thresholds
 
 
-def predict(probs: np.ndarray, thresholds) -> np.ndarray:
-    return probs >= np.asarray(thresholds)[None, :]
+def predict(probs, thresholds, top1: bool = False) -> np.ndarray:
+    """Classes at or above their threshold; with ``top1`` an image with none gets its most probable class."""
+    pred = probs >= np.asarray(thresholds)[None, :]
+    if top1 and len(probs):
+        empty = ~pred.any(axis=1)
+        pred[np.flatnonzero(empty), probs[empty].argmax(axis=1)] = True
+    return pred
+
+
+def honest_estimate(method: str, probs, y, folds, **options) -> float:
+    """Fit on k-1 folds' OOF, score on the held-out fold, average over folds.
+
+    The gap between this and the in-sample OOF F1 is how much the thresholds overfit.
+    """
+    top1 = options.pop("top1", False)
+    scores = []
+    for k in np.unique(folds):
+        held = folds == k
+        thresholds = fit(method, probs[~held], y[~held], y[~held].mean(0), **options)
+        if method == "match_distribution":
+            thresholds = match_distribution(probs[held], y[~held].mean(0))
+        scores.append(macro_f1(y[held], predict(probs[held], thresholds, top1)))
+    return float(np.mean(scores))

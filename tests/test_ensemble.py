@@ -1,0 +1,84 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpa import thresholds as th
+from hpa.data import matrix_to_labels
+from hpa.ensemble import PROB_COLUMNS, combine, fit_thresholds, submission
+
+
+def write_probs(path, ids, probs):
+    table = pd.DataFrame(probs, columns=PROB_COLUMNS).assign(Id=np.asarray(ids))[["Id", *PROB_COLUMNS]]
+    table.to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.fixture
+def two_models(tmp_path):
+    """Model 'good' sees the labels through noise; model 'noise' sees nothing. Two folds each."""
+    rng = np.random.default_rng(0)
+    n = 200
+    y = rng.random((n, 28)) < 0.15
+    ids = [f"i{i:03d}" for i in range(n)]
+    labels = pd.DataFrame({"Id": ids, "Target": matrix_to_labels(y)})
+    labels = labels[labels["Target"] != ""]
+    keep = labels.index.to_numpy()
+    folds = pd.DataFrame({"Id": labels["Id"], "fold": np.arange(len(labels)) % 2})
+    test_ids = [f"t{i}" for i in range(30)]
+    members = {}
+    for name, signal in (("good", 0.6), ("noise", 0.0)):
+        members[name] = {"oof": [], "test": []}
+        probs = np.clip(signal * y[keep] + (1 - signal) * rng.random((len(keep), 28)), 0, 1)
+        for k in (0, 1):
+            rows = folds["fold"].to_numpy() == k
+            members[name]["oof"].append(write_probs(tmp_path / f"{name}{k}_oof.csv", labels["Id"][rows], probs[rows]))
+            members[name]["test"].append(write_probs(tmp_path / f"{name}{k}_test.csv", test_ids, rng.random((30, 28))))
+    return members, labels, folds, y[keep]
+
+
+def test_mean_combination_averages_models_and_folds(two_models):
+    members, labels, folds, _ = two_models
+    oof, test, how = combine(members, labels, "mean")
+    good = pd.concat([pd.read_csv(p) for p in members["good"]["oof"]]).set_index("Id")
+    noise = pd.concat([pd.read_csv(p) for p in members["noise"]["oof"]]).set_index("Id")
+    expected = ((good + noise) / 2).loc[oof["Id"], PROB_COLUMNS].to_numpy()
+    assert np.allclose(oof[PROB_COLUMNS].to_numpy(), expected, atol=1e-6)
+    assert len(test) == 30 and how["weights"] == {"good": 0.5, "noise": 0.5}
+
+
+def test_fitted_weights_trust_the_informative_model(two_models):
+    members, labels, _, _ = two_models
+    _, _, how = combine(members, labels, "weighted", weights="fit")
+    assert how["weights"]["good"] > 0.8
+
+
+def test_group_combination_takes_each_group_from_its_best_member(two_models):
+    members, labels, _, _ = two_models
+    oof, _, how = combine(members, labels, "groups", groups=[list(range(14)), list(range(14, 28))])
+    assert set(how["sources"].values()) == {"good"}
+    good = pd.concat([pd.read_csv(p) for p in members["good"]["oof"]]).set_index("Id")
+    assert np.allclose(oof[PROB_COLUMNS].to_numpy(), good.loc[oof["Id"], PROB_COLUMNS].to_numpy(), atol=1e-6)
+
+
+def test_fit_thresholds_reports_every_method_in_sample_and_honest(two_models):
+    members, labels, folds, _ = two_models
+    oof, _, _ = combine(members, labels, "mean")
+    record, per_class, methods = fit_thresholds(oof, labels, folds, "per_class")
+    assert record["method"] == "per_class" and len(record["thresholds"]) == 28
+    assert record["oof_macro_f1"] >= record["honest_macro_f1"]
+    assert set(methods["method"]) == set(th.METHODS) | {"fixed_0.5"}
+    assert methods.loc[methods["chosen"], "method"].tolist() == ["per_class"]
+    assert per_class["f1"].mean() == pytest.approx(record["oof_macro_f1"], abs=1e-3)
+
+
+def test_submission_covers_every_id_and_matches_distribution_on_test(two_models):
+    members, labels, folds, _ = two_models
+    oof, test, _ = combine(members, labels, "mean")
+    record, _, _ = fit_thresholds(oof, labels, folds, "match_distribution")
+    sub = submission(test, record, sorted(test["Id"]) + ["unreadable"])
+    assert len(sub) == 31 and sub.set_index("Id").at["unreadable", "Predicted"] == ""
+    predicted = np.zeros((30, 28), dtype=bool)
+    for i, p in enumerate(sub["Predicted"][:30]):
+        predicted[i, [int(c) for c in p.split()]] = True
+    freq = np.asarray(record["train_frequency"])
+    assert np.allclose(predicted.mean(0), freq, atol=1 / 30 + 1e-9)

@@ -1,0 +1,20 @@
+"""Rule plot_thresholds: F1-vs-threshold curves and per-class F1 bars of an ensemble."""
+
+import pandas as pd
+
+from hpa.curves import per_class_f1_bars, threshold_curves
+from hpa.data import labels_to_matrix, read_manifest
+from hpa.ensemble import PROB_COLUMNS
+from hpa.io import read_json, setup_logging
+
+setup_logging(snakemake.log[0])
+oof = pd.read_csv(snakemake.input.oof, dtype={"Id": str})
+labels = read_manifest(snakemake.input.manifest, split="train").set_index("Id")
+y = labels_to_matrix(labels.loc[oof["Id"], "Target"])
+record = read_json(snakemake.input.thresholds)
+threshold_curves(oof[PROB_COLUMNS].to_numpy(), y, record["thresholds"], snakemake.output.curves)
+per_class_f1_bars(
+    pd.read_csv(snakemake.input.per_class),
+    f"{snakemake.wildcards.ensemble}: OOF F1 per class ({record['method']} thresholds)",
+    snakemake.output.f1_bars,
+)
