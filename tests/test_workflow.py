@@ -1,42 +1,16 @@
 """Run the real Snakefile end to end on a tiny config, in a temporary directory."""
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, write_kaggle_source
+from conftest import REPO, TINY, snakemake, write_kaggle_source
 
 pytestmark = pytest.mark.workflow
 
-TINY = {
-    "source": "demo",
-    "demo": {"n_train": 36, "n_test": 12, "size": 48, "seed": 3, "min_per_class": 1},
-    "data": {"image_size": 32},
-    "folds": {"n": 2},
-    "models": {"tiny": {"arch": "resnet18", "epochs": 1, "batch_size": 8}},
-    "ensembles": {"main": {"models": ["tiny"], "tta": "flips"}},
-}
-
-
-def snakemake(workdir, *args, check=True):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo_run")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
-    snakemake(workdir)
-    return workdir
+# demo_run (conftest): TINY run to completion, shared with tests/test_rerun.py and tests/test_slurm.py.
 
 
 def test_demo_run_writes_a_submission_for_every_test_id(demo_run):
@@ -57,7 +31,8 @@ def test_demo_run_thresholds_and_evaluation(demo_run):
     evaluation = json.loads((demo_run / "results/evaluation/main.json").read_text())
     assert 0 <= evaluation["test_macro_f1"] <= 1
     folds = pd.read_csv(demo_run / "results/splits/folds.csv")
-    assert len(folds) == 36 and set(folds["fold"]) == {0, 1}
+    kept = pd.read_csv(demo_run / "results/external/kept.csv")  # the mirror's kept external images
+    assert len(folds) == 36 + len(kept) and set(folds["fold"]) == {0, 1}
 
 
 def test_every_rule_left_a_log_and_a_benchmark(demo_run):
@@ -72,31 +47,24 @@ def test_rerun_after_completion_does_nothing(demo_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_changing_the_threshold_method_reruns_only_dependent_rules(demo_run, tmp_path):
-    config = dict(TINY, ensembles={"main": {"models": ["tiny"], "tta": "flips", "threshold": "global"}})
-    (demo_run / "config.yaml").write_text(yaml.safe_dump(config))
-    try:
-        out = snakemake(demo_run, "-n", "--quiet", "rules").stdout
-    finally:
-        (demo_run / "config.yaml").write_text(yaml.safe_dump(TINY))
-    assert "fit_thresholds" in out and "make_submission" in out
-    assert "train" not in out.split() and "predict" not in out.split()
-
-
 def test_real_config_lists_every_stage(tmp_path):
-    """config/hpa.yaml plans the whole pipeline from the Kaggle files alone."""
+    """config/hpa.yaml plans the whole pipeline from the Kaggle files and the HPAv18 list alone."""
     write_kaggle_source(tmp_path / "resources/kaggle", {"a": "0", "b": "1 2", "c": "25"}, ["t"])
+    (tmp_path / "resources/external").mkdir()
+    (tmp_path / "resources/external/HPAv18RBGY_wodpl.csv").write_text("Id,Target\n10580_1610_C1_1,0 2\n")
     (tmp_path / "config.yaml").write_text((REPO / "config/hpa.yaml").read_text())
     out = snakemake(tmp_path, "-n", "--quiet", "rules").stdout
-    for rule in ("ingest", "cache_images", "channel_stats", "make_folds", "train", "predict",
-                 "blend", "fit_thresholds", "make_submission"):
+    for rule in ("download_external", "hash_images", "clean_external",
+                 "ingest", "cache_images", "channel_stats", "make_folds", "train", "predict",
+                 "blend", "fit_thresholds", "make_submission",
+                 "count_labels", "mine_labels", "class_groups", "sampling_weights", "plot_labels"):
         assert rule in out
     assert "make_demo" not in out and "evaluate_test" not in out
 
 
 def test_bad_labels_stop_the_run_naming_file_and_line(tmp_path):
     write_kaggle_source(tmp_path / "resources/kaggle", {"a": "0", "b": "31"}, ["t"])
-    config = dict(TINY, source="kaggle")
+    config = dict(TINY, source="kaggle", external={"use": False})  # else hash_images reads train.csv first
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "results/data/manifest.csv", check=False)
     assert result.returncode != 0

@@ -58,30 +58,85 @@ def source_files():
     return {"train_csv": f"{d}/train.csv", "sample_submission": f"{d}/sample_submission.csv"}
 
 
+def external_inputs(*names):
+    """Outputs of clean_external a rule reads when external.use is on (none when off)."""
+    if not config["external"]["use"]:
+        return {}
+    return {name: f"results/external/{name}.csv" for name in names}
+
+
+def label_sources():
+    """Labels CSV per source for the analysis: the training labels, plus the external list (as listed) when used."""
+    sources = {config["source"]: source_files()["train_csv"]}
+    external = config.get("external", {})
+    if external.get("use", False):
+        sources["external"] = external["list"]
+    return sources
+
+
+def analysis_tables(names, subset="all"):
+    """Paths of analysis tables of "all" labels together, or of one source's."""
+    if subset != "all":
+        return {name: f"results/analysis/sources/{subset}/{name}.csv" for name in names}
+    tables = {name: f"results/analysis/{name}.csv" for name in names}
+    if "rules" in tables:
+        tables["rules"] = report(tables["rules"], caption="../report/rules.rst", category="Labels")
+    return tables
+
+
+def source_table_paths(names):
+    """Flat list of every source's own copies of the tables ``names``."""
+    return [p for s in label_sources() for p in analysis_tables(names, s).values()]
+
+
+def sampling_weights(wildcards):
+    """Class weights of the co-occurrence stage, for models that oversample rare classes."""
+    if MODELS[wildcards.model]["oversample"]:
+        return "results/analysis/sampling_weights.csv"
+    return []
+
+
 def ensemble_predictions(kind):
-    """Per-model lists of the fold prediction tables an ensemble blends."""
+    """Input function: every fold prediction table (``kind`` oof or test) an ensemble blends."""
 
     def inner(wildcards):
-        ens = ENSEMBLES[wildcards.ensemble]
-        return {
-            m: [f"results/predictions/{m}/fold{k}/{ens['tta']}_{ens['aggregate']}/{kind}.csv" for k in FOLDS]
-            for m in ens["models"]
+        members = ensemble_members(wildcards)
+        return [path for m in members for path in members[m][kind]]
+
+    return inner
+
+
+def ensemble_members(wildcards):
+    """{model: {"oof": [per-fold CSV], "test": [per-fold CSV]}} of an ensemble."""
+    ens = ENSEMBLES[wildcards.ensemble]
+    view = f"{ens['tta']}_{ens['aggregate']}"
+    return {
+        m: {
+            kind: [f"results/predictions/{m}/fold{k}/{view}/{kind}.csv" for k in FOLDS]
+            for kind in ("oof", "test")
         }
+        for m in ens["models"]
+    }
 
-    return inner
 
-
-def flat(per_model):
-    """Flatten an input function's {model: [paths]} into one list of paths."""
-
-    def inner(wildcards):
-        return [p for paths in per_model(wildcards).values() for p in paths]
-
-    return inner
+def class_groups(wildcards):
+    """The co-occurrence stage's class groups, for ensembles that combine by group."""
+    if ENSEMBLES[wildcards.ensemble]["combine"] == "groups":
+        return "results/analysis/class_groups.yaml"
+    return []
 
 
 def all_outputs():
     targets = expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES)
+    targets += expand(
+        "results/analysis/{name}",
+        name=["itemsets.csv", "rules.csv", "class_groups.yaml", "sampling_weights.csv",
+              "cooccurrence_heatmap.png", "class_frequency.png"],
+    )
+    targets += expand(
+        "results/metrics/{ensemble}/{name}.png", ensemble=ENSEMBLES, name=["threshold_curves", "per_class_f1"]
+    )
+    targets += expand("results/models/{model}/curves.png", model=MODELS)
     if config["source"] == "demo":
         targets += expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES)
     return targets

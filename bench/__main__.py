@@ -1,0 +1,25 @@
+"""Run every benchmark: ``python -m bench`` (or ``python -m bench NAME ...`` for some).
+
+Each prints its figures and ratio, measured in one run, and writes
+results/benchmarks/NAME.json. Timings on a shared machine are noisy: the
+ratios compare two things measured back to back, which is what they are for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ["cache", "input_pipeline", "train_step", "thresholds", "dedup", "cooccurrence", "demo"]
+
+
+def main(names: list[str]) -> None:
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; choose from {BENCHMARKS}")
+    for name in names or BENCHMARKS:
+        importlib.import_module(f"bench.{name}").main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
