@@ -134,7 +134,6 @@ def test_schedules(name):
 
 
 def test_oversampling_draws_rare_classes_at_the_expected_rate():
-    rng = np.random.default_rng(0)
     y = np.zeros((2000, 28), dtype=np.uint8)
     y[:, 0] = 1
     y[:20, 27] = 1  # 1% rare class

@@ -16,9 +16,16 @@ from scipy.optimize import minimize
 from . import thresholds as th
 from .classes import CLASS_NAMES, NUM_CLASSES
 from .data import labels_to_matrix, matrix_to_labels
-from .metrics import f1_per_class, macro_f1, per_class_report
+from .metrics import macro_f1, per_class_report
 
 PROB_COLUMNS = [f"p{k}" for k in range(NUM_CLASSES)]
+
+
+def probability_table(ids, probs: np.ndarray) -> pd.DataFrame:
+    """``Id,p0..p27``: the format of every probability table the pipeline writes."""
+    return pd.DataFrame(np.asarray(probs).round(6), columns=PROB_COLUMNS).assign(Id=np.asarray(ids))[
+        ["Id", *PROB_COLUMNS]
+    ]
 
 
 def read_probs(path) -> pd.DataFrame:
@@ -106,10 +113,7 @@ def combine(members: dict[str, dict[str, list[str]]], labels: pd.DataFrame, comb
         blended_test = sum(wi * test_p[m] for wi, m in zip(w, names))
         how = {"combine": combine_as, "weights": {m: round(float(wi), 6) for m, wi in zip(names, w)}}
 
-    def table(ids, probs):
-        return pd.DataFrame(probs.round(6), columns=PROB_COLUMNS).assign(Id=np.asarray(ids))[["Id", *PROB_COLUMNS]]
-
-    return table(oof_ids, blended_oof), table(test_ids, blended_test), how
+    return probability_table(oof_ids, blended_oof), probability_table(test_ids, blended_test), how
 
 
 def threshold_inputs(oof: pd.DataFrame, labels: pd.DataFrame, folds: pd.DataFrame):
@@ -175,7 +179,3 @@ def score_submission(sub: pd.DataFrame, truth: pd.DataFrame) -> float:
     merged = truth.merge(sub, on="Id", how="left", validate="one_to_one").fillna({"Predicted": ""})
     return macro_f1(labels_to_matrix(merged["Target"]), labels_to_matrix(merged["Predicted"]))
 
-
-def per_class_f1(sub: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
-    merged = truth.merge(sub, on="Id", how="left", validate="one_to_one").fillna({"Predicted": ""})
-    return f1_per_class(labels_to_matrix(merged["Target"]), labels_to_matrix(merged["Predicted"]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 
 from . import thresholds as th
 from .data import labels_to_matrix

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -118,7 +117,3 @@ def write_stats(cache_path, index: pd.DataFrame, stats_path) -> None:
     cache = np.load(cache_path, mmap_mode="r")
     write_json(channel_stats(cache, index.loc[index["ok"], "row"]), stats_path)
 
-
-def cache_paths(folder, split: str) -> dict[str, Path]:
-    folder = Path(folder)
-    return {"npy": folder / f"{split}.npy", "index": folder / f"{split}.csv"}

@@ -14,7 +14,8 @@ from .classes import CHANNELS, CLASS_NAMES, NUM_CLASSES
 from .data import matrix_to_labels
 from .images import load_image, open_cache
 from .io import write_csv
-from .train import CachedImages, load_checkpoint, make_loader, pick_device, probability_table
+from .ensemble import probability_table
+from .train import CachedImages, load_checkpoint, make_loader, pick_device
 from .tta import predict_probs
 
 log = logging.getLogger(__name__)

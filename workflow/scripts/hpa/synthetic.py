@@ -316,14 +316,24 @@ def _draw_blue(sc, rng):
     return sc.nucleus * level * (0.75 + 0.2 * texture) * (1 - 0.6 * sc.holes)
 
 
-def _draw_red(sc, rng):
-    """Microtubules: curved walks from the nuclear envelope outwards, cut at the cell edge."""
-    cells, n = sc.cells_of("interphase", "daughter"), 70
+def _filament_seeds(sc, rng, n, offset):
+    """n filament starts per interphase/daughter cell, at an angle phi around its nucleus.
+
+    ``offset`` is the range of distances beyond the nuclear envelope, in cell radii.
+    Returns (owning cell, phi, start points, step length of a cell-scaled walk).
+    """
+    cells = sc.cells_of("interphase", "daughter")
     owner = np.repeat([i for i, _ in cells], n).astype(int)
     phi = rng.uniform(0, TAU, len(owner))
-    start = _points(c.around_nucleus(p, c.radius * rng.uniform(0, 0.05, n))
+    start = _points(c.around_nucleus(p, c.radius * rng.uniform(*offset, n))
                     for (_, c), p in zip(cells, phi.reshape(-1, n)))
     step = np.array([sc.cells[i].radius for i in owner]) / 12
+    return owner, phi, start, step
+
+
+def _draw_red(sc, rng):
+    """Microtubules: curved walks from the nuclear envelope outwards, cut at the cell edge."""
+    owner, phi, start, step = _filament_seeds(sc, rng, 70, (0, 0.05))
     walks, tips = _clip_paths(sc, _trace(rng, start, phi + rng.normal(0, 0.8, len(phi)), step, 18, 0.25), owner)
     walks += [f for _, c in sc.cells_of("mitotic") for f in c.fibres] + sc.bridges
     ink = _lines(sc, walks, rng.uniform(0.35, 1.0, len(walks)), 0.015)
@@ -391,13 +401,8 @@ def golgi_apparatus(sc, rng):
 
 def intermediate_filaments(sc, rng):
     """Long wavy filaments winding around the nucleus (a cage), unlike the radial microtubules."""
-    cells, n = sc.cells_of("interphase", "daughter"), 30
-    owner = np.repeat([i for i, _ in cells], n).astype(int)
-    phi = rng.uniform(0, TAU, len(owner))
-    start = _points(c.around_nucleus(p, c.radius * rng.uniform(0.05, 0.45, n))
-                    for (_, c), p in zip(cells, phi.reshape(-1, n)))
+    owner, phi, start, step = _filament_seeds(sc, rng, 30, (0.05, 0.45))
     heading = phi + np.pi / 2 * rng.choice([-1, 1], len(phi)) + rng.normal(0, 0.3, len(phi))
-    step = np.array([sc.cells[i].radius for i in owner]) / 12
     segments = _clip_paths(sc, _trace(rng, start, heading, step, 30, 0.12, wave=0.35), owner)[0]
     return _lines(sc, segments, rng.uniform(0.5, 1.0, len(segments)), 0.018) * sc.cyto
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .augment import AugmentConfig, augment_batch
 from .data import labels_to_matrix, read_manifest
+from .ensemble import probability_table
 from .images import open_cache
 from .io import atomic_path, read_json, write_csv
 from .losses import build_loss
@@ -336,11 +337,6 @@ def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
     model = build_model(cfg.arch, stats["mean"], stats["std"], None, cfg.dropout, cfg.stem)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt
-
-
-def probability_table(ids, probs: np.ndarray) -> pd.DataFrame:
-    cols = {f"p{k}": probs[:, k].round(6) for k in range(probs.shape[1])}
-    return pd.DataFrame({"Id": np.asarray(ids), **cols})
 
 
 def fold_rows(index: pd.DataFrame, folds: pd.DataFrame, labels: pd.DataFrame, fold: int):
