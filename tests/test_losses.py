@@ -4,7 +4,9 @@ import pytest
 import torch
 from torchvision.ops import sigmoid_focal_loss
 
-from hpa.losses import FocalLoss, LovaszHinge, SoftF1Loss, WeightedSum, build_loss, lovasz_hinge_flat, pos_weights
+from hpa.losses import (
+    FocalLoss, HardBCE, LovaszHinge, SoftF1Loss, WeightedSum, build_loss, lovasz_hinge_flat, pos_weights,
+)
 from hpa.metrics import macro_f1
 
 
@@ -99,7 +101,31 @@ def test_build_loss_from_config(batch):
         build_loss({"focal": 1.0, "dice": 1.0})
 
 
-@pytest.mark.parametrize("name", ["bce", "weighted_bce", "focal", "soft_f1", "lovasz"])
+def test_hard_bce_is_the_mean_of_the_largest_terms(batch):
+    logits, targets = batch
+    logits = logits.clone().requires_grad_(True)
+    loss = build_loss("hard_bce", {"hard_fraction": 0.25})(logits, targets)
+    terms = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten()
+    hardest = torch.topk(terms.detach(), 16 * 28 // 4)
+    assert loss.item() == pytest.approx(hardest.values.mean().item(), abs=1e-6)
+    loss.backward()
+    kept = torch.zeros(terms.numel(), dtype=torch.bool)
+    kept[hardest.indices] = True
+    grad = logits.grad.flatten()
+    assert (grad[~kept] == 0).all() and (grad[kept] != 0).all()
+
+
+def test_hard_bce_of_every_term_is_bce_and_keeps_at_least_one(batch):
+    logits, targets = batch
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    assert torch.allclose(HardBCE(1.0)(logits, targets), bce.mean(), atol=1e-6)
+    assert torch.equal(HardBCE(1e-6)(logits, targets), bce.max())
+    assert build_loss("hard_bce").fraction == 0.1
+    with pytest.raises(ValueError, match="hard_fraction"):
+        HardBCE(0.0)
+
+
+@pytest.mark.parametrize("name", ["bce", "weighted_bce", "focal", "soft_f1", "lovasz", "hard_bce"])
 def test_every_loss_decreases_under_gradient_descent(batch, name):
     _, targets = batch
     logits = torch.zeros_like(targets, requires_grad=True)
