@@ -8,7 +8,8 @@ from hpa.augment import AugmentConfig, augment_batch, random_affine
 from hpa.models import build_model
 from hpa.optim import build_optimizer, build_schedule
 from hpa.sampling import class_weights, expected_class_rate
-from hpa.train import TrainConfig, fit_fold, oversampler
+from hpa.distributed import Ranks
+from hpa.train import CachedImages, TrainConfig, Trainer, fit_fold, load_checkpoint, training_loader
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
 
@@ -141,7 +142,13 @@ def test_oversampling_draws_rare_classes_at_the_expected_rate():
     assert weights[27] == pytest.approx(20.0)  # 2000/20 = 100, capped at 20
     expected = expected_class_rate(y, weights)[27]
     assert expected == pytest.approx(20 * 20 / (20 * 20 + 1980))
-    draws = np.concatenate([list(oversampler(y, weights, seed)) for seed in range(10)])
+    cfg = TrainConfig(oversample=True, batch_size=100)
+    data = CachedImages(np.zeros((2000, 4, 2, 2), np.uint8), np.arange(2000), y)
+    draws = np.concatenate([
+        batch for seed in range(10)
+        for batch in training_loader(data, cfg, seed, Ranks(), class_weights=weights).batch_sampler
+    ])
+    assert len(draws) == 10 * 2000
     observed = y[draws, 27].mean()
     assert observed == pytest.approx(expected, rel=0.1)
     assert observed > 10 * y[:, 27].mean()
@@ -169,3 +176,50 @@ def test_config_defaults_round_trip():
         TrainConfig.from_dict({"epochz": 3})
     assert cfg.digest() != TrainConfig().digest()
     assert dataclasses.asdict(TrainConfig())["amp"] is None
+
+
+def test_stages_switch_the_loss_and_scale_the_learning_rate(tmp_path):
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-3, schedule="constant",
+                      stages=[{"loss": "weighted_bce", "epochs": 2}, {"loss": "soft_f1", "lr_mult": 0.1}])
+    history, _ = run(tmp_path, cfg)
+    assert list(history["stage"]) == [0, 0, 1]
+    assert history["lr"].tolist() == pytest.approx([1e-3, 1e-3, 1e-4])
+    # soft-F1 is 1 - F1, far above the weighted BCE of a model that has learnt the toy problem.
+    assert history["train_loss"].iloc[2] > 3 * history["train_loss"].iloc[1]
+
+
+def test_stages_longer_than_the_training_are_refused():
+    with pytest.raises(ValueError, match="raise epochs"):
+        TrainConfig.from_dict({"epochs": 3, "stages": [{"loss": "bce", "epochs": 3}, {"loss": "soft_f1"}]})
+    with pytest.raises(ValueError, match="stages\\[0\\]"):
+        TrainConfig.from_dict({"stages": [{"los": "bce"}]})
+
+
+def test_dual_loss_adds_the_weighted_reconstruction_error():
+    cache, y = toy_problem()
+    x, target = torch.from_numpy(cache[:8]).float(), torch.as_tensor(y[:8], dtype=torch.float32)
+    cfg = TrainConfig(reconstruction_weight=10.0)
+    trainer = Trainer(cfg, STATS, y, 4)
+    trainer.model.train()
+    torch.manual_seed(0)
+    loss = trainer.compute_loss(x, target)
+    torch.manual_seed(0)
+    logits, reconstruction = trainer.model(x, reconstruct=True)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, target) + 10.0 * torch.mean(
+        (reconstruction - trainer.model.normalize(x)) ** 2
+    )
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    decoder_grads = [p.grad for n, p in trainer.model.named_parameters() if "decoder" in n]
+    assert decoder_grads and all(g is not None and g.abs().sum() > 0 for g in decoder_grads)
+    assert not any("decoder" in n for n, _ in Trainer(TrainConfig(), STATS, y, 4).model.named_parameters())
+
+
+def test_a_gapnet_dual_loss_checkpoint_predicts_without_its_training_config(tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=8, head="gapnet", reconstruction_weight=10.0, loss="hard_bce")
+    _, oof = run(tmp_path, cfg)
+    model, ckpt = load_checkpoint(tmp_path / "model.pt", torch.device("cpu"))
+    cache, _ = toy_problem()
+    with torch.no_grad():
+        probs = torch.sigmoid(model(torch.from_numpy(cache[32:48]))).numpy()
+    assert np.allclose(probs, oof, atol=1e-5)

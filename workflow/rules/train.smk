@@ -25,7 +25,8 @@ rule train:
     # from its last checkpoint; a deterministic error fails again and stops after these.
     retries: 2
     resources:
-        gpu=1,
+        # One GPU per training process (processes > 1: DistributedDataParallel within the job).
+        gpu=lambda wildcards: MODELS[wildcards.model]["processes"],
     conda:
         "../../envs/torch.yaml"
     script:

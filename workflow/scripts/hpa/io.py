@@ -50,12 +50,12 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
-def setup_logging(log_path=None) -> logging.Logger:
-    """Send the library's log records (and warnings) to the rule's log file."""
+def setup_logging(log_path=None, mode: str = "w") -> logging.Logger:
+    """Send the library's log records (and warnings) to the rule's log file (``mode="a"`` to add to it)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers = [logging.FileHandler(log_path, mode="w")]
+        handlers = [logging.FileHandler(log_path, mode=mode)]
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

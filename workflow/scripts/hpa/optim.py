@@ -49,8 +49,11 @@ SCHEDULES = {"constant": _constant, "cosine": _cosine, "onecycle": _onecycle, "s
 
 
 def build_schedule(optimizer, name: str, epochs: int, steps_per_epoch: int, warmup_epochs: float = 0.0,
-                   **kwargs):
-    """A LambdaLR stepped once per optimizer step, with linear warmup in front of any schedule."""
+                   epoch_factor=None, **kwargs):
+    """A LambdaLR stepped once per optimizer step, with linear warmup in front of any schedule.
+
+    ``epoch_factor(epoch)`` (1-based) scales the rate further, e.g. a lower rate for a fine-tuning stage.
+    """
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}")
     total = max(1, epochs * steps_per_epoch)
@@ -58,8 +61,9 @@ def build_schedule(optimizer, name: str, epochs: int, steps_per_epoch: int, warm
     shape = SCHEDULES[name]
 
     def factor(step):
+        scale = epoch_factor(step // steps_per_epoch + 1) if epoch_factor else 1.0
         if name != "onecycle" and step < warmup:
-            return (step + 1) / warmup
-        return shape(step, total, warmup, steps_per_epoch=steps_per_epoch, **kwargs)
+            return scale * (step + 1) / warmup
+        return scale * shape(step, total, warmup, steps_per_epoch=steps_per_epoch, **kwargs)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -16,14 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from . import distributed
 from .augment import AugmentConfig, augment_batch
+from .classes import NUM_CLASSES
 from .data import labels_to_matrix, read_manifest
+from .distributed import Ranks
 from .ensemble import probability_table
 from .images import open_cache
-from .io import atomic_path, read_json, write_csv
+from .io import atomic_path, read_json, setup_logging, write_csv
 from .losses import build_loss
 from .metrics import f1_per_class, macro_f1
 from .models import build_model
@@ -43,10 +48,16 @@ class TrainConfig:
     weights: str | None = None
     stem: str = "mean_rg"
     dropout: float = 0.0
+    head: str = "linear"
+    se_reduction: int = 16
+    extra_blocks: int = 0
+    reconstruction_weight: float = 0.0
     loss: str | dict = "bce"
+    stages: list = field(default_factory=list)
     focal_gamma: float = 2.0
     focal_alpha: float | None = None
     pos_weight_power: float = 0.5
+    hard_fraction: float = 0.1
     optimizer: str = "adam"
     lr: float = 1e-3
     body_lr_mult: float = 1.0
@@ -66,6 +77,7 @@ class TrainConfig:
     amp: str | None = None
     channels_last: bool = True
     compile: bool = False
+    processes: int = 1
     seed: int = 0
 
     @classmethod
@@ -76,7 +88,34 @@ class TrainConfig:
             raise ValueError(f"unknown model key(s) {sorted(unknown)}; known: {sorted(known)}")
         cfg = cls(**d)
         cfg.augment = dataclasses.asdict(AugmentConfig.from_dict(cfg.augment))
+        cfg.stage_losses()  # fail at config time, not after hours of the first stage
+        distributed.check_batch_size(cfg.batch_size, Ranks(world=cfg.processes))
         return cfg
+
+    def stage_losses(self) -> list[tuple[int, str | dict, float]]:
+        """(first epoch, loss, lr multiplier) of each training stage; one stage unless ``stages`` is set.
+
+        Each stage but the last says how many epochs it lasts; the last runs to ``epochs``.
+        """
+        if not self.stages:
+            return [(1, self.loss, 1.0)]
+        starts, first = [], 1
+        for i, stage in enumerate(self.stages):
+            unknown = set(stage) - {"loss", "epochs", "lr_mult"}
+            if unknown or "loss" not in stage:
+                raise ValueError(f"stages[{i}]: give loss (and epochs, lr_mult); unknown keys {sorted(unknown)}")
+            starts.append((first, stage["loss"], float(stage.get("lr_mult", 1.0))))
+            if i < len(self.stages) - 1:
+                first += int(stage.get("epochs", 0))
+        if first > self.epochs:
+            raise ValueError(
+                f"stages: the stages before the last last until epoch {first - 1}, but epochs is "
+                f"{self.epochs}; raise epochs or shorten the stages"
+            )
+        return starts
+
+    def stage_at(self, epoch: int) -> int:
+        return max(i for i, (first, _, _) in enumerate(self.stage_losses()) if first <= epoch)
 
     def digest(self) -> str:
         """Identity of this config, so a checkpoint is only resumed by the run that wrote it."""
@@ -105,31 +144,38 @@ class CachedImages(Dataset):
         return x if self.targets is None else (x, self.targets[i])
 
 
-def make_loader(dataset, batch_size: int, *, shuffle: bool = False, sampler=None, seed: int = 0,
-                workers: int = 0) -> DataLoader:
-    cuda = pick_device().type == "cuda"
-    training = shuffle or sampler is not None
+def make_loader(dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, workers: int = 0) -> DataLoader:
+    """Batches in order (evaluation, inference) or shuffled; training uses ``training_loader``."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
-        sampler=sampler,
+        shuffle=shuffle,
         # A last training batch of one image breaks BatchNorm; dropping the
         # remainder costs under one batch per epoch.
-        drop_last=training and len(dataset) > batch_size,
+        drop_last=shuffle and len(dataset) > batch_size,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
         num_workers=workers,
-        pin_memory=cuda,
+        pin_memory=pick_device().type == "cuda",
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
     )
 
 
-def oversampler(y: np.ndarray, class_weights, seed: int) -> WeightedRandomSampler:
-    """An epoch of ``len(y)`` draws with replacement, each image weighted by its rarest class."""
-    weights = torch.as_tensor(sampling.image_weights(y, class_weights), dtype=torch.double)
-    return WeightedRandomSampler(weights, num_samples=len(y), replacement=True,
-                                 generator=torch.Generator().manual_seed(seed))
+def training_loader(dataset: CachedImages, cfg: TrainConfig, seed: int, ranks: Ranks, *,
+                    class_weights=None, workers: int = 0) -> DataLoader:
+    """This rank's share of one epoch: shuffled, or oversampled by each image's rarest class."""
+    weights = None
+    if cfg.oversample:
+        weights = sampling.image_weights(dataset.targets.numpy(), class_weights)
+    batches = distributed.epoch_batches(len(dataset), cfg.batch_size, torch.Generator().manual_seed(seed), weights)
+    return DataLoader(
+        dataset,
+        batch_sampler=distributed.RankBatches(batches, ranks),
+        num_workers=workers,
+        pin_memory=ranks.device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
 
 
 def progress(iterable, **kwargs):
@@ -137,29 +183,69 @@ def progress(iterable, **kwargs):
     return tqdm(iterable, disable=not sys.stderr.isatty(), leave=False, dynamic_ncols=True, **kwargs)
 
 
-class Trainer:
-    """The model, its optimisation and the device-specific settings of one training run."""
+def build_from_config(cfg: TrainConfig, stats: dict, *, pretrained: bool = True):
+    """The model a config describes; ``pretrained=False`` skips weights a checkpoint will replace."""
+    return build_model(
+        cfg.arch, stats["mean"], stats["std"], cfg.pretrained if pretrained else None, cfg.dropout,
+        cfg.stem, cfg.weights if pretrained else None, head=cfg.head, se_reduction=cfg.se_reduction,
+        extra_blocks=cfg.extra_blocks, decoder=cfg.reconstruction_weight > 0,
+    )
 
-    def __init__(self, cfg: TrainConfig, stats: dict, y_train: np.ndarray, steps_per_epoch: int):
-        self.cfg, self.device = cfg, pick_device()
+
+class Trainer:
+    """The model, its optimisation and the device-specific settings of one training run (one rank's)."""
+
+    def __init__(self, cfg: TrainConfig, stats: dict, y_train: np.ndarray, steps_per_epoch: int,
+                 ranks: Ranks | None = None):
+        self.cfg = cfg
+        self.ranks = ranks or distributed.single(pick_device())
+        self.device = self.ranks.device
         cuda = self.device.type == "cuda"
-        self.model = build_model(cfg.arch, stats["mean"], stats["std"], cfg.pretrained, cfg.dropout,
-                                 cfg.stem, cfg.weights).to(self.device)
+        self.model = build_from_config(cfg, stats).to(self.device)
         self.memory_format = torch.channels_last if cuda and cfg.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
-        self.loss_fn = build_loss(cfg.loss, dataclasses.asdict(cfg), y_train).to(self.device)
+        params = dataclasses.asdict(cfg)
+        self.stages = cfg.stage_losses()
+        self.losses = [build_loss(loss, params, y_train).to(self.device) for _, loss, _ in self.stages]
+        self.loss_fn = self.losses[0]
         self.optimizer = build_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.body_lr_mult)
         self.scheduler = build_schedule(
             self.optimizer, cfg.schedule, cfg.epochs, math.ceil(steps_per_epoch / cfg.accumulate),
             cfg.warmup_epochs, step_epochs=cfg.step_epochs, gamma=cfg.step_gamma,
+            epoch_factor=lambda epoch: self.stages[cfg.stage_at(epoch)][2],
         )
         # AMP only where it pays: CPU autocast is slower than fp32 for these convnets.
         self.amp_dtype = AMP_DTYPES.get(cfg.amp) if cuda else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.predict = torch.compile(self.model) if cfg.compile else self.model
+        self.forward = self._parallel() if self.ranks.distributed else self.predict
         self.augment = AugmentConfig.from_dict(cfg.augment)
         if cuda:
             torch.backends.cudnn.benchmark = True
+
+    def _parallel(self):
+        if self.device.type == "cuda":
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        # A frozen body sends no gradients for a while; DDP must be told to expect that.
+        ddp = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
+                                      find_unused_parameters=self.cfg.freeze_epochs > 0)
+        return torch.compile(ddp) if self.cfg.compile else ddp
+
+    def start_epoch(self, epoch: int) -> None:
+        """Stage loss and frozen body for ``epoch`` (the learning rate follows the schedule)."""
+        self.loss_fn = self.losses[self.cfg.stage_at(epoch)]
+        for p in self.model.body_parameters():
+            p.requires_grad_(epoch > self.cfg.freeze_epochs)
+
+    def compute_loss(self, x, y):
+        """Classification loss, plus the decoder's reconstruction error when the model has one (dual loss)."""
+        if not self.cfg.reconstruction_weight:
+            return self.loss_fn(self.forward(x).float(), y)
+        logits, reconstruction = self.forward(x, reconstruct=True)
+        target = self.model.normalize(x)
+        return self.loss_fn(logits.float(), y) + self.cfg.reconstruction_weight * F.mse_loss(
+            reconstruction.float(), target
+        )
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -168,10 +254,6 @@ class Trainer:
 
     def to_device(self, x):
         return x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-
-    def set_body_trainable(self, trainable: bool) -> None:
-        for p in self.model.body_parameters():
-            p.requires_grad_(trainable)
 
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -196,15 +278,19 @@ def train_one_epoch(trainer: Trainer, loader, generator: torch.Generator) -> dic
         waiting += time.perf_counter() - tick
         x, y = trainer.to_device(x), y.to(trainer.device, non_blocking=True)
         x = augment_batch(x, trainer.augment, generator)
-        with trainer.autocast():
-            loss = trainer.loss_fn(trainer.forward(x).float(), y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss became {loss.item()} after {seen} images; lower lr, "
-                f"set clip_grad_norm, or check the inputs"
-            )
-        trainer.scaler.scale(loss / cfg.accumulate).backward()
-        if step % cfg.accumulate == 0 or step == len(loader):
+        update = step % cfg.accumulate == 0 or step == len(loader)
+        # Between accumulation steps, ranks keep their gradients local: one all-reduce per update.
+        sync = contextlib.nullcontext() if update or not trainer.ranks.distributed else trainer.forward.no_sync()
+        with sync:
+            with trainer.autocast():
+                loss = trainer.compute_loss(x, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss became {loss.item()} after {seen} images; lower lr, "
+                    f"set clip_grad_norm, or check the inputs"
+                )
+            trainer.scaler.scale(loss / cfg.accumulate).backward()
+        if update:
             if cfg.clip_grad_norm:
                 trainer.scaler.unscale_(trainer.optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
@@ -216,27 +302,34 @@ def train_one_epoch(trainer: Trainer, loader, generator: torch.Generator) -> dic
         seen += len(x)
         tick = time.perf_counter()
     seconds = time.perf_counter() - start
-    return {"train_loss": total / max(seen, 1), "images_per_s": seen / max(seconds, 1e-9),
+    total, all_seen = distributed.sum_over_ranks(trainer.ranks, total, seen)
+    return {"train_loss": total / max(all_seen, 1), "images_per_s": all_seen / max(seconds, 1e-9),
             "data_wait_fraction": waiting / max(seconds, 1e-9)}
 
 
 @torch.no_grad()
 def evaluate(trainer: Trainer, loader) -> tuple[np.ndarray, dict]:
-    """Validation probabilities and metrics: loss, macro F1 at 0.5 and at fitted thresholds."""
+    """Validation probabilities and metrics: loss, macro F1 at 0.5 and at fitted thresholds.
+
+    Each rank scores its shard of the validation images (``loader``); the
+    shards are gathered in order, so every rank holds the same result.
+    """
     trainer.model.eval()
-    probs, targets, total = [], [], 0.0
+    distributed.broadcast_buffers(trainer.model, trainer.ranks)
+    probs, targets, losses = [np.zeros((0, NUM_CLASSES), np.float32)], [np.zeros((0, NUM_CLASSES))], [np.zeros(0)]
     for x, y in progress(loader, desc="validate"):
         x, y = trainer.to_device(x), y.to(trainer.device, non_blocking=True)
         with trainer.autocast():
-            logits = trainer.forward(x).float()
-        total += trainer.loss_fn(logits, y).item() * len(x)
+            logits = trainer.predict(x).float()
+        losses.append(np.full(1, trainer.loss_fn(logits, y).item() * len(x)))
         probs.append(torch.sigmoid(logits).cpu().numpy())
         targets.append(y.cpu().numpy())
-    p, y = np.concatenate(probs), np.concatenate(targets).astype(bool)
+    p, y, loss = distributed.gather_rows(trainer.ranks, *(np.concatenate(a) for a in (probs, targets, losses)))
+    y = y.astype(bool)
     # Thresholds fitted on the same images: optimistic, but it ranks epochs by
     # what the threshold stage will make of them.
     fitted = predict(p, fit_per_class(p, y))
-    metrics = {"val_loss": total / len(p), "val_macro_f1": macro_f1(y, p >= 0.5),
+    metrics = {"val_loss": float(loss.sum() / len(p)), "val_macro_f1": macro_f1(y, p >= 0.5),
                "val_macro_f1_fitted": macro_f1(y, fitted)}
     metrics.update({f"f1_{k}": v for k, v in enumerate(f1_per_class(y, fitted))})
     return p, metrics
@@ -261,21 +354,27 @@ def fit_fold(
     workers: int = 0,
     class_weights=None,
     extra: dict | None = None,
+    ranks: Ranks | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Train, keep the epoch with the best validation macro F1; return (history, OOF probs).
 
     After every epoch the full training state goes to ``last.pt`` beside the
     checkpoint (atomically), and a rerun of the same config resumes from it:
     shuffling and augmentation are seeded per epoch, so a resumed run
-    reproduces an uninterrupted one.
+    reproduces an uninterrupted one. Under ``ranks`` (several processes)
+    every rank runs this; all take the same decisions, rank 0 writes the files.
     """
+    ranks = ranks or distributed.single(pick_device())
+    distributed.check_batch_size(cfg.batch_size, ranks)
     seed_everything(cfg.seed)
     if cfg.oversample and class_weights is None:
         class_weights = sampling.class_weights(y_train.sum(0))
     train_set = CachedImages(cache, train_rows, y_train)
     steps = len(train_set) // cfg.batch_size if len(train_set) > cfg.batch_size else 1
-    trainer = Trainer(cfg, stats, y_train, steps)
-    val_loader = make_loader(CachedImages(cache, val_rows, y_val), cfg.batch_size * 2, workers=workers)
+    trainer = Trainer(cfg, stats, y_train, steps, ranks)
+    mine = distributed.shard(len(val_rows), ranks)
+    val_set = CachedImages(cache, np.asarray(val_rows)[mine], np.asarray(y_val)[mine])
+    val_loader = make_loader(val_set, max(1, cfg.batch_size * 2 // ranks.world), workers=workers)
     identity = {"config": cfg.digest(), "rows": hashlib.sha256(np.asarray(train_rows).tobytes()).hexdigest()[:16]}
 
     last_path = Path(checkpoint_path).with_name("last.pt")
@@ -294,13 +393,11 @@ def fit_fold(
         if cfg.patience is not None and stale >= cfg.patience:
             log.info("early stop: no improvement for %d epochs", stale)
             break
-        trainer.set_body_trainable(epoch > cfg.freeze_epochs)
+        trainer.start_epoch(epoch)
         seed = cfg.seed * 100_003 + epoch
-        sampler = oversampler(y_train, class_weights, seed) if cfg.oversample else None
-        loader = make_loader(train_set, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                             seed=seed, workers=workers)
-        row = {"epoch": epoch, "lr": trainer.optimizer.param_groups[-1]["lr"]}
-        row.update(train_one_epoch(trainer, loader, torch.Generator().manual_seed(seed + 1)))
+        loader = training_loader(train_set, cfg, seed, ranks, class_weights=class_weights, workers=workers)
+        row = {"epoch": epoch, "stage": cfg.stage_at(epoch), "lr": trainer.optimizer.param_groups[-1]["lr"]}
+        row.update(train_one_epoch(trainer, loader, torch.Generator().manual_seed(seed + 1 + 7919 * ranks.rank)))
         probs, metrics = evaluate(trainer, val_loader)
         row.update(metrics)
         history.append(row)
@@ -317,14 +414,16 @@ def fit_fold(
             stale = 0
         else:
             stale += 1
-        with atomic_path(last_path) as tmp:
-            torch.save({"identity": identity, "epoch": epoch, "state": trainer.state(),
-                        "history": history, "best": best}, tmp)
+        if ranks.main:
+            with atomic_path(last_path) as tmp:
+                torch.save({"identity": identity, "epoch": epoch, "state": trainer.state(),
+                            "history": history, "best": best}, tmp)
 
     oof = best.pop("val_probs")
-    with atomic_path(checkpoint_path) as tmp:
-        torch.save(best, tmp)
-    last_path.unlink(missing_ok=True)
+    if ranks.main:
+        with atomic_path(checkpoint_path) as tmp:
+            torch.save(best, tmp)
+        last_path.unlink(missing_ok=True)
     return pd.DataFrame(history), oof
 
 
@@ -334,7 +433,7 @@ def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
     ckpt = torch.load(path, map_location=device, weights_only=False)
     cfg = TrainConfig.from_dict(ckpt["config"]["model"])
     stats = ckpt["config"]["stats"]
-    model = build_model(cfg.arch, stats["mean"], stats["std"], None, cfg.dropout, cfg.stem)
+    model = build_from_config(cfg, stats, pretrained=False)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt
 
@@ -368,21 +467,63 @@ def run_job(
     model_cfg: dict, fold: int, checkpoint, history_csv, oof_csv, threads: int = 1,
     sampling_weights=None,
 ) -> None:
-    """The ``train`` rule: one model on one fold, from the cache to a checkpoint."""
-    torch.set_num_threads(max(1, threads))
+    """The ``train`` rule: one model on one fold, from the cache to a checkpoint.
+
+    With ``processes: N`` in the model's config, N ranks train it together
+    (torchrun's launcher; one per GPU) and this process writes their result.
+    """
     cfg = TrainConfig.from_dict(model_cfg)
-    cache, index = open_cache(cache_npy, cache_index)
-    labels = read_manifest(manifest_csv, split="train")
-    folds = pd.read_csv(folds_csv, dtype={"Id": str})
-    (train_rows, y_train), (val_rows, y_val, val_ids) = fold_rows(index, folds, labels, fold)
-    log.info("%s fold %d: %d training, %d validation images on %s", model_name, fold,
-             len(train_rows), len(val_rows), pick_device())
-    history, oof = fit_fold(
-        cfg, cache, train_rows, y_train, val_rows, y_val, read_json(stats_json),
-        checkpoint_path=checkpoint,
-        workers=loader_workers(threads),
-        class_weights=read_class_weights(sampling_weights) if sampling_weights else None,
-        extra={"name": model_name, "fold": fold, "image_size": int(cache.shape[-1])},
-    )
+    job = {
+        "cache_npy": cache_npy, "cache_index": cache_index, "stats_json": stats_json, "folds_csv": folds_csv,
+        "manifest_csv": manifest_csv, "model_name": model_name, "cfg": cfg, "fold": fold,
+        "checkpoint": checkpoint, "threads": threads, "sampling_weights": sampling_weights,
+        "log_files": [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
+    }
+    if cfg.processes > 1:
+        check_gpus(cfg.processes)
+        history, oof, val_ids = distributed.launch(cfg.processes, job)
+    else:
+        history, oof, val_ids = train_fold_job(job, distributed.single(pick_device()))
     write_csv(history.round(6), history_csv)
     write_csv(probability_table(val_ids, oof), oof_csv)
+
+
+def check_gpus(processes: int) -> None:
+    visible = torch.cuda.device_count()
+    if torch.cuda.is_available() and visible < processes:
+        raise RuntimeError(
+            f"processes: {processes} needs {processes} GPUs but this job sees {visible}; give the train "
+            f"rule more GPUs (its gpu resource follows processes) or lower processes"
+        )
+
+
+def train_rank(job: dict):
+    """One rank's life under torchrun (``hpa.rank_worker``): join the group, train, leave."""
+    ranks = distributed.join()
+    if ranks.main and job["log_files"]:
+        setup_logging(job["log_files"][0], mode="a")
+    try:
+        return train_fold_job(job, ranks)
+    finally:
+        distributed.leave(ranks)
+
+
+def train_fold_job(job: dict, ranks: Ranks):
+    """Read the cache, labels and folds of a train job and fit it; returns (history, OOF probs, OOF Ids)."""
+    torch.set_num_threads(max(1, job["threads"] // ranks.world))
+    cache, index = open_cache(job["cache_npy"], job["cache_index"])
+    labels = read_manifest(job["manifest_csv"], split="train")
+    folds = pd.read_csv(job["folds_csv"], dtype={"Id": str})
+    fold = job["fold"]
+    (train_rows, y_train), (val_rows, y_val, val_ids) = fold_rows(index, folds, labels, fold)
+    log.info("%s fold %d: %d training, %d validation images on %s (%d process%s)", job["model_name"], fold,
+             len(train_rows), len(val_rows), ranks.device, ranks.world, "es" if ranks.distributed else "")
+    history, oof = fit_fold(
+        job["cfg"], cache, train_rows, y_train, val_rows, y_val, read_json(job["stats_json"]),
+        checkpoint_path=job["checkpoint"],
+        workers=loader_workers(job["threads"] // ranks.world),
+        class_weights=read_class_weights(job["sampling_weights"]) if job["sampling_weights"] else None,
+        extra={"name": job["model_name"], "fold": fold, "image_size": int(cache.shape[-1])},
+        ranks=ranks,
+    )
+    return history, oof, val_ids
