@@ -1,0 +1,13 @@
+"""Rule embedding_neighbours: each image's nearest training image, out-of-fold and for test."""
+
+from hpa.io import setup_logging
+from hpa.neighbours import run_neighbours_job
+
+setup_logging(snakemake.log[0])
+run_neighbours_job(
+    embeddings=snakemake.input.embeddings,
+    folds=snakemake.params.folds,
+    folds_csv=snakemake.input.folds,
+    manifest_csv=snakemake.input.manifest,
+    neighbours_csv=snakemake.output.neighbours,
+)
