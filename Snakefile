@@ -19,6 +19,8 @@ include: "workflow/rules/folds.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/ensemble.smk"
+include: "workflow/rules/embedding.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule all:

@@ -4,7 +4,8 @@ import pytest
 
 from hpa import thresholds as th
 from hpa.data import matrix_to_labels
-from hpa.ensemble import PROB_COLUMNS, combine, fit_thresholds, submission
+from hpa.ensemble import PROB_COLUMNS, combine, fit_thresholds, resolve_groups, submission
+from hpa.evaluation import comparison_table
 
 
 def write_probs(path, ids, probs):
@@ -82,3 +83,55 @@ def test_submission_covers_every_id_and_matches_distribution_on_test(two_models)
         predicted[i, [int(c) for c in p.split()]] = True
     freq = np.asarray(record["train_frequency"])
     assert np.allclose(predicted.mean(0), freq, atol=1 / 30 + 1e-9)
+
+
+def test_ntu_preset_groups_partition_the_classes_and_pick_a_member_per_group(tmp_path):
+    groups = resolve_groups("ntu")
+    assert len(groups) == 4 and sorted(k for g in groups for k in g) == list(range(28))
+    rng = np.random.default_rng(1)
+    n = 240
+    y = rng.random((n, 28)) < 0.2
+    y[~y.any(1), 0] = True
+    ids = [f"i{i:03d}" for i in range(n)]
+    labels = pd.DataFrame({"Id": ids, "Target": matrix_to_labels(y)})
+    nucleus = np.zeros(28, bool)
+    nucleus[list(groups[0])] = True
+    members = {}
+    # "nuclear" sees only the nucleus group's labels, "rest" only the other classes'.
+    for name, sees in (("nuclear", nucleus), ("rest", ~nucleus)):
+        probs = np.where(sees, 0.7 * y + 0.3 * rng.random((n, 28)), rng.random((n, 28)))
+        members[name] = {"oof": [write_probs(tmp_path / f"{name}.csv", ids, probs)],
+                         "test": [write_probs(tmp_path / f"{name}_t.csv", ids[:5], probs[:5])]}
+    _, _, how = combine(members, labels, "groups", groups=groups)
+    sources = list(how["sources"].values())
+    assert [sources[k] for k in groups[0]] == ["nuclear"] * len(groups[0])
+    assert {sources[k] for g in groups[1:] for k in g} == {"rest"}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ([[0, 1], [2]], "missing"),
+    ([list(range(28)), [3]], "repeated"),
+    ("nto", "not a preset"),
+])
+def test_bad_groups_name_the_problem(spec, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_groups(spec)
+
+
+def test_comparison_table_ranks_ensembles_by_honest_f1_and_sums_job_times(tmp_path):
+    def tsv(name, *seconds):
+        path = tmp_path / f"{name}.tsv"
+        path.write_text("s\th:m:s\n" + "".join(f"{s}\t0:00:00\n" for s in seconds))
+        return str(path)
+
+    record = lambda oof, honest: {"method": "per_class", "oof_macro_f1": oof, "honest_macro_f1": honest}
+    table = comparison_table({
+        "a": {"models": ["m1"], "thresholds": record(0.5, 0.2), "evaluation": {"test_macro_f1": 0.25},
+              "train_tsv": [tsv("a0", 10.0), tsv("a1", 12.5)], "predict_tsv": [tsv("ap", 1.0)]},
+        "b": {"models": ["m1", "m2"], "thresholds": record(0.4, 0.3), "evaluation": None,
+              "train_tsv": [tsv("b0", 3.0)], "predict_tsv": [tsv("bp", 2.0, 2.0)]},
+    })
+    assert table["ensemble"].tolist() == ["b", "a"]
+    a = table.set_index("ensemble").loc["a"]
+    assert a["train_s"] == 22.5 and a["predict_s"] == 1.0 and a["test_macro_f1"] == 0.25
+    assert table.set_index("ensemble").loc["b", "models"] == "m1 m2"

@@ -119,11 +119,38 @@ def ensemble_members(wildcards):
     }
 
 
+def ensemble_table(kind):
+    """Input function: an ensemble's ``kind`` (oof or test) probabilities, label-transferred when ``transfer`` is on."""
+
+    def inner(wildcards):
+        transferred = "transfer/" if ENSEMBLES[wildcards.ensemble]["transfer"] else ""
+        return f"results/ensembles/{wildcards.ensemble}/{transferred}{kind}.csv"
+
+    return inner
+
+
 def class_groups(wildcards):
-    """The co-occurrence stage's class groups, for ensembles that combine by group."""
-    if ENSEMBLES[wildcards.ensemble]["combine"] == "groups":
+    """The co-occurrence stage's class groups, for ensembles that combine by them (not a preset or lists)."""
+    ens = ENSEMBLES[wildcards.ensemble]
+    if ens["combine"] == "groups" and ens["groups"] == "cooccurrence":
         return "results/analysis/class_groups.yaml"
     return []
+
+
+def ensemble_jobs():
+    """{ensemble: {"models": [...], "train_tsv": [...], "predict_tsv": [...]}}: the benchmark files of its jobs."""
+    jobs = {}
+    for name, ens in ENSEMBLES.items():
+        view = f"{ens['tta']}_{ens['aggregate']}"
+        jobs[name] = {
+            "models": ens["models"],
+            "train_tsv": [f"benchmarks/train/{m}/fold{k}.tsv" for m in ens["models"] for k in FOLDS],
+            "predict_tsv": [f"benchmarks/predict/{m}/fold{k}/{view}.tsv" for m in ens["models"] for k in FOLDS],
+        }
+        if ens["transfer"]:  # the embedding's jobs count toward the label-transferring ensembles
+            jobs[name]["train_tsv"] += [f"benchmarks/train_embedding/fold{k}.tsv" for k in FOLDS]
+            jobs[name]["predict_tsv"] += [f"benchmarks/embed/fold{k}.tsv" for k in FOLDS]
+    return jobs
 
 
 def all_outputs():
@@ -137,6 +164,9 @@ def all_outputs():
         "results/metrics/{ensemble}/{name}.png", ensemble=ENSEMBLES, name=["threshold_curves", "per_class_f1"]
     )
     targets += expand("results/models/{model}/curves.png", model=MODELS)
+    targets.append("results/evaluation/comparison.csv")
+    if any(e["transfer"] for e in ENSEMBLES.values()):
+        targets.append("results/embedding/duplicates.csv")  # the embeddings exist anyway
     if config["source"] == "demo":
         targets += expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES)
     return targets

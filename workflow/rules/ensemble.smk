@@ -14,7 +14,7 @@ rule blend:
     params:
         members=ensemble_members,
         # Only what blending reads, so that a new threshold method does not re-blend.
-        ensemble=lambda wildcards: {k: ENSEMBLES[wildcards.ensemble][k] for k in ("combine", "weights")},
+        ensemble=lambda wildcards: {k: ENSEMBLES[wildcards.ensemble][k] for k in ("combine", "weights", "groups")},
     log:
         "logs/blend/{ensemble}.log",
     benchmark:
@@ -27,7 +27,7 @@ rule blend:
 
 rule fit_thresholds:
     input:
-        oof="results/ensembles/{ensemble}/oof.csv",
+        oof=ensemble_table("oof"),
         manifest="results/data/manifest.csv",
         folds="results/splits/folds.csv",
     output:
@@ -58,7 +58,7 @@ rule fit_thresholds:
 
 rule make_submission:
     input:
-        test="results/ensembles/{ensemble}/test.csv",
+        test=ensemble_table("test"),
         thresholds="results/thresholds/{ensemble}.json",
         manifest="results/data/manifest.csv",
         rejected="results/data/rejected.csv",
@@ -79,8 +79,8 @@ rule evaluate_test:
         submission="results/submission/{ensemble}.csv",
         thresholds="results/thresholds/{ensemble}.json",
         methods="results/metrics/{ensemble}/threshold_methods.csv",
-        oof="results/ensembles/{ensemble}/oof.csv",
-        test="results/ensembles/{ensemble}/test.csv",
+        oof=ensemble_table("oof"),
+        test=ensemble_table("test"),
         manifest="results/data/manifest.csv",
         folds="results/splits/folds.csv",
         test_labels=f"{config['demo']['dir']}/test_labels.csv",
@@ -103,7 +103,7 @@ rule evaluate_test:
 
 rule plot_thresholds:
     input:
-        oof="results/ensembles/{ensemble}/oof.csv",
+        oof=ensemble_table("oof"),
         manifest="results/data/manifest.csv",
         thresholds="results/thresholds/{ensemble}.json",
         per_class="results/metrics/{ensemble}/per_class.csv",

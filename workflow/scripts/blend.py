@@ -1,17 +1,14 @@
 """Rule blend: combine an ensemble's folds and models into OOF and test probabilities."""
 
-import yaml
-
 from hpa.data import read_manifest
-from hpa.ensemble import combine
+from hpa.ensemble import combine, resolve_groups
 from hpa.io import setup_logging, write_csv, write_json
 
 setup_logging(snakemake.log[0])
 ens = snakemake.params.ensemble
 groups = None
-if snakemake.input.groups:
-    with open(snakemake.input.groups) as fh:
-        groups = [g["classes"] for g in yaml.safe_load(fh)["groups"]]
+if ens["combine"] == "groups":
+    groups = resolve_groups(ens["groups"], snakemake.input.groups or None)
 oof, test, how = combine(
     snakemake.params.members,
     read_manifest(snakemake.input.manifest, split="train"),

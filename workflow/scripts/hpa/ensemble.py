@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy.optimize import minimize
 
 from . import thresholds as th
-from .classes import CLASS_NAMES, NUM_CLASSES
+from .classes import CLASS_NAMES, GROUP_PRESETS, NUM_CLASSES
 from .data import labels_to_matrix, matrix_to_labels
 from .metrics import macro_f1, per_class_report
 
@@ -66,6 +67,28 @@ def fit_weights(oofs: list[np.ndarray], y: np.ndarray) -> np.ndarray:
     z = minimize(loss, np.zeros(len(oofs)), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-8}).x
     w = np.exp(z - z.max())
     return w / w.sum()
+
+
+def resolve_groups(spec, groups_file=None) -> list[list[int]]:
+    """Class groups from the co-occurrence stage's file, a preset name, or explicit lists; a partition of the 28."""
+    if groups_file:
+        with open(groups_file) as fh:
+            groups = [g["classes"] for g in yaml.safe_load(fh)["groups"]]
+    elif isinstance(spec, str):
+        if spec not in GROUP_PRESETS:
+            raise ValueError(f"groups: {spec!r} is not a preset; choose cooccurrence, {sorted(GROUP_PRESETS)}, "
+                             f"or give lists of class numbers")
+        groups = GROUP_PRESETS[spec]
+    else:
+        groups = spec
+    groups = [[int(k) for k in g] for g in groups]
+    listed = sorted(k for g in groups for k in g)
+    if listed != list(range(NUM_CLASSES)):
+        missing = sorted(set(range(NUM_CLASSES)) - set(listed))
+        twice = sorted({k for k in listed if listed.count(k) > 1})
+        raise ValueError(f"groups must put each of the {NUM_CLASSES} classes in exactly one group; "
+                         f"missing {missing}, repeated {twice}, out of range {sorted(set(listed) - set(range(NUM_CLASSES)))}")
+    return groups
 
 
 def group_sources(oofs: dict[str, np.ndarray], y: np.ndarray, groups: list[list[int]]) -> np.ndarray:

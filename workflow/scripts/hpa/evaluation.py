@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 
 from . import thresholds as th
 from .data import labels_to_matrix
@@ -33,3 +34,31 @@ def evaluate_on_test(*, submission, record, oof, test, labels, folds, methods, t
         "method": record["method"],
     }
     return summary, per_method
+
+
+def job_seconds(benchmark_tsvs) -> float:
+    """Wall seconds of jobs, summed from their Snakemake benchmark files."""
+    return float(sum(pd.read_csv(path, sep="\t")["s"].sum() for path in benchmark_tsvs))
+
+
+def comparison_table(ensembles: dict[str, dict]) -> pd.DataFrame:
+    """One row per ensemble: its models, threshold method, OOF and honest macro F1, test F1 (demo) and job time.
+
+    ``ensembles[name]`` holds ``models``, ``thresholds`` (the fit_thresholds
+    record), optionally ``evaluation`` (the evaluate_test record), and
+    ``train_tsv`` / ``predict_tsv`` (benchmark files of the jobs it needs).
+    """
+    rows = []
+    for name, e in ensembles.items():
+        record = e["thresholds"]
+        rows.append({
+            "ensemble": name,
+            "models": " ".join(e["models"]),
+            "method": record["method"],
+            "oof_macro_f1": record["oof_macro_f1"],
+            "honest_macro_f1": record["honest_macro_f1"],
+            "test_macro_f1": (e.get("evaluation") or {}).get("test_macro_f1"),
+            "train_s": round(job_seconds(e["train_tsv"]), 1),
+            "predict_s": round(job_seconds(e["predict_tsv"]), 1),
+        })
+    return pd.DataFrame(rows).sort_values("honest_macro_f1", ascending=False)

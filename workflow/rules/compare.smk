@@ -1,0 +1,28 @@
+# Every ensemble side by side: the table that says which of the write-ups' systems wins here.
+
+
+rule compare_ensembles:
+    input:
+        thresholds=expand("results/thresholds/{ensemble}.json", ensemble=ENSEMBLES),
+        evaluations=expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES)
+        if config["source"] == "demo"
+        else [],
+        benchmarks=lambda wildcards: [
+            path for jobs in ensemble_jobs().values() for kind in ("train_tsv", "predict_tsv") for path in jobs[kind]
+        ],
+    output:
+        table=report(
+            "results/evaluation/comparison.csv",
+            caption="../report/comparison.rst",
+            category="Evaluation",
+        ),
+    params:
+        jobs=ensemble_jobs(),
+    log:
+        "logs/compare_ensembles.log",
+    benchmark:
+        "benchmarks/compare_ensembles.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/compare_ensembles.py"
