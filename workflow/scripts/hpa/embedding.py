@@ -18,8 +18,6 @@ place used antibody identities, which the Kaggle images do not carry.)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import time
@@ -42,11 +40,13 @@ from .optim import build_optimizer, build_schedule
 from .train import (
     AMP_DTYPES,
     CachedImages,
+    cpu_state,
     fold_rows,
     loader_workers,
     make_loader,
     pick_device,
     progress,
+    run_identity,
     seed_everything,
 )
 from .tta import TTA_TRANSFORMS, dihedral
@@ -228,13 +228,6 @@ def train_epoch(run: ArcFaceRun, loader, generator: torch.Generator) -> dict:
             "images_per_s": seen / seconds}
 
 
-def _identity(cfg: EmbeddingConfig, rows, targets) -> dict:
-    """What a resumable state must match: the config, the rows and their classes."""
-    config = json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()
-    data = np.asarray(rows, dtype=np.int64).tobytes() + np.asarray(targets, dtype=np.int64).tobytes()
-    return {"config": hashlib.sha256(config).hexdigest()[:16], "rows": hashlib.sha256(data).hexdigest()[:16]}
-
-
 def _resume(run: ArcFaceRun, last_path: Path, identity: dict) -> list[dict]:
     if not last_path.exists():
         return []
@@ -266,7 +259,8 @@ def fit_embedding(cfg: EmbeddingConfig, cache: np.ndarray, rows, label_sets, sta
     dataset = CachedImages(cache, np.asarray(rows)[keep], targets[keep])
     run = ArcFaceRun(cfg, stats, len(classes), max(1, len(dataset) // cfg.batch_size))
     last_path = Path(checkpoint_path).with_name("last.pt")
-    identity = _identity(cfg, np.asarray(rows)[keep], targets[keep])
+    # The rows and their ArcFace classes: a changed min_class_size must not resume.
+    identity = run_identity(dataclasses.asdict(cfg), np.asarray(rows, dtype=np.int64)[keep], targets[keep])
     history = _resume(run, last_path, identity)
     for epoch in progress(range(len(history) + 1, cfg.epochs + 1), desc="epochs"):
         seed = cfg.seed * 100_003 + epoch
@@ -283,14 +277,10 @@ def fit_embedding(cfg: EmbeddingConfig, cache: np.ndarray, rows, label_sets, sta
     return pd.DataFrame(history)
 
 
-def _cpu_state(module: nn.Module) -> dict:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-
-
 def _save_checkpoint(run: ArcFaceRun, path, history: list[dict], config: dict) -> None:
     """The embedder (what ``embed`` needs), the ArcFace weights, and the config and statistics to rebuild it."""
     with atomic_path(path) as tmp:
-        torch.save({"model": _cpu_state(run.model.embedder), "arc": _cpu_state(run.model.arc),
+        torch.save({"model": cpu_state(run.model.embedder), "arc": cpu_state(run.model.arc),
                     "epoch": len(history), "config": config, "metrics": history[-1] if history else {}}, tmp)
 
 

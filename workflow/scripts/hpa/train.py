@@ -114,12 +114,29 @@ class TrainConfig:
             )
         return starts
 
-    def stage_at(self, epoch: int) -> int:
-        return max(i for i, (first, _, _) in enumerate(self.stage_losses()) if first <= epoch)
-
     def digest(self) -> str:
         """Identity of this config, so a checkpoint is only resumed by the run that wrote it."""
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return config_digest(dataclasses.asdict(self))
+
+
+def stage_at(stages: list[tuple[int, str | dict, float]], epoch: int) -> int:
+    """Index of the stage (from ``TrainConfig.stage_losses``) that ``epoch`` belongs to."""
+    return max(i for i, (first, _, _) in enumerate(stages) if first <= epoch)
+
+
+def config_digest(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_identity(config: dict, *arrays) -> dict:
+    """What a resumable ``last.pt`` must match: the config and the data (rows, targets) it trains on."""
+    data = b"".join(np.asarray(a).tobytes() for a in arrays)
+    return {"config": config_digest(config), "rows": hashlib.sha256(data).hexdigest()[:16]}
+
+
+def cpu_state(module: torch.nn.Module) -> dict:
+    """A copy of the module's weights on the CPU, safe to keep while training goes on."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -212,7 +229,7 @@ class Trainer:
         self.scheduler = build_schedule(
             self.optimizer, cfg.schedule, cfg.epochs, math.ceil(steps_per_epoch / cfg.accumulate),
             cfg.warmup_epochs, step_epochs=cfg.step_epochs, gamma=cfg.step_gamma,
-            epoch_factor=lambda epoch: self.stages[cfg.stage_at(epoch)][2],
+            epoch_factor=lambda epoch: self.stages[stage_at(self.stages, epoch)][2],
         )
         # AMP only where it pays: CPU autocast is slower than fp32 for these convnets.
         self.amp_dtype = AMP_DTYPES.get(cfg.amp) if cuda else None
@@ -233,7 +250,7 @@ class Trainer:
 
     def start_epoch(self, epoch: int) -> None:
         """Stage loss and frozen body for ``epoch`` (the learning rate follows the schedule)."""
-        self.loss_fn = self.losses[self.cfg.stage_at(epoch)]
+        self.loss_fn = self.losses[stage_at(self.stages, epoch)]
         for p in self.model.body_parameters():
             p.requires_grad_(epoch > self.cfg.freeze_epochs)
 
@@ -375,7 +392,7 @@ def fit_fold(
     mine = distributed.shard(len(val_rows), ranks)
     val_set = CachedImages(cache, np.asarray(val_rows)[mine], np.asarray(y_val)[mine])
     val_loader = make_loader(val_set, max(1, cfg.batch_size * 2 // ranks.world), workers=workers)
-    identity = {"config": cfg.digest(), "rows": hashlib.sha256(np.asarray(train_rows).tobytes()).hexdigest()[:16]}
+    identity = run_identity(dataclasses.asdict(cfg), train_rows)
 
     last_path = Path(checkpoint_path).with_name("last.pt")
     history, best, start = [], None, 1
@@ -396,7 +413,7 @@ def fit_fold(
         trainer.start_epoch(epoch)
         seed = cfg.seed * 100_003 + epoch
         loader = training_loader(train_set, cfg, seed, ranks, class_weights=class_weights, workers=workers)
-        row = {"epoch": epoch, "stage": cfg.stage_at(epoch), "lr": trainer.optimizer.param_groups[-1]["lr"]}
+        row = {"epoch": epoch, "stage": stage_at(trainer.stages, epoch), "lr": trainer.optimizer.param_groups[-1]["lr"]}
         row.update(train_one_epoch(trainer, loader, torch.Generator().manual_seed(seed + 1 + 7919 * ranks.rank)))
         probs, metrics = evaluate(trainer, val_loader)
         row.update(metrics)
@@ -404,7 +421,7 @@ def fit_fold(
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if not k.startswith("f1_")})
         if best is None or row["val_macro_f1_fitted"] > best["metrics"]["val_macro_f1_fitted"]:
             best = {
-                "model": {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()},
+                "model": cpu_state(trainer.model),
                 "optimizer": trainer.optimizer.state_dict(),
                 "epoch": epoch,
                 "config": {"model": dataclasses.asdict(cfg), "stats": stats, **(extra or {})},
