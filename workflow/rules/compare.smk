@@ -7,6 +7,11 @@ rule compare_ensembles:
         evaluations=expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES)
         if config["source"] == "demo"
         else [],
+        # The demo's submissions and held-aside labels: paired differences between ensembles.
+        submissions=expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES)
+        if config["source"] == "demo"
+        else [],
+        test_labels=f"{config['demo']['dir']}/test_labels.csv" if config["source"] == "demo" else [],
         benchmarks=lambda wildcards: [
             path for jobs in ensemble_jobs().values() for kind in ("train_tsv", "predict_tsv") for path in jobs[kind]
         ],

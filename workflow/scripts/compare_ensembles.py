@@ -1,12 +1,26 @@
-"""Rule compare_ensembles: every ensemble's OOF, honest and (demo) test macro F1 and job time, side by side."""
+"""Rule compare_ensembles: every ensemble's OOF, honest and (demo) test macro F1 with intervals, side by side."""
 
+import pandas as pd
+
+from hpa.data import read_labels
+from hpa.ensemble import submission_matrices
 from hpa.evaluation import comparison_table
 from hpa.io import read_json, setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
-evaluations = snakemake.input.evaluations or [None] * len(snakemake.params.jobs)
+names = list(snakemake.params.jobs)
+evaluations = snakemake.input.evaluations or [None] * len(names)
 ensembles = {
     name: {**jobs, "thresholds": read_json(record), "evaluation": read_json(evaluation) if evaluation else None}
     for (name, jobs), record, evaluation in zip(snakemake.params.jobs.items(), snakemake.input.thresholds, evaluations)
 }
-write_csv(comparison_table(ensembles), snakemake.output.table)
+predictions, y_test = None, None
+if snakemake.input.submissions:
+    truth = read_labels(snakemake.input.test_labels)
+    matrices = {
+        name: submission_matrices(pd.read_csv(path, dtype=str, keep_default_na=False), truth)
+        for name, path in zip(names, snakemake.input.submissions)
+    }
+    predictions = {name: pred for name, (_, pred) in matrices.items()}
+    y_test = next(iter(matrices.values()))[0]
+write_csv(comparison_table(ensembles, predictions, y_test), snakemake.output.table)

@@ -17,7 +17,7 @@ from scipy.optimize import minimize
 from . import thresholds as th
 from .classes import CLASS_NAMES, GROUP_PRESETS, NUM_CLASSES
 from .data import labels_to_matrix, matrix_to_labels
-from .metrics import macro_f1, per_class_report
+from .metrics import macro_f1, per_class_report, score_with_interval
 
 PROB_COLUMNS = [f"p{k}" for k in range(NUM_CLASSES)]
 
@@ -158,29 +158,37 @@ def fit_thresholds(oof, labels, folds, method: str, *, top1: bool = False, shrin
     options = {"shrink_factor": shrink_factor, "shrink_toward": shrink_toward}
     thresholds = th.fit(method, probs, y, frequency, **options)
     pred = th.predict(probs, thresholds, top1)
+    in_sample = score_with_interval(y, pred)
+    honest = score_with_interval(y, th.honest_predictions(method, probs, y, fold, top1=top1, **options))
     record = {
         "method": method,
         "thresholds": [round(float(t), 6) for t in thresholds],
-        "oof_macro_f1": round(macro_f1(y, pred), 6),
-        "honest_macro_f1": round(th.honest_estimate(method, probs, y, fold, top1=top1, **options), 6),
+        "oof_macro_f1": round(in_sample["macro_f1"], 6),
+        "oof_macro_f1_interval": [round(in_sample["low"], 6), round(in_sample["high"], 6)],
+        "honest_macro_f1": round(honest["macro_f1"], 6),
+        "honest_macro_f1_interval": [round(honest["low"], 6), round(honest["high"], 6)],
+        "no_skill_macro_f1": round(honest["no_skill"], 6),
         "top1": top1,
         "shrink": {"factor": shrink_factor, "toward": shrink_toward},
         "train_frequency": [round(float(f), 6) for f in frequency],
         "n_images": int(len(oof)),
     }
-    rows = []
-    for name in th.METHODS:
-        t = th.fit(name, probs, y, frequency)
-        rows.append({
-            "method": name,
-            "oof_macro_f1": round(macro_f1(y, th.predict(probs, t, top1)), 6),
-            "honest_macro_f1": round(th.honest_estimate(name, probs, y, fold, top1=top1), 6),
-            "chosen": name == method,
-        })
+    rows = [method_row(name, y, th.predict(probs, th.fit(name, probs, y, frequency), top1),
+                       th.honest_predictions(name, probs, y, fold, top1=top1), chosen=name == method)
+            for name in th.METHODS]
     # The untuned baseline: nothing is fitted, so in-sample and honest coincide.
-    fixed = round(macro_f1(y, th.predict(probs, np.full(NUM_CLASSES, 0.5), top1)), 6)
-    rows.append({"method": "fixed_0.5", "oof_macro_f1": fixed, "honest_macro_f1": fixed, "chosen": False})
+    fixed = th.predict(probs, np.full(NUM_CLASSES, 0.5), top1)
+    rows.append(method_row("fixed_0.5", y, fixed, fixed, chosen=False))
     return record, per_class_report(y, pred, thresholds), pd.DataFrame(rows)
+
+
+def method_row(name: str, y, in_sample, honest, *, chosen: bool) -> dict:
+    """One line of ``threshold_methods.csv``: in-sample and honest macro F1, the honest interval, no-skill."""
+    score = score_with_interval(y, honest)
+    return {"method": name, "oof_macro_f1": round(macro_f1(y, in_sample), 6),
+            "honest_macro_f1": round(score["macro_f1"], 6), "honest_low": round(score["low"], 6),
+            "honest_high": round(score["high"], 6), "no_skill_macro_f1": round(score["no_skill"], 6),
+            "chosen": chosen}
 
 
 def test_thresholds(record: dict, test: pd.DataFrame) -> np.ndarray:
@@ -197,8 +205,12 @@ def submission(test: pd.DataFrame, record: dict, all_ids) -> pd.DataFrame:
     return pd.DataFrame({"Id": list(all_ids), "Predicted": predicted.reindex(list(all_ids)).fillna("").to_numpy()})
 
 
+def submission_matrices(sub: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions) of every Id in ``truth`` as boolean matrices; a missing Id predicts nothing."""
+    merged = truth.merge(sub, on="Id", how="left", validate="one_to_one").fillna({"Predicted": ""})
+    return labels_to_matrix(merged["Target"]).astype(bool), labels_to_matrix(merged["Predicted"]).astype(bool)
+
+
 def score_submission(sub: pd.DataFrame, truth: pd.DataFrame) -> float:
     """Macro F1 of a Kaggle submission against ``Id,Target`` labels."""
-    merged = truth.merge(sub, on="Id", how="left", validate="one_to_one").fillna({"Predicted": ""})
-    return macro_f1(labels_to_matrix(merged["Target"]), labels_to_matrix(merged["Predicted"]))
-
+    return macro_f1(*submission_matrices(sub, truth))
