@@ -86,7 +86,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
 
 
 def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
-    history, _ = run(tmp_path, TrainConfig(epochs=8, batch_size=8, lr=0.0, patience=1, schedule="constant"))
+    history, _ = run(tmp_path, TrainConfig(epochs=8, batch_size=8, lr=0.0, patience=1, keep="best", schedule="constant"))
     f1 = history["val_macro_f1_fitted"].to_numpy()
     best = int(np.argmax(f1)) + 1  # first epoch reaching the maximum
     assert len(history) == min(8, best + 1)
@@ -223,3 +223,23 @@ def test_a_gapnet_dual_loss_checkpoint_predicts_without_its_training_config(tmp_
     with torch.no_grad():
         probs = torch.sigmoid(model(torch.from_numpy(cache[32:48]))).numpy()
     assert np.allclose(probs, oof, atol=1e-5)
+
+
+def test_keep_last_keeps_the_last_epoch_and_best_the_best(tmp_path):
+    """keep: last ignores validation F1 (nothing is selected on the OOF images); best follows it."""
+    (tmp_path / "last").mkdir(), (tmp_path / "best").mkdir()
+    last = TrainConfig(epochs=3, batch_size=8, lr=3e-3, keep="last")
+    run(tmp_path / "last", last)
+    saved = torch.load(tmp_path / "last" / "model.pt", weights_only=False)
+    assert saved["epoch"] == 3
+    best = TrainConfig(epochs=3, batch_size=8, lr=3e-3, keep="best")
+    history, _ = run(tmp_path / "best", best)
+    saved = torch.load(tmp_path / "best" / "model.pt", weights_only=False)
+    assert saved["epoch"] == int(np.argmax(history["val_macro_f1_fitted"].to_numpy())) + 1
+
+
+def test_patience_without_keep_best_is_refused():
+    with pytest.raises(ValueError, match="keep: best"):
+        TrainConfig.from_dict({"patience": 2})
+    with pytest.raises(ValueError, match="keep"):
+        TrainConfig.from_dict({"keep": "first"})

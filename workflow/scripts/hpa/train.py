@@ -72,6 +72,7 @@ class TrainConfig:
     clip_grad_norm: float | None = None
     freeze_epochs: int = 0
     patience: int | None = None
+    keep: str = "last"
     oversample: bool = False
     augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
     amp: str | None = None
@@ -89,6 +90,11 @@ class TrainConfig:
         cfg = cls(**d)
         cfg.augment = dataclasses.asdict(AugmentConfig.from_dict(cfg.augment))
         cfg.stage_losses()  # fail at config time, not after hours of the first stage
+        if cfg.keep not in KEEP:
+            raise ValueError(f"keep: {cfg.keep!r}; choose one of {list(KEEP)}")
+        if cfg.patience is not None and cfg.keep != "best":
+            raise ValueError("patience stops at the best validation epoch, so it needs keep: best "
+                             "(keep: last trains a fixed number of epochs)")
         distributed.check_batch_size(cfg.batch_size, Ranks(world=cfg.processes))
         return cfg
 
@@ -138,6 +144,12 @@ def cpu_state(module: torch.nn.Module) -> dict:
     """A copy of the module's weights on the CPU, safe to keep while training goes on."""
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
+
+# Which epoch a fold keeps. "best" picks it by validation macro F1 at thresholds fitted on
+# that same fold, the images whose OOF probabilities later fit the thresholds and make the
+# honest estimate: a selection those numbers cannot see. "last" (a fixed epoch count, the
+# end of a cosine or one-cycle schedule) leaves the OOF images unseen by any choice.
+KEEP = ("last", "best")
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -373,7 +385,7 @@ def fit_fold(
     extra: dict | None = None,
     ranks: Ranks | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Train, keep the epoch with the best validation macro F1; return (history, OOF probs).
+    """Train, keep the last epoch (or the best by validation macro F1); return (history, OOF probs).
 
     After every epoch the full training state goes to ``last.pt`` beside the
     checkpoint (atomically), and a rerun of the same config resumes from it:
@@ -419,7 +431,7 @@ def fit_fold(
         row.update(metrics)
         history.append(row)
         log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if not k.startswith("f1_")})
-        if best is None or row["val_macro_f1_fitted"] > best["metrics"]["val_macro_f1_fitted"]:
+        if cfg.keep == "last" or best is None or row["val_macro_f1_fitted"] > best["metrics"]["val_macro_f1_fitted"]:
             best = {
                 "model": cpu_state(trainer.model),
                 "optimizer": trainer.optimizer.state_dict(),
