@@ -14,6 +14,9 @@ BENCHMARKS = ["cache", "input_pipeline", "train_step", "thresholds", "dedup", "c
 
 
 def main(names: list[str]) -> None:
+    if names[:1] == ["ablations"]:  # reads a finished benchmark run: python -m bench ablations RUN_DIR
+        importlib.import_module("bench.ablations").main(*names[1:2])
+        return
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         sys.exit(f"unknown benchmark(s) {unknown}; choose from {BENCHMARKS}")

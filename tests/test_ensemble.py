@@ -6,6 +6,7 @@ from hpa import thresholds as th
 from hpa.data import matrix_to_labels
 from hpa.ensemble import PROB_COLUMNS, combine, fit_thresholds, resolve_groups, submission
 from hpa.evaluation import comparison_table
+from hpa.metrics import no_skill_macro_f1, score_with_interval
 
 
 def write_probs(path, ids, probs):
@@ -70,6 +71,13 @@ def test_fit_thresholds_reports_every_method_in_sample_and_honest(two_models):
     assert set(methods["method"]) == set(th.METHODS) | {"fixed_0.5"}
     assert methods.loc[methods["chosen"], "method"].tolist() == ["per_class"]
     assert per_class["f1"].mean() == pytest.approx(record["oof_macro_f1"], abs=1e-3)
+    low, high = record["honest_macro_f1_interval"]
+    assert low < record["honest_macro_f1"] < high
+    assert record["no_skill_macro_f1"] == pytest.approx(methods["no_skill_macro_f1"].iloc[0])
+    assert (methods["honest_low"] <= methods["honest_macro_f1"]).all()
+    assert (methods["honest_macro_f1"] <= methods["honest_high"]).all()
+    again, _, _ = fit_thresholds(oof, labels, folds, "per_class")
+    assert again == record, "seeded: a rerun prints the same intervals"
 
 
 def test_submission_covers_every_id_and_matches_distribution_on_test(two_models):
@@ -135,3 +143,29 @@ def test_comparison_table_ranks_ensembles_by_honest_f1_and_sums_job_times(tmp_pa
     a = table.set_index("ensemble").loc["a"]
     assert a["train_s"] == 22.5 and a["predict_s"] == 1.0 and a["test_macro_f1"] == 0.25
     assert table.set_index("ensemble").loc["b", "models"] == "m1 m2"
+
+
+def test_comparison_table_carries_intervals_no_skill_and_paired_differences_to_the_best(tmp_path, rng):
+    tsv = tmp_path / "job.tsv"
+    tsv.write_text("s\th:m:s\n1.0\t0:00:01\n")
+    y = rng.random((300, 28)) < 0.1
+    good = y ^ (rng.random(y.shape) < 0.02)
+    poor = y ^ (rng.random(y.shape) < 0.2)
+
+    def entry(pred, honest):
+        s = score_with_interval(y, pred)
+        evaluation = {"test_macro_f1": s["macro_f1"], "test_macro_f1_interval": [s["low"], s["high"]],
+                      "test_no_skill_macro_f1": s["no_skill"]}
+        record = {"method": "per_class", "oof_macro_f1": honest + 0.05, "honest_macro_f1": honest,
+                  "honest_macro_f1_interval": [honest - 0.02, honest + 0.02], "no_skill_macro_f1": 0.1}
+        return {"models": ["m"], "thresholds": record, "evaluation": evaluation,
+                "train_tsv": [str(tsv)], "predict_tsv": [str(tsv)]}
+
+    table = comparison_table({"poor": entry(poor, 0.3), "good": entry(good, 0.6)},
+                             {"poor": poor, "good": good}, y).set_index("ensemble")
+    assert table.index.tolist() == ["good", "poor"]
+    assert table.loc["good", "test_minus_best"] == 0
+    assert table.loc["poor", "minus_best_high"] < 0 < table.loc["good", "test_macro_f1"] - table.loc["poor", "test_macro_f1"]
+    assert table.loc["poor", "test_low"] < table.loc["poor", "test_macro_f1"] < table.loc["poor", "test_high"]
+    assert table.loc["good", "test_no_skill"] == pytest.approx(no_skill_macro_f1(y))
+    assert table.loc["good", "honest_low"] == pytest.approx(0.58)
