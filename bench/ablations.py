@@ -43,6 +43,8 @@ ABLATIONS = [
     ("fold ensemble vs one fold", BASE, f"{BASE}#0"),
     ("model ensemble (mean) vs best single model", "mean_all", "best_single"),
     ("epoch kept: last vs best on the validation fold", BASE, f"{BASE}_keep_best"),
+    ("per-image vs dataset normalisation", BASE, f"{BASE}_dataset_norm"),
+    ("one-cycle at lr 4e-3 vs cosine at lr 2e-3", BASE, f"{BASE}_cosine"),
     *[(f"threshold per_class vs {m}", f"{BASE}@per_class", f"{BASE}@{m}")
       for m in [*th.METHODS, "fixed_0.5"] if m != "per_class"],
 ]
@@ -105,7 +107,7 @@ class Run:
     def best_single(self) -> str:
         """The single-model ensemble with the best honest OOF estimate (chosen without test labels)."""
         single = self.comparison[~self.comparison["models"].str.contains(" ")]
-        single = single[~single["ensemble"].str.contains("_tta_|_keep_best")]
+        single = single[~single["ensemble"].str.contains("_tta_")]
         return str(single.sort_values("honest_macro_f1", ascending=False)["ensemble"].iloc[0])
 
 

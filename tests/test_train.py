@@ -243,3 +243,11 @@ def test_patience_without_keep_best_is_refused():
         TrainConfig.from_dict({"patience": 2})
     with pytest.raises(ValueError, match="keep"):
         TrainConfig.from_dict({"keep": "first"})
+
+
+def test_validate_every_skips_epochs_but_always_scores_the_kept_last_one(tmp_path):
+    history, oof = run(tmp_path, TrainConfig(epochs=3, batch_size=8, lr=3e-3, validate_every=2))
+    assert history["val_loss"].notna().tolist() == [False, True, True]
+    assert oof.shape == (16, 28)
+    with pytest.raises(ValueError, match="keep: best"):
+        TrainConfig.from_dict({"validate_every": 2, "keep": "best"})

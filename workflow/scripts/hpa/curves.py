@@ -25,9 +25,10 @@ def training_curves(histories: dict[int, pd.DataFrame], title: str, path) -> Non
     fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(11, 4))
     for fold, h in sorted(histories.items()):
         line = ax_loss.plot(h["epoch"], h["train_loss"], label=f"fold {fold} train")[0]
-        ax_loss.plot(h["epoch"], h["val_loss"], "--", color=line.get_color(), label=f"fold {fold} val")
-        ax_f1.plot(h["epoch"], h["val_macro_f1_fitted"], color=line.get_color(), label=f"fold {fold} fitted thr.")
-        ax_f1.plot(h["epoch"], h["val_macro_f1"], ":", color=line.get_color(), label=f"fold {fold} at 0.5")
+        v = h.dropna(subset=["val_loss"])  # epochs without validation (validate_every > 1)
+        ax_loss.plot(v["epoch"], v["val_loss"], "--o", color=line.get_color(), label=f"fold {fold} val")
+        ax_f1.plot(v["epoch"], v["val_macro_f1_fitted"], "-o", color=line.get_color(), label=f"fold {fold} fitted thr.")
+        ax_f1.plot(v["epoch"], v["val_macro_f1"], ":", color=line.get_color(), label=f"fold {fold} at 0.5")
     ax_loss.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss")
     ax_f1.set(xlabel="epoch", ylabel="validation macro F1", title=f"{title}: macro F1", ylim=(0, None))
     ax_loss.legend(fontsize=7)

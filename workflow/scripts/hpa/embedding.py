@@ -38,7 +38,7 @@ from .models import build_model
 from .neighbours import write_embeddings
 from .optim import build_optimizer, build_schedule
 from .train import (
-    AMP_DTYPES,
+    autocast_dtype,
     CachedImages,
     cpu_state,
     fold_rows,
@@ -178,8 +178,7 @@ class ArcFaceRun:
         self.model = self.model.to(memory_format=self.memory_format)
         self.optimizer = build_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.body_lr_mult)
         self.scheduler = build_schedule(self.optimizer, cfg.schedule, cfg.epochs, steps_per_epoch, cfg.warmup_epochs)
-        # CPU autocast is slower than fp32 for these convnets: AMP on CUDA only.
-        self.amp_dtype = AMP_DTYPES.get(cfg.amp) if cuda else None
+        self.amp_dtype = autocast_dtype(self.device, cfg.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.augment = AugmentConfig.from_dict(cfg.augment)
 

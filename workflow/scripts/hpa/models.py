@@ -113,16 +113,33 @@ STAGE_NODES = {
 }
 
 
-class Normalize(nn.Module):
-    """0..255 images -> standardised float, per channel."""
+NORMALIZATIONS = ("dataset", "image")
 
-    def __init__(self, mean, std):
+
+class Normalize(nn.Module):
+    """0..255 images -> standardised float, per channel.
+
+    ``dataset``: by the training set's channel statistics. ``image``: each image's channel
+    by its own mean and standard deviation. Exposure and antibody brightness vary from
+    field to field (the green channel spans more than 4x in peak intensity), so with the
+    dataset's statistics a dim image's pattern reaches the network as a faint one;
+    standardising each image shows the pattern at the same contrast whatever the gain.
+    """
+
+    def __init__(self, mean, std, mode: str = "dataset"):
         super().__init__()
+        if mode not in NORMALIZATIONS:
+            raise ValueError(f"normalize: {mode!r}; choose one of {list(NORMALIZATIONS)}")
+        self.mode = mode
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
 
     def forward(self, x):
-        return (x.float() - self.mean) / self.std
+        x = x.float()
+        if self.mode == "dataset":
+            return (x - self.mean) / self.std
+        # +1 grey level: a blank channel (std 0) stays near 0 instead of amplifying its noise.
+        return (x - x.mean((-2, -1), keepdim=True)) / (x.std((-2, -1), keepdim=True) + 1.0)
 
 
 class GAPHead(nn.Module):
@@ -174,9 +191,9 @@ class HPANet(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, head_modules, mean, std, adapter: nn.Module | None = None,
-                 gap_head: GAPHead | None = None, decoder: Decoder | None = None):
+                 gap_head: GAPHead | None = None, decoder: Decoder | None = None, normalize: str = "dataset"):
         super().__init__()
-        self.normalize = Normalize(mean, std)
+        self.normalize = Normalize(mean, std, normalize)
         self.adapter = adapter
         self.backbone = backbone
         self.gap_head = gap_head
@@ -354,6 +371,7 @@ def build_model(
     se_reduction: int = 16,
     extra_blocks: int = 0,
     decoder: bool = False,
+    normalize: str = "dataset",
 ) -> HPANet:
     check_options(arch, stem, head, se_reduction)
     backbone = build_backbone(arch, pretrained, weights)
@@ -365,7 +383,7 @@ def build_model(
         new.append(classification_head(backbone, num_classes, dropout))
     head_modules = [f"backbone.{name}" for name in new]
     if head == "linear" and not decoder:
-        return HPANet(backbone, head_modules, mean, std, adapter)
+        return HPANet(backbone, head_modules, mean, std, adapter, normalize=normalize)
 
     stages = stage_nodes(backbone)
     taps = stages if head == "gapnet" else stages[-1:]
@@ -378,4 +396,4 @@ def build_model(
     channels = output_channels(extractor, taps, 4 if adapter is None else 3)
     gap_head = GAPHead(taps, channels, num_classes, dropout, se_reduction) if head == "gapnet" else None
     recon = Decoder(stages[-1], channels[-1]) if decoder else None
-    return HPANet(extractor, head_modules, mean, std, adapter, gap_head, recon)
+    return HPANet(extractor, head_modules, mean, std, adapter, gap_head, recon, normalize)

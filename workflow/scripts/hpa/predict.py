@@ -15,7 +15,7 @@ from .data import matrix_to_labels
 from .images import load_image, open_cache
 from .io import write_csv
 from .ensemble import probability_table
-from .train import CachedImages, load_checkpoint, make_loader, pick_device
+from .train import CachedImages, autocast_dtype, load_checkpoint, make_loader, pick_device
 from .tta import predict_probs
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ def run_job(
     device = pick_device()
     model, ckpt = load_checkpoint(checkpoint, device)
     fold = ckpt["config"]["fold"]
+    amp = autocast_dtype(device, ckpt["config"]["model"].get("amp"))
 
     cache, index = open_cache(train_npy, train_index)
     folds = pd.read_csv(folds_csv, dtype={"Id": str})
@@ -38,7 +39,7 @@ def run_job(
 
     for table, array, out in ((val, cache, oof_csv), (test, test_cache, test_csv)):
         loader = make_loader(CachedImages(array, table["row"]), batch_size, shuffle=False)
-        probs = predict_probs(model, loader, device, tta=tta, aggregate=aggregate)
+        probs = predict_probs(model, loader, device, tta=tta, aggregate=aggregate, amp=amp)
         write_csv(probability_table(table["Id"], probs), out)
 
 
@@ -69,15 +70,19 @@ def predict_folder(folder, checkpoints: dict[str, list[str]], combination: dict,
     ids, broken = list_images(folder)
     for image_id, problem in broken:
         log.warning("skipping %s: %s", image_id, problem)
-    per_model = {}
+    per_model, decoded = {}, {}
     for name, paths in checkpoints.items():
         fold_probs = []
         for path in paths:
             model, ckpt = load_checkpoint(path, device)
-            images, ok = _load_all(folder, ids, ckpt["config"]["image_size"])
+            size = ckpt["config"]["image_size"]
+            if size not in decoded:  # once per image size, not once per checkpoint
+                decoded[size] = _load_all(folder, ids, size)
+            images, ok = decoded[size]
             loader = make_loader(CachedImages(images, np.flatnonzero(ok)), batch_size)
             probs = np.full((len(ids), NUM_CLASSES), np.nan)
-            probs[ok] = predict_probs(model, loader, device, tta=tta, aggregate=aggregate)
+            probs[ok] = predict_probs(model, loader, device, tta=tta, aggregate=aggregate,
+                                      amp=autocast_dtype(device, ckpt["config"]["model"].get("amp")))
             fold_probs.append(probs)
         per_model[name] = np.mean(fold_probs, axis=0)
     names = list(per_model)

@@ -68,7 +68,10 @@ def fit_soft_f1(probs, y, train_frequency=None, sharpness: float = 50.0, decay: 
     def residuals(t):
         return np.concatenate([_soft_f1(probs, y, t, sharpness) - 1.0, decay * (t - 0.5)])
 
-    fit = least_squares(residuals, np.full(y.shape[1], 0.5), bounds=(0.0, 1.0))
+    # Class c's residuals depend on t_c alone: telling least_squares so makes its numeric
+    # Jacobian one function call per step instead of one per class (28x fewer).
+    k = y.shape[1]
+    fit = least_squares(residuals, np.full(k, 0.5), bounds=(0.0, 1.0), jac_sparsity=np.vstack([np.eye(k)] * 2))
     return fit.x
 
 
