@@ -10,6 +10,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/external.smk"
@@ -24,6 +27,6 @@ include: "workflow/rules/compare.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

@@ -2,11 +2,13 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TINY, snakemake, write_kaggle_source
+from conftest import REPO, TINY, job_counts, snakemake, write_kaggle_source
+from hpa.metrics import no_skill_macro_f1
 
 pytestmark = pytest.mark.workflow
 
@@ -28,17 +30,39 @@ def test_demo_run_thresholds_and_evaluation(demo_run):
     assert record["method"] == "per_class"
     assert len(record["thresholds"]) == 28 and all(0 <= t <= 1 for t in record["thresholds"])
     assert 0 < record["oof_macro_f1"] <= 1
+    low, high = record["honest_macro_f1_interval"]
+    assert low <= record["honest_macro_f1"] <= high and 0 < record["no_skill_macro_f1"] < 1
     evaluation = json.loads((demo_run / "results/evaluation/main.json").read_text())
-    assert 0 <= evaluation["test_macro_f1"] <= 1
+    low, high = evaluation["test_macro_f1_interval"]
+    assert low <= evaluation["test_macro_f1"] <= high
+    truth = pd.read_csv(demo_run / "resources/demo/test_labels.csv", dtype=str, keep_default_na=False)
+    assert evaluation["n_test_images"] == len(truth)
+    y = np.zeros((len(truth), 28), bool)
+    for i, target in enumerate(truth["Target"]):
+        y[i, [int(c) for c in target.split()]] = True
+    assert evaluation["test_no_skill_macro_f1"] == pytest.approx(no_skill_macro_f1(y), abs=1e-6)
+    assert evaluation["test_minus_no_skill"]["difference"] == pytest.approx(
+        evaluation["test_macro_f1"] - evaluation["test_no_skill_macro_f1"], abs=1e-5)
+    comparison = pd.read_csv(demo_run / "results/evaluation/comparison.csv").set_index("ensemble")
+    row = comparison.loc["main"]
+    assert row["test_macro_f1"] == pytest.approx(evaluation["test_macro_f1"])
+    assert row["test_low"] == pytest.approx(low) and row["test_no_skill"] == pytest.approx(
+        evaluation["test_no_skill_macro_f1"])
+    assert row["honest_low"] <= row["honest_macro_f1"] <= row["honest_high"]
+    assert row["test_minus_best"] == 0 or row["minus_best_low"] <= row["test_minus_best"] <= row["minus_best_high"]
     folds = pd.read_csv(demo_run / "results/splits/folds.csv")
     kept = pd.read_csv(demo_run / "results/external/kept.csv")  # the mirror's kept external images
     assert len(folds) == 36 + len(kept) and set(folds["fold"]) == {0, 1}
 
 
 def test_every_rule_left_a_log_and_a_benchmark(demo_run):
-    for rule in ("make_demo", "ingest", "make_folds", "channel_stats"):
-        assert (demo_run / "logs" / f"{rule}.log").exists()
-        assert (demo_run / "benchmarks" / f"{rule}.tsv").exists()
+    """Every rule of the run's DAG (but the target rule) wrote logs/<rule>... and benchmarks/<rule>...."""
+    rules = set(job_counts(snakemake(demo_run, "-n", "--forceall", "--quiet", "rules").stdout))
+    assert {"make_demo", "train", "predict", "fit_thresholds", "compare_ensembles"} <= rules
+    for rule in sorted(rules):
+        for folder, ext in (("logs", "log"), ("benchmarks", "tsv")):
+            found = list((demo_run / folder).glob(f"{rule}.{ext}")) + list((demo_run / folder / rule).rglob(f"*.{ext}"))
+            assert found, f"rule {rule} left no {folder}/{rule}[...].{ext}"
     assert (demo_run / "logs/train/tiny/fold1.log").read_text().count("epoch 1") == 1
 
 

@@ -15,15 +15,15 @@ rule count_labels:
         **analysis_tables(COUNT_TABLES),
         per_source=source_table_paths(COUNT_TABLES),
         class_counts="results/analysis/class_counts.csv",
-    params:
-        sources=list(label_sources()),
-        tables={s: analysis_tables(COUNT_TABLES, s) for s in ["all", *label_sources()]},
     log:
         "logs/count_labels.log",
     benchmark:
         "benchmarks/count_labels.tsv"
     conda:
         "../../envs/analysis.yaml"
+    params:
+        sources=list(label_sources()),
+        tables={s: analysis_tables(COUNT_TABLES, s) for s in ["all", *label_sources()]},
     script:
         "../scripts/count_labels.py"
 
@@ -34,16 +34,16 @@ rule mine_labels:
     output:
         **analysis_tables(MINE_TABLES),
         per_source=source_table_paths(MINE_TABLES),
-    params:
-        sources=list(label_sources()),
-        tables={s: analysis_tables(MINE_TABLES, s) for s in ["all", *label_sources()]},
-        mining={k: ANALYSIS[k] for k in ("algorithm", "min_support", "max_len", "min_confidence")},
     log:
         "logs/mine_labels.log",
     benchmark:
         "benchmarks/mine_labels.tsv"
     conda:
         "../../envs/analysis.yaml"
+    params:
+        sources=list(label_sources()),
+        tables={s: analysis_tables(MINE_TABLES, s) for s in ["all", *label_sources()]},
+        mining={k: ANALYSIS[k] for k in ("algorithm", "min_support", "max_len", "min_confidence")},
     script:
         "../scripts/mine_labels.py"
 
@@ -53,15 +53,15 @@ rule class_groups:
         counts="results/analysis/cooccurrence_counts.csv",
     output:
         groups="results/analysis/class_groups.yaml",
-    params:
-        n_groups=ANALYSIS["n_groups"],
-        method=ANALYSIS["group_method"],
     log:
         "logs/class_groups.log",
     benchmark:
         "benchmarks/class_groups.tsv"
     conda:
         "../../envs/analysis.yaml"
+    params:
+        n_groups=ANALYSIS["n_groups"],
+        method=ANALYSIS["group_method"],
     script:
         "../scripts/class_groups.py"
 
@@ -71,16 +71,16 @@ rule sampling_weights:
         **label_sources(),
     output:
         weights="results/analysis/sampling_weights.csv",
-    params:
-        sources=list(label_sources()),
-        power=ANALYSIS["weight_power"],
-        cap=ANALYSIS["weight_cap"],
     log:
         "logs/sampling_weights.log",
     benchmark:
         "benchmarks/sampling_weights.tsv"
     conda:
         "../../envs/analysis.yaml"
+    params:
+        sources=list(label_sources()),
+        power=ANALYSIS["weight_power"],
+        cap=ANALYSIS["weight_cap"],
     script:
         "../scripts/sampling_weights.py"
 

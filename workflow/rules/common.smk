@@ -5,7 +5,6 @@ import os
 import yaml
 from snakemake.utils import validate
 
-
 SCHEMA_PATH = workflow.source_path("../schemas/config.schema.yaml")
 validate(config, schema=SCHEMA_PATH)
 
@@ -111,10 +110,7 @@ def ensemble_members(wildcards):
     ens = ENSEMBLES[wildcards.ensemble]
     view = f"{ens['tta']}_{ens['aggregate']}"
     return {
-        m: {
-            kind: [f"results/predictions/{m}/fold{k}/{view}/{kind}.csv" for k in FOLDS]
-            for kind in ("oof", "test")
-        }
+        m: {kind: [f"results/predictions/{m}/fold{k}/{view}/{kind}.csv" for k in FOLDS] for kind in ("oof", "test")}
         for m in ens["models"]
     }
 
@@ -157,8 +153,14 @@ def all_outputs():
     targets = expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES)
     targets += expand(
         "results/analysis/{name}",
-        name=["itemsets.csv", "rules.csv", "class_groups.yaml", "sampling_weights.csv",
-              "cooccurrence_heatmap.png", "class_frequency.png"],
+        name=[
+            "itemsets.csv",
+            "rules.csv",
+            "class_groups.yaml",
+            "sampling_weights.csv",
+            "cooccurrence_heatmap.png",
+            "class_frequency.png",
+        ],
     )
     targets += expand(
         "results/metrics/{ensemble}/{name}.png", ensemble=ENSEMBLES, name=["threshold_curves", "per_class_f1"]

@@ -4,13 +4,13 @@
 rule compare_ensembles:
     input:
         thresholds=expand("results/thresholds/{ensemble}.json", ensemble=ENSEMBLES),
-        evaluations=expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES)
-        if config["source"] == "demo"
-        else [],
+        evaluations=(
+            expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES) if config["source"] == "demo" else []
+        ),
         # The demo's submissions and held-aside labels: paired differences between ensembles.
-        submissions=expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES)
-        if config["source"] == "demo"
-        else [],
+        submissions=(
+            expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES) if config["source"] == "demo" else []
+        ),
         test_labels=f"{config['demo']['dir']}/test_labels.csv" if config["source"] == "demo" else [],
         benchmarks=lambda wildcards: [
             path for jobs in ensemble_jobs().values() for kind in ("train_tsv", "predict_tsv") for path in jobs[kind]
@@ -21,13 +21,13 @@ rule compare_ensembles:
             caption="../report/comparison.rst",
             category="Evaluation",
         ),
-    params:
-        jobs=ensemble_jobs(),
     log:
         "logs/compare_ensembles.log",
     benchmark:
         "benchmarks/compare_ensembles.tsv"
     conda:
         "../../envs/data.yaml"
+    params:
+        jobs=ensemble_jobs(),
     script:
         "../scripts/compare_ensembles.py"

@@ -8,17 +8,17 @@ rule ingest:
     output:
         manifest="results/data/manifest.csv",
         rejected="results/data/rejected.csv",
-    params:
-        source_dir=lambda wildcards, input: os.path.dirname(input.train_csv),
-        source=config["source"],
-        max_rejected_fraction=config["data"]["max_rejected_fraction"],
     log:
         "logs/ingest.log",
     benchmark:
         "benchmarks/ingest.tsv"
-    threads: 4
     conda:
         "../../envs/data.yaml"
+    threads: 4
+    params:
+        source_dir=lambda wildcards, input: os.path.dirname(input.train_csv),
+        source=config["source"],
+        max_rejected_fraction=config["data"]["max_rejected_fraction"],
     script:
         "../scripts/ingest.py"
 
@@ -29,15 +29,15 @@ rule cache_images:
     output:
         npy="results/cache/{split}.npy",
         index="results/cache/{split}.csv",
-    params:
-        size=config["data"]["image_size"],
     log:
         "logs/cache_images/{split}.log",
     benchmark:
         "benchmarks/cache_images/{split}.tsv"
-    threads: 8
     conda:
         "../../envs/data.yaml"
+    threads: 8
+    params:
+        size=config["data"]["image_size"],
     script:
         "../scripts/cache_images.py"
 

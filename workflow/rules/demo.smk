@@ -7,16 +7,16 @@ rule make_demo:
         train_csv=f"{config['demo']['dir']}/train.csv",
         sample_submission=f"{config['demo']['dir']}/sample_submission.csv",
         test_labels=f"{config['demo']['dir']}/test_labels.csv",
-    params:
-        # The mirror has its own rule: changing it must not regenerate the demo.
-        demo={k: v for k, v in config["demo"].items() if k != "mirror"},
     log:
         "logs/make_demo.log",
     benchmark:
         "benchmarks/make_demo.tsv"
-    threads: 4
     conda:
         "../../envs/data.yaml"
+    threads: 4
+    params:
+        # The mirror has its own rule: changing it must not regenerate the demo.
+        demo={k: v for k, v in config["demo"].items() if k != "mirror"},
     script:
         "../scripts/make_demo.py"
 
@@ -28,15 +28,15 @@ rule make_demo_mirror:
     output:
         list=f"{config['demo']['dir']}/mirror/list.csv",
         truth=f"{config['demo']['dir']}/mirror/truth.csv",
-    params:
-        mirror=config["demo"]["mirror"],
-        seed=config["demo"]["seed"],
     log:
         "logs/make_demo_mirror.log",
     benchmark:
         "benchmarks/make_demo_mirror.tsv"
-    threads: 2
     conda:
         "../../envs/data.yaml"
+    threads: 2
+    params:
+        mirror=config["demo"]["mirror"],
+        seed=config["demo"]["seed"],
     script:
         "../scripts/make_demo_mirror.py"

@@ -20,19 +20,19 @@ rule train_embedding:
     output:
         checkpoint="results/embedding/fold{fold}/model.pt",
         history="results/embedding/fold{fold}/history.csv",
-    params:
-        embedding={k: v for k, v in EMBEDDING.items() if k not in SEARCH_KEYS},
     log:
         "logs/train_embedding/fold{fold}.log",
     benchmark:
         "benchmarks/train_embedding/fold{fold}.tsv"
-    threads: 4
     # Resumes from its last.pt after a preemption, as train does.
     retries: 2
-    resources:
-        gpu=1,
     conda:
         "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        embedding={k: v for k, v in EMBEDDING.items() if k not in SEARCH_KEYS},
     script:
         "../scripts/train_embedding.py"
 
@@ -46,19 +46,19 @@ rule embed:
         test_index="results/cache/test.csv",
     output:
         embeddings="results/embedding/fold{fold}/embeddings.npz",
-    params:
-        flips=EMBEDDING["flips"],
-        batch_size=config["predict"]["batch_size"],
     log:
         "logs/embed/fold{fold}.log",
     benchmark:
         "benchmarks/embed/fold{fold}.tsv"
-    threads: 4
     retries: 1
-    resources:
-        gpu=1,
     conda:
         "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        flips=EMBEDDING["flips"],
+        batch_size=config["predict"]["batch_size"],
     script:
         "../scripts/embed.py"
 
@@ -70,14 +70,14 @@ rule embedding_neighbours:
         manifest="results/data/manifest.csv",
     output:
         neighbours="results/embedding/neighbours.csv",
-    params:
-        folds=FOLDS,
     log:
         "logs/embedding_neighbours.log",
     benchmark:
         "benchmarks/embedding_neighbours.tsv"
     conda:
         "../../envs/data.yaml"
+    params:
+        folds=FOLDS,
     script:
         "../scripts/embedding_neighbours.py"
 
@@ -94,32 +94,32 @@ rule transfer_labels:
         test="results/ensembles/{ensemble}/transfer/test.csv",
         candidates="results/ensembles/{ensemble}/transfer/candidates.csv",
         record="results/ensembles/{ensemble}/transfer/transfer.json",
-    params:
-        ensemble=lambda wildcards: {k: ENSEMBLES[wildcards.ensemble][k] for k in TRANSFER_KEYS},
     log:
         "logs/transfer_labels/{ensemble}.log",
     benchmark:
         "benchmarks/transfer_labels/{ensemble}.tsv"
     conda:
         "../../envs/data.yaml"
+    params:
+        ensemble=lambda wildcards: {k: ENSEMBLES[wildcards.ensemble][k] for k in TRANSFER_KEYS},
     script:
         "../scripts/transfer_labels.py"
 
 
 rule embedding_duplicates:
     input:
+        **external_inputs("duplicates"),
         embeddings=expand("results/embedding/fold{fold}/embeddings.npz", fold=FOLDS),
         manifest="results/data/manifest.csv",
-        **external_inputs("duplicates"),
     output:
         duplicates="results/embedding/duplicates.csv",
-    params:
-        min_similarity=EMBEDDING["duplicate_similarity"],
     log:
         "logs/embedding_duplicates.log",
     benchmark:
         "benchmarks/embedding_duplicates.tsv"
     conda:
         "../../envs/data.yaml"
+    params:
+        min_similarity=EMBEDDING["duplicate_similarity"],
     script:
         "../scripts/embedding_duplicates.py"

@@ -11,16 +11,16 @@ rule blend:
         oof="results/ensembles/{ensemble}/oof.csv",
         test="results/ensembles/{ensemble}/test.csv",
         how="results/ensembles/{ensemble}/combination.json",
-    params:
-        members=ensemble_members,
-        # Only what blending reads, so that a new threshold method does not re-blend.
-        ensemble=lambda wildcards: {k: ENSEMBLES[wildcards.ensemble][k] for k in ("combine", "weights", "groups")},
     log:
         "logs/blend/{ensemble}.log",
     benchmark:
         "benchmarks/blend/{ensemble}.tsv"
     conda:
         "../../envs/data.yaml"
+    params:
+        members=ensemble_members,
+        # Only what blending reads, so that a new threshold method does not re-blend.
+        ensemble=lambda wildcards: {k: ENSEMBLES[wildcards.ensemble][k] for k in ("combine", "weights", "groups")},
     script:
         "../scripts/blend.py"
 
@@ -44,14 +44,14 @@ rule fit_thresholds:
             category="Thresholds",
             subcategory="{ensemble}",
         ),
-    params:
-        ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
     log:
         "logs/fit_thresholds/{ensemble}.log",
     benchmark:
         "benchmarks/fit_thresholds/{ensemble}.tsv"
     conda:
         "../../envs/data.yaml"
+    params:
+        ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
     script:
         "../scripts/fit_thresholds.py"
 

@@ -10,20 +10,20 @@ rule download_external:
         list=EXTERNAL["list"],
     output:
         records="results/external/download.csv",
+    log:
+        "logs/download_external.log",
+    benchmark:
+        "benchmarks/download_external.tsv"
+    retries: 2  # a lost connection or a killed job resumes from the download journal
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
     params:
         # Only what changes the images is a param; workers, rate, timeout and
         # retries are read from the config so that tuning them reruns nothing.
         image={k: EXTERNAL[k] for k in ("size", "yellow")} | {"hash": EXTERNAL["dedup"]["hash"]},
         image_dir=f"{EXTERNAL['dir']}/images",
         journal=f"{EXTERNAL['dir']}/download_journal.jsonl",
-    log:
-        "logs/download_external.log",
-    benchmark:
-        "benchmarks/download_external.tsv"
-    threads: 2
-    retries: 2  # a lost connection or a killed job resumes from the download journal
-    conda:
-        "../../envs/data.yaml"
     script:
         "../scripts/download_external.py"
 
@@ -33,16 +33,16 @@ rule hash_images:
         **source_files(),
     output:
         hashes="results/external/source_hashes.csv",
-    params:
-        source_dir=lambda wildcards, input: os.path.dirname(input.train_csv),
-        hash=EXTERNAL["dedup"]["hash"],
     log:
         "logs/hash_images.log",
     benchmark:
         "benchmarks/hash_images.tsv"
-    threads: 4
     conda:
         "../../envs/data.yaml"
+    threads: 4
+    params:
+        source_dir=lambda wildcards, input: os.path.dirname(input.train_csv),
+        hash=EXTERNAL["dedup"]["hash"],
     script:
         "../scripts/hash_images.py"
 
@@ -58,15 +58,15 @@ rule clean_external:
         duplicates="results/external/duplicates.csv",
         leaks="results/external/leaks.csv",
         report="results/external/report.json",
-    params:
-        external={k: EXTERNAL[k] for k in ("dedup", "blank_std")},
-        image_dir=f"{EXTERNAL['dir']}/images",
     log:
         "logs/clean_external.log",
     benchmark:
         "benchmarks/clean_external.tsv"
-    threads: 2
     conda:
         "../../envs/data.yaml"
+    threads: 2
+    params:
+        external={k: EXTERNAL[k] for k in ("dedup", "blank_std")},
+        image_dir=f"{EXTERNAL['dir']}/images",
     script:
         "../scripts/clean_external.py"

@@ -13,20 +13,20 @@ rule predict:
     output:
         oof="results/predictions/{model}/fold{fold}/{tta}_{aggregate}/oof.csv",
         test="results/predictions/{model}/fold{fold}/{tta}_{aggregate}/test.csv",
-    params:
-        tta="{tta}",
-        aggregate="{aggregate}",
-        batch_size=config["predict"]["batch_size"],
     log:
         "logs/predict/{model}/fold{fold}/{tta}_{aggregate}.log",
     benchmark:
         "benchmarks/predict/{model}/fold{fold}/{tta}_{aggregate}.tsv"
-    threads: 4
     retries: 1  # preemptible GPU partitions; the job is short, so it simply starts over
-    resources:
-        gpu=1,
     conda:
         "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        tta="{tta}",
+        aggregate="{aggregate}",
+        batch_size=config["predict"]["batch_size"],
     script:
         "../scripts/predict.py"
 
@@ -42,19 +42,19 @@ rule predict_new:
         combination="results/ensembles/{ensemble}/combination.json",
     output:
         predictions="results/new_images/{ensemble}.csv",
+    log:
+        "logs/predict_new/{ensemble}.log",
+    benchmark:
+        "benchmarks/predict_new/{ensemble}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=1,
     params:
         folder=config["new_images"],
         ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
         folds=FOLDS,
         batch_size=config["predict"]["batch_size"],
-    log:
-        "logs/predict_new/{ensemble}.log",
-    benchmark:
-        "benchmarks/predict_new/{ensemble}.tsv"
-    threads: 4
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/predict_new.py"

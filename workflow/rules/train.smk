@@ -14,21 +14,21 @@ rule train:
         checkpoint="results/models/{model}/fold{fold}/model.pt",
         history="results/models/{model}/fold{fold}/history.csv",
         oof="results/models/{model}/fold{fold}/oof.csv",
-    params:
-        model=lambda wildcards: MODELS[wildcards.model],
     log:
         "logs/train/{model}/fold{fold}.log",
     benchmark:
         "benchmarks/train/{model}/fold{fold}.tsv"
-    threads: 4
     # A preempted or node-failed job (hours on a cluster GPU) is resubmitted and resumes
     # from its last checkpoint; a deterministic error fails again and stops after these.
     retries: 2
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
     resources:
         # One GPU per training process (processes > 1: DistributedDataParallel within the job).
         gpu=lambda wildcards: MODELS[wildcards.model]["processes"],
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        model=lambda wildcards: MODELS[wildcards.model],
     script:
         "../scripts/train.py"
 
@@ -43,13 +43,13 @@ rule plot_training:
             category="Training",
             labels={"model": "{model}"},
         ),
-    params:
-        folds=FOLDS,
     log:
         "logs/plot_training/{model}.log",
     benchmark:
         "benchmarks/plot_training/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    params:
+        folds=FOLDS,
     script:
         "../scripts/plot_training.py"
