@@ -86,6 +86,25 @@ def test_random_dihedral_only_permutes_pixels():
     assert torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
 
 
+def test_tta_averages_or_maxes_the_model_over_exactly_the_named_views():
+    """An orientation-sensitive model: TTA must equal the hand-made mean/max over its views,
+    and differ from the plain prediction (so a TTA that is never applied fails here)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 28))
+    batches = [torch.rand(3, 4, 8, 8), torch.rand(2, 4, 8, 8)]
+    x = torch.cat(batches)
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        views = {t: torch.sigmoid(model(dihedral(x, t))).numpy() for t in range(8)}
+    plain = predict_probs(model, batches, cpu, tta="none")
+    assert plain.shape == (5, 28) and np.allclose(plain, views[0], atol=1e-6)
+    flips = predict_probs(model, batches, cpu, tta="flips")
+    assert np.allclose(flips, np.mean([views[t] for t in transforms_for("flips")], 0), atol=1e-6)
+    most = predict_probs(model, batches, cpu, tta="dihedral", aggregate="max")
+    assert np.allclose(most, np.max([views[t] for t in range(8)], 0), atol=1e-6)
+    assert not np.allclose(flips, plain, atol=1e-3) and not np.allclose(most, flips, atol=1e-3)
+
+
 def test_tta_of_an_invariant_model_equals_plain_prediction():
     # Global average pooling makes this model exactly dihedral-invariant.
     model = torch.nn.Sequential(
@@ -96,3 +115,19 @@ def test_tta_of_an_invariant_model_equals_plain_prediction():
     flips = predict_probs(model, batches, torch.device("cpu"), tta="dihedral", aggregate="max")
     assert plain.shape == (5, 28)
     assert np.allclose(plain, flips, atol=1e-6)
+
+
+def test_per_image_normalisation_removes_gain_and_offset():
+    """normalize: image standardises each image's channels: a dimmer copy of an image (gain
+    0.5, the same pattern) reaches the backbone as the same input; dataset does not."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 200, (2, 4, 16, 16)).float()
+    dim = (x * 0.5 + 10).round()
+    image = build_model("resnet18", normalize="image").normalize
+    assert torch.allclose(image(x), image(dim), atol=0.05)
+    dataset = build_model("resnet18", [0.1] * 4, [0.2] * 4, normalize="dataset").normalize
+    assert not torch.allclose(dataset(x), dataset(dim), atol=0.05)
+    blank = image(torch.full((1, 4, 8, 8), 7.0))
+    assert torch.equal(blank, torch.zeros_like(blank))
+    with pytest.raises(ValueError, match="normalize"):
+        build_model("resnet18", normalize="percentile")
