@@ -1,4 +1,7 @@
 import dataclasses
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -44,7 +47,8 @@ def test_training_learns_a_separable_toy_problem_and_is_reproducible(tmp_path):
     again, oof2 = run(tmp_path, cfg, "b.pt")
     assert np.array_equal(oof, oof2), "same config, same seed: same model on CPU"
     ckpt = torch.load(tmp_path / "a.pt", weights_only=False)
-    assert {"model", "optimizer", "epoch", "config", "metrics"} <= set(ckpt)
+    assert set(ckpt) == {"model", "epoch", "config", "metrics"}, "no optimizer state in model.pt"
+    assert all(t.device.type == "cpu" for t in ckpt["model"].values())
     untrained, _ = run(tmp_path, dataclasses.replace(cfg, lr=0.0), "c.pt")
     assert untrained[["f1_0", "f1_1"]].iloc[-1].min() < 0.8
     assert ckpt["config"]["model"]["loss"] == {"bce": 1.0, "soft_f1": 0.5}
@@ -255,3 +259,12 @@ def test_validate_every_skips_epochs_but_always_scores_the_kept_last_one(tmp_pat
     assert oof.shape == (16, 28)
     with pytest.raises(ValueError, match="keep: best"):
         TrainConfig.from_dict({"validate_every": 2, "keep": "best"})
+
+
+def test_model_pt_opens_with_a_plain_torch_load_in_a_fresh_process(tmp_path):
+    run(tmp_path, TrainConfig(epochs=1, batch_size=8))
+    code = ("import sys, torch; c = torch.load(sys.argv[1], map_location='cpu', weights_only=False); "
+            "print(sorted(c), c['epoch'], c['config']['model']['arch'])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.pt")], capture_output=True,
+                         text=True, check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}).stdout
+    assert out.split("\n")[0] == "['config', 'epoch', 'metrics', 'model'] 1 resnet18"

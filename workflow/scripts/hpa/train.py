@@ -464,8 +464,9 @@ def fit_fold(
         if validate and (cfg.keep == "last" or best is None
                          or row["val_macro_f1_fitted"] > best["metrics"]["val_macro_f1_fitted"]):
             best = {
+                # Weights, config, metrics and epoch, CPU tensors only: a plain torch.load opens
+                # it anywhere. The optimizer's state belongs to last.pt, which resumes training.
                 "model": cpu_state(trainer.model),
-                "optimizer": trainer.optimizer.state_dict(),
                 "epoch": epoch,
                 "config": {"model": dataclasses.asdict(cfg), "stats": stats, **(extra or {})},
                 "metrics": row,
