@@ -146,3 +146,25 @@ def test_every_rule_has_log_benchmark_and_conda():
             if block.startswith("rule "):
                 for directive in ("log:", "benchmark:", "conda:"):
                     assert directive in block, f"{smk.name}: {block.splitlines()[0]} lacks {directive}"
+
+
+@pytest.mark.parametrize("section,entry,message", [
+    ("models", {"arch": "resnet18", "se_reduction": 8}, "models.tiny.se_reduction only applies with head: gapnet"),
+    ("ensembles", {"models": ["tiny"], "weights": [1.0]}, "ensembles.main.weights only applies with combine: weighted"),
+    ("ensembles", {"models": ["tiny"], "groups": "ntu"}, "ensembles.main.groups only applies with combine: groups"),
+    ("ensembles", {"models": ["tiny"], "transfer_weight": 0.5}, "transfer_weight only applies with transfer: True"),
+])
+def test_a_key_given_without_the_key_that_reads_it_is_refused_by_name(tmp_path, section, entry, message):
+    from conftest import TINY, snakemake
+
+    config = {**TINY, section: {("tiny" if section == "models" else "main"): entry}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", check=False)
+    assert result.returncode != 0 and message in result.stdout + result.stderr
+    ok = {**TINY, section: {("tiny" if section == "models" else "main"): {
+        **entry, **({"head": "gapnet"} if "se_reduction" in entry else {}),
+        **({"combine": "weighted"} if "weights" in entry else {}),
+        **({"combine": "groups"} if "groups" in entry else {})}}}
+    if "transfer_weight" not in entry:
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(ok))
+        assert snakemake(tmp_path, "-n", check=False).returncode == 0

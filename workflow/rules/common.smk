@@ -1,11 +1,13 @@
 # Config validation, defaults and input functions. No rules here.
 
+import copy
 import os
 
 import yaml
 from snakemake.utils import validate
 
 SCHEMA_PATH = workflow.source_path("../schemas/config.schema.yaml")
+GIVEN = copy.deepcopy(config)  # as the user wrote it: validate() fills in the defaults
 validate(config, schema=SCHEMA_PATH)
 
 with open(SCHEMA_PATH) as fh:
@@ -24,6 +26,30 @@ def with_defaults(entry, definition):
     return filled
 
 
+# A key that only matters beside another one: (section, key) -> (key that reads it, values it
+# reads it at). Given alone it would be silently ignored, so it is refused by name instead.
+DEPENDENT_KEYS = {
+    ("models", "se_reduction"): ("head", ["gapnet"]),
+    ("ensembles", "weights"): ("combine", ["weighted"]),
+    ("ensembles", "groups"): ("combine", ["groups"]),
+    ("ensembles", "transfer_mode"): ("transfer", [True]),
+    ("ensembles", "transfer_weight"): ("transfer", [True]),
+}
+
+
+def check_dependent_keys(section, entries, definition):
+    for name, entry in entries.items():
+        filled = with_defaults(entry, definition)
+        for (where, key), (needs, values) in DEPENDENT_KEYS.items():
+            if where == section and key in entry and filled[needs] not in values:
+                raise ValueError(
+                    f"{section}.{name}.{key} only applies with {needs}: {values[0]} (it has {needs}: "
+                    f"{filled[needs]}); set {needs}: {values[0]} or remove {key}"
+                )
+
+
+check_dependent_keys("models", GIVEN["models"], "model")
+check_dependent_keys("ensembles", GIVEN["ensembles"], "ensemble")
 MODELS = {name: with_defaults(m, "model") for name, m in config["models"].items()}
 ENSEMBLES = {name: with_defaults(e, "ensemble") for name, e in config["ensembles"].items()}
 FOLDS = list(range(config["folds"]["n"]))
