@@ -126,6 +126,20 @@ def ablation_table(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def systems_table(run: Run) -> pd.DataFrame:
+    """Every ensemble of the run: honest and test macro F1 with intervals, no-skill, paired gap to the best."""
+    c = run.comparison
+    ci = lambda v, lo, hi: f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+    return pd.DataFrame({
+        "ensemble": c["ensemble"], "models": c["models"], "threshold": c["method"],
+        "honest OOF [95% CI]": [ci(*r) for r in zip(c["honest_macro_f1"], c["honest_low"], c["honest_high"])],
+        "test [95% CI]": [ci(*r) for r in zip(c["test_macro_f1"], c["test_low"], c["test_high"])],
+        "test no-skill": c["test_no_skill"].round(3),
+        "test − best [95% CI]": [ci(*r) for r in zip(c["test_minus_best"], c["minus_best_low"], c["minus_best_high"])],
+        "train s": c["train_s"], "predict s": c["predict_s"],
+    })
+
+
 def markdown(table: pd.DataFrame) -> str:
     head = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
     return head + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in table.itertuples(index=False))
@@ -135,6 +149,7 @@ def main(root: str = "runs/benchmark") -> pd.DataFrame:
     run = Run(root)
     table = ablation_table(run)
     write_csv(table, Path(root) / "results/evaluation/ablations.csv")
-    print(f"{len(run.y)} test images; no-skill macro F1 {no_skill_macro_f1(run.y):.4f}")
+    print(f"{len(run.y)} test images; no-skill macro F1 {no_skill_macro_f1(run.y):.4f}\n")
+    print(markdown(systems_table(run)))
     print(markdown(table))
     return table

@@ -321,11 +321,28 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
 
 
+# Steps between checks that the training loss is finite. Each check waits for the device to
+# finish; checking every step would make the GPU wait for the host twice per step.
+FINITE_CHECK_STEPS = 16
+
+
+def check_finite(total: torch.Tensor, seen: int) -> None:
+    if not torch.isfinite(total):
+        raise FloatingPointError(
+            f"training loss became {total.item()} within the {FINITE_CHECK_STEPS} steps before image "
+            f"{seen}; lower lr, set clip_grad_norm, or check the inputs"
+        )
+
+
 def train_one_epoch(trainer: Trainer, loader, generator: torch.Generator) -> dict:
-    """One pass over ``loader``; returns mean loss, images/s and the time spent waiting for data."""
+    """One pass over ``loader``; returns mean loss, images/s and the time spent waiting for data.
+
+    The loss is summed on the device and read back every ``FINITE_CHECK_STEPS`` steps and at
+    the end, so the host never waits on the device between those.
+    """
     model, cfg = trainer.model, trainer.cfg
     model.train()
-    total, seen, waiting = 0.0, 0, 0.0
+    total, seen, waiting = torch.zeros((), device=trainer.device), 0, 0.0
     start = tick = time.perf_counter()
     trainer.optimizer.zero_grad(set_to_none=True)
     batches = progress(loader, desc="train", total=len(loader))
@@ -339,12 +356,11 @@ def train_one_epoch(trainer: Trainer, loader, generator: torch.Generator) -> dic
         with sync:
             with trainer.autocast():
                 loss = trainer.compute_loss(x, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss.item()} after {seen} images; lower lr, "
-                    f"set clip_grad_norm, or check the inputs"
-                )
             trainer.scaler.scale(loss / cfg.accumulate).backward()
+        total += loss.detach().float() * len(x)
+        seen += len(x)
+        if step % FINITE_CHECK_STEPS == 0 or step == len(loader):
+            check_finite(total, seen)
         if update:
             if cfg.clip_grad_norm:
                 trainer.scaler.unscale_(trainer.optimizer)
@@ -353,11 +369,9 @@ def train_one_epoch(trainer: Trainer, loader, generator: torch.Generator) -> dic
             trainer.scaler.update()
             trainer.optimizer.zero_grad(set_to_none=True)
             trainer.scheduler.step()
-        total += loss.item() * len(x)
-        seen += len(x)
         tick = time.perf_counter()
     seconds = time.perf_counter() - start
-    total, all_seen = distributed.sum_over_ranks(trainer.ranks, total, seen)
+    total, all_seen = distributed.sum_over_ranks(trainer.ranks, float(total), seen)
     return {"train_loss": total / max(all_seen, 1), "images_per_s": all_seen / max(seconds, 1e-9),
             "data_wait_fraction": waiting / max(seconds, 1e-9)}
 
