@@ -14,6 +14,8 @@ difference excludes zero, at this scale and on this synthetic data.
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +114,13 @@ class Run:
 
 
 def ablation_table(run: Run) -> pd.DataFrame:
+    """Every row of ABLATIONS whose two sides the run has (a smaller config may leave systems out)."""
     rows = []
+    present = set(run.comparison["ensemble"]) | {"best_single"}
     for question, on, off in ABLATIONS:
+        if not {re.split("[@#]", on)[0], re.split("[@#]", off)[0]} <= present:
+            print(f"skipped (not in this run): {question}")
+            continue
         a, b = run.prediction(on), run.prediction(off)
         d = paired_difference(run.y, a, b)
         rows.append({
