@@ -89,12 +89,7 @@ class Run:
         probs, y, _, frequency = threshold_inputs(oof, self.labels, self.folds)
         test_probs = test[PROB_COLUMNS].to_numpy()
         top1 = read_json(self.root / f"results/thresholds/{ensemble}.json").get("top1", False)
-        if method == "fixed_0.5":
-            t = np.full(test_probs.shape[1], 0.5)
-        elif method == "match_distribution":
-            t = th.match_distribution(test_probs, frequency)
-        else:
-            t = th.fit(method, probs, y, frequency)
+        t = th.for_test(method, probs, y, frequency, test_probs)
         return self._aligned(test["Id"], th.predict(test_probs, t, top1))
 
     def one_fold(self, ensemble: str, fold: int) -> np.ndarray:

@@ -27,12 +27,7 @@ def evaluate_on_test(*, submission, record, oof, test, labels, folds, methods, t
     top1 = record.get("top1", False)
     scores = {}
     for name in [*th.METHODS, "fixed_0.5"]:
-        if name == "fixed_0.5":
-            t = np.full(test_probs.shape[1], 0.5)
-        elif name == "match_distribution":
-            t = th.match_distribution(test_probs, frequency)
-        else:
-            t = th.fit(name, probs, y, frequency)
+        t = th.for_test(name, probs, y, frequency, test_probs)
         scores[name] = score_with_interval(y_test, th.predict(test_probs, t, top1))
     per_method = methods.assign(**{
         column: methods["method"].map(lambda m, key=key: round(scores[m][key], 6))

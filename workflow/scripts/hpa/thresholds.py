@@ -136,6 +136,16 @@ def fit(method: str, probs, y, train_frequency=None, *, shrink_factor: float = 1
     return thresholds
 
 
+def for_test(method: str, probs, y, train_frequency, test_probs) -> np.ndarray:
+    """The thresholds ``method`` applies to ``test_probs``: fitted on the OOF (probs, y), matched
+    to the test probabilities' rates (match_distribution), or 0.5 for the untuned ``fixed_0.5``."""
+    if method == "fixed_0.5":
+        return np.full(np.shape(test_probs)[1], 0.5)
+    if method == "match_distribution":
+        return match_distribution(test_probs, train_frequency)
+    return fit(method, probs, y, train_frequency)
+
+
 def predict(probs, thresholds, top1: bool = False) -> np.ndarray:
     """Classes at or above their threshold; with ``top1`` an image with none gets its most probable class."""
     pred = probs >= np.asarray(thresholds)[None, :]
