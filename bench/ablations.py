@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from hpa import thresholds as th
-from hpa.data import labels_to_matrix, read_labels, read_manifest
-from hpa.ensemble import PROB_COLUMNS, submission_matrices, threshold_inputs
-from hpa.io import read_json, write_csv
+from hpa.tables import labels_to_matrix, read_labels, read_manifest
+from hpa.postprocess.submission import submission_matrices, threshold_inputs
+from hpa.tables import PROB_COLUMNS
+from hpa.files import read_json, write_csv
 from hpa.metrics import macro_f1, no_skill_macro_f1, paired_difference
 
 BASE = "focal_os"  # the benchmark's reference system: ResNet18, focal loss, oversampling, flip TTA

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from hpa.io import write_json
+from hpa.files import write_json
 
 OUT = Path("results/benchmarks")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from hpa import cooccurrence as co
+from hpa.labels import cooccurrence as co
 
 from .common import report
 

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from hpa.dedup import choose_search, find_pairs, naive_pairs
+from hpa.external.dedup import choose_search, find_pairs, naive_pairs
 
 from .common import report, timed
 

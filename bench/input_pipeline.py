@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hpa.train import CachedImages, Trainer, TrainConfig, loader_workers, make_loader, train_one_epoch
+from hpa.training.config import TrainConfig
+from hpa.training.loader import CachedImages, loader_workers, make_loader
+from hpa.training.trainer import Trainer, train_one_epoch
 
 from .common import report
 

@@ -14,7 +14,10 @@ import time
 import numpy as np
 import torch
 
-from hpa.train import CachedImages, Trainer, TrainConfig, make_loader, pick_device, train_one_epoch
+from hpa.training.config import TrainConfig
+from hpa.training.device import pick_device
+from hpa.training.loader import CachedImages, make_loader
+from hpa.training.trainer import Trainer, train_one_epoch
 
 from .common import report
 

@@ -7,7 +7,7 @@ from torchvision import models as tvm
 from torchvision.models.resnet import BasicBlock
 from torchvision.ops import SqueezeExcitation
 
-from hpa.models import build_model
+from hpa.models.factory import build_model
 
 
 def images(n=2, height=32, width=None, seed=0):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from hpa.train import TrainConfig
+from hpa.training.config import TrainConfig
 
 from conftest import REPO
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from hpa import cooccurrence as co
+from hpa.labels import cooccurrence as co
 from hpa.classes import CLASS_NAMES, NUM_CLASSES
-from hpa.data import format_target
+from hpa.tables import format_target
 
 from conftest import REPO, SHARED_HPA, job_counts, snakemake
 

@@ -2,9 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpa.data import InputError, ingest, labels_to_matrix, matrix_to_labels, parse_target, read_labels
-from hpa.folds import make_folds
-from hpa.images import build_cache, channel_stats, load_image
+from hpa.data.ingest import ingest
+from hpa.tables import InputError, labels_to_matrix, matrix_to_labels, parse_target, read_labels
+from hpa.data.folds import make_folds
+from hpa.data.cache import build_cache, channel_stats
+from hpa.data.images import load_image
 
 from conftest import SHARED_HPA
 

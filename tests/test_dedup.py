@@ -6,13 +6,13 @@ import pytest
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from hpa.classes import CHANNELS
-from hpa.clean import CleanSettings, clean
-from hpa.data import labels_to_matrix, read_labels
-from hpa.dedup import choose_search, clusters, find_pairs, hash_plane, naive_pairs, to_codes
-from hpa.external import to_plane
-from hpa.folds import make_folds
-from hpa.mirror import jitter, tinted_jpeg
-from hpa.synthetic import render_field
+from hpa.external.clean import CleanSettings, clean
+from hpa.tables import labels_to_matrix, read_labels
+from hpa.external.dedup import choose_search, clusters, find_pairs, hash_plane, naive_pairs, to_codes
+from hpa.external.download import to_plane
+from hpa.data.folds import make_folds
+from hpa.demo.mirror import jitter, tinted_jpeg
+from hpa.demo.render import render_field
 
 from conftest import SHARED_HPA
 

@@ -5,11 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from hpa.data import matrix_to_labels
-from hpa.distributed import Ranks, RankBatches, epoch_batches
-from hpa.ensemble import PROB_COLUMNS
-from hpa.io import write_json
-from hpa.train import TrainConfig, run_job
+from hpa.tables import matrix_to_labels
+from hpa.training.distributed import Ranks, RankBatches, epoch_batches
+from hpa.tables import PROB_COLUMNS
+from hpa.files import write_json
+from hpa.training.config import TrainConfig
+from hpa.training.job import run_job
 from test_train import STATS, toy_problem
 
 

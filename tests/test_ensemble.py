@@ -3,9 +3,11 @@ import pandas as pd
 import pytest
 
 from hpa import thresholds as th
-from hpa.data import matrix_to_labels
-from hpa.ensemble import PROB_COLUMNS, combine, fit_thresholds, resolve_groups, submission
-from hpa.evaluation import comparison_table
+from hpa.tables import matrix_to_labels
+from hpa.postprocess.blend import combine, resolve_groups
+from hpa.postprocess.submission import fit_thresholds, submission
+from hpa.tables import PROB_COLUMNS
+from hpa.postprocess.evaluation import comparison_table
 from hpa.metrics import no_skill_macro_f1, score_with_interval
 
 

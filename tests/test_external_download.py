@@ -17,12 +17,12 @@ import pytest
 from PIL import Image
 
 from hpa.classes import CHANNELS
-from hpa.data import InputError
-from hpa.dedup import plane_summary
-from hpa.external import Settings, check_failures, download, image_url, read_list, to_plane
-from hpa.fetch import RateLimiter
-from hpa.mirror import tinted_jpeg
-from hpa.synthetic import render_field
+from hpa.tables import InputError
+from hpa.external.dedup import plane_summary
+from hpa.external.download import Settings, check_failures, download, image_url, read_list, to_plane
+from hpa.external.fetch import RateLimiter
+from hpa.demo.mirror import tinted_jpeg
+from hpa.demo.render import render_field
 
 from conftest import REPO, SHARED_HPA
 
@@ -232,7 +232,7 @@ def test_changing_the_hash_rehashes_from_disk_and_changing_the_size_refetches(at
 
 KILLED_RUN = """
 import sys
-from hpa.external import Settings, download
+from hpa.external.download import Settings, download
 ids = [f"{i}_3_C3_1" for i in range(int(sys.argv[2]))]
 download(ids, sys.argv[3] + "/images", sys.argv[3] + "/journal.jsonl",
          Settings(base_url=sys.argv[1], size=32, workers=2, retries=1, timeout=5, rate=0, backoff=0.01))

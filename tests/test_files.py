@@ -6,7 +6,7 @@ import stat
 import pandas as pd
 import pytest
 
-from hpa.io import atomic_path, write_csv
+from hpa.files import atomic_path, write_csv
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])

@@ -4,9 +4,7 @@ import pytest
 import torch
 from torchvision.ops import sigmoid_focal_loss
 
-from hpa.losses import (
-    FocalLoss, HardBCE, LovaszHinge, SoftF1Loss, WeightedSum, build_loss, lovasz_hinge_flat, pos_weights,
-)
+from hpa.models.losses import FocalLoss, HardBCE, LovaszHinge, SoftF1Loss, WeightedSum, build_loss, lovasz_hinge_flat, pos_weights
 from hpa.metrics import macro_f1
 
 

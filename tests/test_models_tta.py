@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from hpa.models import ARCHITECTURES, build_model, four_channel_stem
-from hpa.tta import dihedral, predict_probs, random_dihedral, transforms_for
+from hpa.models.backbones import ARCHITECTURES, four_channel_stem
+from hpa.models.factory import build_model
+from hpa.dihedral import dihedral, random_dihedral, transforms_for
+from hpa.inference.tta import predict_probs
 from torchvision import models as tvm
 
 

@@ -3,8 +3,9 @@ import pytest
 from PIL import Image
 
 from hpa.classes import CHANNELS
-from hpa.predict import predict_folder
-from hpa.train import TrainConfig, fit_fold
+from hpa.inference.new_images import predict_folder
+from hpa.training.config import TrainConfig
+from hpa.training.fit import fit_fold
 
 from test_train import STATS, toy_problem
 

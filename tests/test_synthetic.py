@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from hpa.synthetic import CHANNELS, DRAWERS, render_field
+from hpa.classes import CHANNELS
+from hpa.demo.render import DRAWERS, render_field
 
 RED, GREEN, BLUE, YELLOW = range(4)
 SEEDS = range(6)

@@ -7,12 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from hpa.augment import AugmentConfig, augment_batch, random_affine
-from hpa.models import build_model
-from hpa.optim import build_optimizer, build_schedule
-from hpa.sampling import class_weights, expected_class_rate
-from hpa.distributed import Ranks
-from hpa.train import CachedImages, TrainConfig, Trainer, fit_fold, load_checkpoint, training_loader
+from hpa.training.augment import AugmentConfig, augment_batch, random_affine
+from hpa.models.factory import build_model
+from hpa.training.optim import build_optimizer, build_schedule
+from hpa.labels.sampling import class_weights, expected_class_rate
+from hpa.training.distributed import Ranks
+from hpa.training.checkpoint import load_checkpoint
+from hpa.training.config import TrainConfig
+from hpa.training.fit import fit_fold
+from hpa.training.loader import CachedImages, training_loader
+from hpa.training.trainer import Trainer
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
 
@@ -59,7 +63,7 @@ def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeyp
     cfg = TrainConfig(epochs=3, batch_size=8, seed=5)
     full_history, full_oof = run(tmp_path / "full", cfg)
 
-    import hpa.train as train_module
+    import hpa.training.fit as train_module
 
     calls = {"n": 0}
     real_evaluate = train_module.evaluate

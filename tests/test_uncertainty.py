@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from hpa import thresholds
-from hpa.metrics import (bootstrap_macro_f1, macro_f1, no_skill_macro_f1, paired_difference,
-                         score_with_interval)
+from hpa.metrics import bootstrap_macro_f1, macro_f1, no_skill_macro_f1, paired_difference, score_with_interval
 
 
 def noisy(rng, y, flip):

@@ -1,8 +1,8 @@
 """Rule blend: combine an ensemble's folds and models into OOF and test probabilities."""
 
-from hpa.data import read_manifest
-from hpa.ensemble import combine, resolve_groups
-from hpa.io import setup_logging, write_csv, write_json
+from hpa.tables import read_manifest
+from hpa.postprocess.blend import combine, resolve_groups
+from hpa.files import setup_logging, write_csv, write_json
 
 setup_logging(snakemake.log[0])
 ens = snakemake.params.ensemble

@@ -1,8 +1,8 @@
 """Rule cache_images: decode one split's PNGs once into a uint8 memory-mapped array."""
 
-from hpa.data import read_manifest
-from hpa.images import build_cache
-from hpa.io import setup_logging
+from hpa.tables import read_manifest
+from hpa.data.cache import build_cache
+from hpa.files import setup_logging
 
 setup_logging(snakemake.log[0])
 build_cache(

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from hpa.images import write_stats
-from hpa.io import setup_logging
+from hpa.data.cache import write_stats
+from hpa.files import setup_logging
 
 setup_logging(snakemake.log[0])
 write_stats(snakemake.input.npy, pd.read_csv(snakemake.input.index), snakemake.output.stats)

@@ -1,7 +1,7 @@
 """Rule class_groups: data-driven class groups from the co-occurrence counts, for the group ensemble."""
 
-from hpa.cooccurrence import class_groups, read_matrix, write_yaml
-from hpa.io import setup_logging
+from hpa.labels.cooccurrence import class_groups, read_matrix, write_yaml
+from hpa.files import setup_logging
 
 setup_logging(snakemake.log[0])
 groups = class_groups(read_matrix(snakemake.input.counts), snakemake.params.n_groups, snakemake.params.method)

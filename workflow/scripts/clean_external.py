@@ -1,8 +1,8 @@
 """Rule clean_external: drop incomplete and duplicate external images, report leaks."""
 
-from hpa.clean import clean, read_download, settings_from_config, write_result
-from hpa.external import read_list
-from hpa.io import setup_logging
+from hpa.external.clean import clean, read_download, settings_from_config, write_result
+from hpa.external.download import read_list
+from hpa.files import setup_logging
 
 setup_logging(snakemake.log[0])
 result = clean(

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from hpa.data import read_labels
-from hpa.ensemble import submission_matrices
-from hpa.evaluation import comparison_table
-from hpa.io import read_json, setup_logging, write_csv
+from hpa.tables import read_labels
+from hpa.postprocess.submission import submission_matrices
+from hpa.postprocess.evaluation import comparison_table
+from hpa.files import read_json, setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 names = list(snakemake.params.jobs)

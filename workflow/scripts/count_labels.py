@@ -1,7 +1,7 @@
 """Rule count_labels: class counts and co-occurrence matrices, for all labels and per source."""
 
-from hpa.cooccurrence import class_counts_table, cooccurrence_tables, read_label_sources, subsets
-from hpa.io import setup_logging, write_csv
+from hpa.labels.cooccurrence import class_counts_table, cooccurrence_tables, read_label_sources, subsets
+from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 sources = snakemake.params.sources

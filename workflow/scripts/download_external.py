@@ -1,7 +1,7 @@
 """Rule download_external: fetch the listed HPAv18 images as Kaggle-layout PNGs (resumable)."""
 
-from hpa.external import check_failures, download, read_list, settings_from_config
-from hpa.io import setup_logging, write_csv
+from hpa.external.download import check_failures, download, read_list, settings_from_config
+from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 records = download(

@@ -1,7 +1,7 @@
 """Rule embed: one fold's embedding of every training and test image."""
 
-from hpa.embedding import run_embed_job
-from hpa.io import setup_logging
+from hpa.embedding.job import run_embed_job
+from hpa.files import setup_logging
 
 setup_logging(snakemake.log[0])
 run_embed_job(

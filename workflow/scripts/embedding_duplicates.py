@@ -1,7 +1,7 @@
 """Rule embedding_duplicates: image pairs above a cosine, beside the pHash clusters."""
 
-from hpa.io import setup_logging
-from hpa.neighbours import run_duplicates_job
+from hpa.files import setup_logging
+from hpa.embedding.neighbours import run_duplicates_job
 
 setup_logging(snakemake.log[0])
 run_duplicates_job(

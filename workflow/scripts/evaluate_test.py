@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from hpa.data import read_labels, read_manifest
-from hpa.evaluation import evaluate_on_test
-from hpa.io import read_json, setup_logging, write_csv, write_json
+from hpa.tables import read_labels, read_manifest
+from hpa.postprocess.evaluation import evaluate_on_test
+from hpa.files import read_json, setup_logging, write_csv, write_json
 
 setup_logging(snakemake.log[0])
 summary, per_method = evaluate_on_test(

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from hpa.data import read_manifest
-from hpa.ensemble import fit_thresholds
-from hpa.io import setup_logging, write_csv, write_json
+from hpa.tables import read_manifest
+from hpa.postprocess.submission import fit_thresholds
+from hpa.files import setup_logging, write_csv, write_json
 
 setup_logging(snakemake.log[0])
 ens = snakemake.params.ensemble

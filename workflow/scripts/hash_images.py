@@ -1,7 +1,7 @@
 """Rule hash_images: perceptual hashes of every train and test image of the source, once."""
 
-from hpa.dedup import hash_source
-from hpa.io import setup_logging, write_csv
+from hpa.external.dedup import hash_source
+from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 hashes = hash_source(snakemake.params.source_dir, snakemake.params.hash, workers=2 * snakemake.threads)

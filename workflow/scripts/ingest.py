@@ -1,7 +1,7 @@
 """Rule ingest: validate a Kaggle-layout source and write the manifest."""
 
-from hpa.data import ingest
-from hpa.io import setup_logging, write_csv
+from hpa.data.ingest import ingest
+from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 manifest, rejected = ingest(

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from hpa.demo import make_demo
-from hpa.io import setup_logging
+from hpa.demo.dataset import make_demo
+from hpa.files import setup_logging
 
 setup_logging(snakemake.log[0])
 cfg = snakemake.params.demo

@@ -1,8 +1,8 @@
 """Rule make_folds: multilabel-stratified folds of the training images."""
 
-from hpa.data import read_manifest
-from hpa.folds import make_folds, read_groups
-from hpa.io import setup_logging, write_csv
+from hpa.tables import read_manifest
+from hpa.data.folds import make_folds, read_groups
+from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 folds = make_folds(

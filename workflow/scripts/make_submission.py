@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from hpa.data import read_manifest
-from hpa.ensemble import submission
-from hpa.io import read_json, setup_logging, write_csv
+from hpa.tables import read_manifest
+from hpa.postprocess.submission import submission
+from hpa.files import read_json, setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 test_ids = pd.concat(

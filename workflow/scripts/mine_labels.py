@@ -1,7 +1,7 @@
 """Rule mine_labels: frequent itemsets and association rules, for all labels and per source."""
 
-from hpa.cooccurrence import mining_tables, read_label_sources, subsets
-from hpa.io import setup_logging, write_csv
+from hpa.labels.cooccurrence import mining_tables, read_label_sources, subsets
+from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 labels = read_label_sources({source: snakemake.input[source] for source in snakemake.params.sources})

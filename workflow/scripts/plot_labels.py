@@ -3,9 +3,9 @@
 import pandas as pd
 import yaml
 
-from hpa.cooccurrence import read_matrix
-from hpa.io import setup_logging
-from hpa.plots import class_frequency_chart, cooccurrence_heatmap
+from hpa.labels.cooccurrence import read_matrix
+from hpa.files import setup_logging
+from hpa.labels.figures import class_frequency_chart, cooccurrence_heatmap
 
 setup_logging(snakemake.log[0])
 with open(snakemake.input.class_groups) as fh:

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from hpa.curves import per_class_f1_bars, threshold_curves
-from hpa.data import labels_to_matrix, read_manifest
-from hpa.ensemble import PROB_COLUMNS
-from hpa.io import read_json, setup_logging
+from hpa.training.curves import per_class_f1_bars, threshold_curves
+from hpa.tables import labels_to_matrix, read_manifest
+from hpa.tables import PROB_COLUMNS
+from hpa.files import read_json, setup_logging
 
 setup_logging(snakemake.log[0])
 oof = pd.read_csv(snakemake.input.oof, dtype={"Id": str})

@@ -1,7 +1,7 @@
 """Rule predict: TTA probabilities of one trained fold on its OOF and the test images."""
 
-from hpa.io import setup_logging
-from hpa.predict import run_job
+from hpa.files import setup_logging
+from hpa.inference.predict import run_job
 
 setup_logging(snakemake.log[0])
 run_job(

@@ -2,8 +2,8 @@
 
 import torch
 
-from hpa.io import read_json, setup_logging, write_csv
-from hpa.predict import predict_folder
+from hpa.files import read_json, setup_logging, write_csv
+from hpa.inference.new_images import predict_folder
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(max(1, snakemake.threads))

@@ -1,7 +1,7 @@
 """Rule sampling_weights: per-class oversampling weights for the training stage."""
 
-from hpa.cooccurrence import label_matrix, read_label_sources, sampling_weights
-from hpa.io import setup_logging, write_csv
+from hpa.labels.cooccurrence import label_matrix, read_label_sources, sampling_weights
+from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 labels = read_label_sources({source: snakemake.input[source] for source in snakemake.params.sources})

@@ -1,7 +1,7 @@
 """Rule train: one model on one fold."""
 
-from hpa.io import setup_logging
-from hpa.train import run_job
+from hpa.files import setup_logging
+from hpa.training.job import run_job
 
 setup_logging(snakemake.log[0])
 run_job(

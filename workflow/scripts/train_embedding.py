@@ -1,7 +1,7 @@
 """Rule train_embedding: the ArcFace embedding of one fold, trained on the other folds' images."""
 
-from hpa.embedding import run_training_job
-from hpa.io import setup_logging
+from hpa.embedding.job import run_training_job
+from hpa.files import setup_logging
 
 setup_logging(snakemake.log[0])
 run_training_job(

@@ -1,7 +1,7 @@
 """Rule transfer_labels: an ensemble's OOF and test tables with the nearest neighbours' labels transferred."""
 
-from hpa.io import setup_logging
-from hpa.transfer import run_transfer_job
+from hpa.files import setup_logging
+from hpa.postprocess.transfer import run_transfer_job
 
 setup_logging(snakemake.log[0])
 run_transfer_job(

@@ -1,6 +1,9 @@
 """The 28 HPA protein-localization classes and the four stain channels."""
 
+from __future__ import annotations
+
 CHANNELS = ("red", "green", "blue", "yellow")
+
 
 CLASS_NAMES = (
     "Nucleoplasm",
@@ -32,6 +35,7 @@ CLASS_NAMES = (
     "Cytoplasmic bodies",
     "Rods & rings",
 )
+
 
 NUM_CLASSES = len(CLASS_NAMES)
 

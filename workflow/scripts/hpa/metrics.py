@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .classes import CLASS_NAMES
+from hpa.classes import CLASS_NAMES
 
 
 def confusion_counts(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,16 +48,12 @@ def per_class_report(y_true, y_pred, thresholds) -> pd.DataFrame:
     )
 
 
-# --- How far a score is from chance, and how sure it is --------------------------------------
-#
-# Macro F1 over 28 classes on a few hundred images is dominated by classes with 1-3 positives,
-# so a score alone says little: each is reported beside the no-skill line and a bootstrap
-# interval over images, and two systems scored on the same images are compared by a paired
-# bootstrap of their difference (the same resamples for both), which is far tighter than two
-# overlapping intervals suggest.
-
 N_BOOT = 1000
+
+
 LEVEL = 0.95
+
+
 _CHUNK_CELLS = 4_000_000  # resamples x images per block: ~32 MB of float64 weights
 
 

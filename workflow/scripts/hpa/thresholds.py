@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import least_squares
 
-from .metrics import macro_f1
+from hpa.metrics import macro_f1
 
 
 def best_cut(scores: np.ndarray, positives: np.ndarray) -> tuple[float, float]:

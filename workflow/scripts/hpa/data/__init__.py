@@ -1,0 +1,1 @@
+"""Images in the Kaggle layout: ingest, decoding, the uint8 cache, folds."""

@@ -1,0 +1,115 @@
+"""Reading and validating datasets in the Kaggle layout, and the manifest.
+
+A source in Kaggle layout is a folder with ``train.csv`` (``Id,Target``),
+``sample_submission.csv`` (``Id,Predicted``) and the per-channel PNGs
+``train/{Id}_{color}.png`` and ``test/{Id}_{color}.png``.
+
+Errors in the label files stop the run (they mean the wrong file was given);
+a broken image among thousands is recorded in the rejected table and skipped,
+unless so many are broken that the folder itself must be wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from hpa.classes import CHANNELS
+from hpa.data.images import channel_path
+from hpa.tables import (
+    MANIFEST_COLUMNS,
+    InputError,
+    _read_id_table,
+    format_target,
+    parse_target,
+    read_labels,
+    read_test_ids,
+)
+
+log = logging.getLogger(__name__)
+
+SINGLE_BAND_MODES = {"L", "I;16", "I;16B", "I", "F"}
+
+
+def check_image(image_dir, image_id: str) -> tuple[int, int, str]:
+    """Header-check the four channels: present, readable, single band, same size.
+
+    Returns (width, height, problem); problem is "" when the image is usable.
+    Only headers are read, so this costs milliseconds even for 100k images.
+    """
+    size = None
+    for color in CHANNELS:
+        path = channel_path(image_dir, image_id, color)
+        try:
+            with Image.open(path) as im:
+                mode, this = im.mode, im.size
+        except FileNotFoundError:
+            return 0, 0, f"missing channel {color}: {path}"
+        except (UnidentifiedImageError, OSError) as err:
+            return 0, 0, f"unreadable channel {color}: {path} ({err})"
+        if mode not in SINGLE_BAND_MODES:
+            return 0, 0, f"channel {color} has mode {mode}, expected a single-band image: {path}"
+        if size is not None and this != size:
+            return 0, 0, f"channel {color} is {this}, the others are {size}: {path}"
+        size = this
+    return size[0], size[1], ""
+
+
+def read_external(path, known) -> pd.DataFrame:
+    """Kept external images (``Id,Target,image_dir``) as training rows of source "external"."""
+    df = _read_id_table(path, ["Id", "Target", "image_dir"])
+    clash = sorted(set(df["Id"]) & set(known))
+    if clash:
+        raise InputError(f"{path}: external Id {clash[0]} is also a train or test Id; external Ids must be distinct")
+    df["Target"] = [format_target(parse_target(t, where=f"{path}, line {i + 2}")) for i, t in enumerate(df["Target"])]
+    return df.assign(split="train", source="external")[["Id", "Target", "split", "source", "image_dir"]]
+
+
+def ingest(
+    source_dir,
+    source: str,
+    *,
+    workers: int = 8,
+    max_rejected_fraction: float = 0.01,
+    external_csv=None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate a Kaggle-layout folder, plus cleaned external images if given; return (manifest, rejected)."""
+    source_dir = Path(source_dir)
+    train = read_labels(source_dir / "train.csv").assign(split="train")
+    test = read_test_ids(source_dir / "sample_submission.csv").assign(Target="", split="test")
+    clash = set(train["Id"]) & set(test["Id"])
+    if clash:
+        raise InputError(
+            f"{source_dir}: {len(clash)} Id(s) are in both train.csv and "
+            f"sample_submission.csv, e.g. {sorted(clash)[0]}; a test image must not be trained on"
+        )
+    table = pd.concat([train, test], ignore_index=True)
+    table["source"] = source
+    table["image_dir"] = [str(source_dir / s) for s in table["split"]]
+    if external_csv is not None:
+        table = pd.concat([table, read_external(external_csv, known=table["Id"])], ignore_index=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        checks = list(pool.map(check_image, table["image_dir"], table["Id"]))
+    table["width"], table["height"], problem = map(list, zip(*checks)) if checks else ([], [], [])
+    problem = pd.Series(problem, index=table.index, dtype=str)
+
+    bad = problem.ne("")
+    rejected = table.loc[bad, ["Id", "source", "split"]].assign(reason=problem[bad])
+    for split, group in table.groupby("split"):
+        fraction = bad[group.index].mean() if len(group) else 0.0
+        if fraction > max_rejected_fraction:
+            example = rejected[rejected["split"] == split].iloc[0]
+            raise InputError(
+                f"{source_dir / split}: {bad[group.index].sum()} of {len(group)} {split} images "
+                f"are unusable (more than data.max_rejected_fraction={max_rejected_fraction}), "
+                f"e.g. {example['reason']}; check that the images are in {source_dir / split}"
+            )
+    for _, row in rejected.iterrows():
+        log.warning("skipping %s image %s: %s", row["split"], row["Id"], row["reason"])
+    manifest = table.loc[~bad, MANIFEST_COLUMNS].reset_index(drop=True)
+    return manifest, rejected.reset_index(drop=True)

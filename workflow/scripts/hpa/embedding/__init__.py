@@ -1,0 +1,1 @@
+"""The ArcFace embedding and the nearest-neighbour search for label transfer."""

@@ -1,0 +1,68 @@
+"""The ``train_embedding`` and ``embed`` rules: one fold's embedding, and the embeddings of every image."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from hpa.data.cache import open_cache
+from hpa.dihedral import TTA_TRANSFORMS, dihedral
+from hpa.embedding.fit import fit_embedding
+from hpa.embedding.model import EmbeddingConfig, EmbeddingNet, load_embedder
+from hpa.embedding.neighbours import write_embeddings
+from hpa.files import read_json, write_csv
+from hpa.tables import matrix_to_labels, read_manifest
+from hpa.training.device import pick_device
+from hpa.training.job import fold_rows
+from hpa.training.loader import CachedImages, loader_workers, make_loader, progress
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def embed_rows(model: EmbeddingNet, cache: np.ndarray, rows, batch_size: int = 64, flips: bool = True,
+               workers: int = 0) -> np.ndarray:
+    """L2-normalised float32 embeddings of ``rows``; with ``flips``, the normalised mean over the four flips."""
+    device = next(model.parameters()).device
+    model.eval()
+    views = TTA_TRANSFORMS["flips"] if flips else (0,)
+    out = [np.zeros((0, model.neck.num_features), dtype=np.float32)]
+    for x in progress(make_loader(CachedImages(cache, rows), batch_size, workers=workers), desc="embed"):
+        x = x.to(device, non_blocking=True)
+        total = sum(F.normalize(model(dihedral(x, t)).float(), dim=1) for t in views)
+        out.append(F.normalize(total, dim=1).cpu().numpy().astype(np.float32))
+    return np.concatenate(out)
+
+
+def run_training_job(*, cache_npy, cache_index, stats_json, folds_csv, manifest_csv, embedding: dict,
+                     fold: int, checkpoint, history_csv, threads: int = 1) -> None:
+    """The ``train_embedding`` rule: one fold's embedding, trained on the other folds' images."""
+    torch.set_num_threads(max(1, threads))
+    cfg = EmbeddingConfig.from_dict(embedding)
+    cache, index = open_cache(cache_npy, cache_index)
+    folds = pd.read_csv(folds_csv, dtype={"Id": str})
+    (rows, y), _ = fold_rows(index, folds, read_manifest(manifest_csv, split="train"), fold)
+    log.info("embedding fold %d: %d training images on %s", fold, len(rows), pick_device())
+    history = fit_embedding(cfg, cache, rows, matrix_to_labels(y), read_json(stats_json),
+                            checkpoint_path=checkpoint, workers=loader_workers(threads),
+                            extra={"fold": fold, "image_size": int(cache.shape[-1])})
+    write_csv(history.round(6), history_csv)
+
+
+def run_embed_job(*, checkpoint, train_npy, train_index, test_npy, test_index, embeddings,
+                  batch_size: int, flips: bool, threads: int = 1) -> None:
+    """The ``embed`` rule: one fold's embedding of every readable training and test image."""
+    torch.set_num_threads(max(1, threads))
+    model, ckpt = load_embedder(checkpoint)
+    workers, arrays = loader_workers(threads), {}
+    for split, npy, index_csv in (("train", train_npy, train_index), ("test", test_npy, test_index)):
+        cache, index = open_cache(npy, index_csv)
+        ok = index[index["ok"]]
+        rows = ok["row"].to_numpy()
+        arrays[split] = (ok["Id"].to_numpy(), embed_rows(model, cache, rows, batch_size, flips, workers))
+        log.info("fold %s: embedded %d %s images", ckpt["config"].get("fold"), len(ok), split)
+    write_embeddings(embeddings, *arrays["train"], *arrays["test"])

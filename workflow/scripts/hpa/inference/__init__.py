@@ -1,0 +1,1 @@
+"""Test-time augmentation and prediction, on the cache and on new images."""

@@ -1,0 +1,1 @@
+"""The label analysis: co-occurrence and Apriori rules, sampling weights, figures."""

@@ -1,0 +1,99 @@
+"""Model factory: torchvision backbones with a 4-channel input and a 28-logit head.
+
+Two ways to feed four channels to an ImageNet backbone:
+- a 4-channel stem: the first conv gets a fourth (yellow) filter initialised
+  from the pretrained RGB filters (``mean_rg``, ``copy_r``) or ``zeros``;
+- an ``adapter``: a learned 1x1 conv 4->3 in front of the unchanged backbone,
+  initialised to pass R, G, B through.
+Models take raw uint8 (or 0..255 float) images: per-channel normalisation is
+the first layer, with the dataset's statistics as buffers, so a checkpoint
+needs nothing else to predict.
+
+Options from the competition write-ups (all newly initialised parts count as
+the head, for differential learning rates and head-only warm-up):
+- ``head="gapnet"`` (4th place): every stage's feature map (ResNet layer1..4,
+  DenseNet blocks, VGG pools, EfficientNet strides 4..32) through a
+  squeeze-and-excitation block, globally pooled, concatenated, into one linear;
+- ``decoder=True`` (4th place): a small decoder on the deepest map rebuilds the
+  normalised input, for a second (MSE) loss via ``model(x, reconstruct=True)``;
+- ``arch="branchnet"`` (NTU's baseline): trained from scratch, each channel in
+  its own convolutional branch before shared layers; no pretrained weights,
+  no adapter (the 4-channel stem inits have nothing to initialise and are ignored);
+- ``extra_blocks=n`` (Stanford, ResNets only): n more stride-2 residual blocks
+  after layer4, so large inputs are reduced further before pooling.
+The plain linear head without a decoder keeps the torchvision model and its
+state-dict keys unchanged; the other options run the backbone as a feature
+extractor (``torchvision`` FX), which keeps the same module names.
+"""
+
+from __future__ import annotations
+
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from hpa.classes import NUM_CLASSES
+from hpa.models.backbones import (
+    SCRATCH,
+    STEMS,
+    add_extra_blocks,
+    build_backbone,
+    classification_head,
+    four_channel_stem,
+    rgb_adapter,
+)
+from hpa.models.heads import LOGITS, Decoder, GAPHead, HPANet, output_channels, stage_nodes
+
+HEADS = ("linear", "gapnet")
+
+
+def check_options(arch: str, stem: str, head: str, se_reduction: int) -> None:
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; choose one of {list(STEMS)}")
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {list(HEADS)}")
+    if se_reduction < 1:
+        raise ValueError(f"se_reduction must be >= 1, got {se_reduction}")
+    if arch in SCRATCH and stem == "adapter":
+        raise ValueError(f"stem 'adapter' does not apply to arch {arch!r}: it takes the four channels "
+                         f"natively, each in its own branch; leave stem at its default (ignored)")
+
+
+def build_model(
+    arch: str,
+    mean=(0.0,) * 4,
+    std=(1.0,) * 4,
+    pretrained: str | None = None,
+    dropout: float = 0.0,
+    stem: str = "mean_rg",
+    weights: str | None = None,
+    num_classes: int = NUM_CLASSES,
+    *,
+    head: str = "linear",
+    se_reduction: int = 16,
+    extra_blocks: int = 0,
+    decoder: bool = False,
+    normalize: str = "dataset",
+) -> HPANet:
+    check_options(arch, stem, head, se_reduction)
+    backbone = build_backbone(arch, pretrained, weights)
+    adapter = rgb_adapter() if stem == "adapter" else None
+    if adapter is None and arch not in SCRATCH:
+        four_channel_stem(backbone, stem)
+    new = add_extra_blocks(backbone, extra_blocks)
+    if head == "linear":
+        new.append(classification_head(backbone, num_classes, dropout))
+    head_modules = [f"backbone.{name}" for name in new]
+    if head == "linear" and not decoder:
+        return HPANet(backbone, head_modules, mean, std, adapter, normalize=normalize)
+
+    stages = stage_nodes(backbone)
+    taps = stages if head == "gapnet" else stages[-1:]
+    outputs = {node: node for node in taps}
+    if head == "linear":
+        outputs[new[-1]] = LOGITS
+    # Train and eval graphs differ by design (dropout, stochastic depth); the
+    # returned module switches between them with .train()/.eval().
+    extractor = create_feature_extractor(backbone, outputs, suppress_diff_warning=True)
+    channels = output_channels(extractor, taps, 4 if adapter is None else 3)
+    gap_head = GAPHead(taps, channels, num_classes, dropout, se_reduction) if head == "gapnet" else None
+    recon = Decoder(stages[-1], channels[-1]) if decoder else None
+    return HPANet(extractor, head_modules, mean, std, adapter, gap_head, recon, normalize)

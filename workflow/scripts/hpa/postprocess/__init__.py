@@ -1,0 +1,1 @@
+"""Blending, thresholds, submission, evaluation on test labels, label transfer."""

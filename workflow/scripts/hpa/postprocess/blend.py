@@ -1,0 +1,126 @@
+"""Blending fold and model probabilities, fitting thresholds, writing the submission.
+
+An ensemble averages each model's folds (test) or concatenates them (OOF:
+every training image is out-of-fold exactly once), then combines the models:
+``mean`` (equal weights), ``weighted`` (fixed weights, or weights fitted on OOF
+log-loss), or ``groups``: for each class group of the co-occurrence stage, the
+member with the best OOF F1 on that group's classes supplies those classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.optimize import minimize
+
+from hpa import thresholds as th
+from hpa.classes import CLASS_NAMES, GROUP_PRESETS, NUM_CLASSES
+from hpa.metrics import macro_f1
+from hpa.tables import labels_to_matrix, probability_table, read_probs
+
+
+def _check_same_ids(tables: list[pd.DataFrame], what: str) -> pd.Index:
+    ids = tables[0].index.sort_values()
+    for t in tables[1:]:
+        if len(t) != len(ids) or not t.index.sort_values().equals(ids):
+            raise ValueError(f"{what}: members do not cover the same images; rerun their predict jobs")
+    return ids
+
+
+def model_table(paths: list[str], kind: str) -> pd.DataFrame:
+    """One model's probabilities: OOF folds concatenated, test folds averaged."""
+    tables = [read_probs(p) for p in paths]
+    if kind == "oof":
+        table = pd.concat(tables)
+        if table.index.duplicated().any():
+            raise ValueError(f"{paths[0]}: an image is out-of-fold in two folds; rebuild the folds")
+        return table.sort_index()
+    ids = _check_same_ids(tables, "test folds")
+    return sum(t.loc[ids] for t in tables) / len(tables)
+
+
+def fit_weights(oofs: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+    """Convex model weights minimising the blended OOF log-loss (smooth, unlike F1)."""
+    stack = np.stack(oofs)
+    eps = 1e-6
+
+    def loss(z):
+        w = np.exp(z - z.max())
+        w /= w.sum()
+        p = np.clip(np.tensordot(w, stack, axes=1), eps, 1 - eps)
+        return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+    z = minimize(loss, np.zeros(len(oofs)), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-8}).x
+    w = np.exp(z - z.max())
+    return w / w.sum()
+
+
+def resolve_groups(spec, groups_file=None) -> list[list[int]]:
+    """Class groups from the co-occurrence stage's file, a preset name, or explicit lists; a partition of the 28."""
+    if groups_file:
+        with open(groups_file) as fh:
+            groups = [g["classes"] for g in yaml.safe_load(fh)["groups"]]
+    elif isinstance(spec, str):
+        if spec not in GROUP_PRESETS:
+            raise ValueError(f"groups: {spec!r} is not a preset; choose cooccurrence, {sorted(GROUP_PRESETS)}, "
+                             f"or give lists of class numbers")
+        groups = GROUP_PRESETS[spec]
+    else:
+        groups = spec
+    groups = [[int(k) for k in g] for g in groups]
+    listed = sorted(k for g in groups for k in g)
+    if listed != list(range(NUM_CLASSES)):
+        missing = sorted(set(range(NUM_CLASSES)) - set(listed))
+        twice = sorted({k for k in listed if listed.count(k) > 1})
+        raise ValueError(f"groups must put each of the {NUM_CLASSES} classes in exactly one group; "
+                         f"missing {missing}, repeated {twice}, out of range {sorted(set(listed) - set(range(NUM_CLASSES)))}")
+    return groups
+
+
+def group_sources(oofs: dict[str, np.ndarray], y: np.ndarray, groups: list[list[int]]) -> np.ndarray:
+    """Per class, the index of the member trusted for it: the best on its group's OOF macro F1."""
+    names = list(oofs)
+    source = np.zeros(NUM_CLASSES, dtype=int)
+    for classes in groups:
+        scores = []
+        for name in names:
+            p = oofs[name][:, classes]
+            pred = th.predict(p, th.fit_per_class(p, y[:, classes]))
+            scores.append(macro_f1(y[:, classes], pred))
+        source[classes] = int(np.argmax(scores))
+    return source
+
+
+def combine(members: dict[str, dict[str, list[str]]], labels: pd.DataFrame, combine_as: str = "mean",
+            weights=None, groups: list[list[int]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Blend ``members`` ({model: {"oof": [...], "test": [...]}}) into OOF and test tables.
+
+    Returns (oof, test, how) where ``how`` records the weights or the per-class sources used.
+    """
+    names = list(members)
+    oof = {m: model_table(members[m]["oof"], "oof") for m in names}
+    test = {m: model_table(members[m]["test"], "test") for m in names}
+    oof_ids = _check_same_ids(list(oof.values()), "ensemble OOF")
+    test_ids = _check_same_ids(list(test.values()), "ensemble test")
+    oof_p = {m: oof[m].loc[oof_ids].to_numpy() for m in names}
+    test_p = {m: test[m].loc[test_ids].to_numpy() for m in names}
+    y = labels_to_matrix(labels.set_index("Id").loc[oof_ids, "Target"]).astype(float)
+
+    if combine_as == "groups":
+        source = group_sources(oof_p, y, groups or [list(range(NUM_CLASSES))])
+        pick = lambda tables: np.stack([tables[names[source[k]]][:, k] for k in range(NUM_CLASSES)], 1)
+        blended_oof, blended_test = pick(oof_p), pick(test_p)
+        how = {"combine": "groups", "sources": {CLASS_NAMES[k]: names[source[k]] for k in range(NUM_CLASSES)}}
+    else:
+        if combine_as == "weighted" and weights == "fit":
+            w = fit_weights([oof_p[m] for m in names], y)
+        elif combine_as == "weighted":
+            w = np.asarray(weights, dtype=float) / np.sum(weights)
+        else:
+            w = np.full(len(names), 1.0 / len(names))
+        blended_oof = sum(wi * oof_p[m] for wi, m in zip(w, names))
+        blended_test = sum(wi * test_p[m] for wi, m in zip(w, names))
+        how = {"combine": combine_as, "weights": {m: round(float(wi), 6) for m, wi in zip(names, w)}}
+
+    return probability_table(oof_ids, blended_oof), probability_table(test_ids, blended_test), how

@@ -1,0 +1,88 @@
+"""Fitting an ensemble's thresholds on OOF probabilities, and the submission they make."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hpa import thresholds as th
+from hpa.classes import NUM_CLASSES
+from hpa.metrics import macro_f1, per_class_report, score_with_interval
+from hpa.tables import PROB_COLUMNS, labels_to_matrix, matrix_to_labels
+
+
+def threshold_inputs(oof: pd.DataFrame, labels: pd.DataFrame, folds: pd.DataFrame):
+    """OOF probabilities, their labels, their folds, and the training class frequencies."""
+    labelled = labels.set_index("Id")
+    y = labels_to_matrix(labelled.loc[oof["Id"], "Target"]).astype(bool)
+    fold = folds.set_index("Id").loc[oof["Id"], "fold"].to_numpy()
+    frequency = labels_to_matrix(labelled["Target"]).mean(0)
+    return oof[PROB_COLUMNS].to_numpy(), y, fold, frequency
+
+
+def fit_thresholds(oof, labels, folds, method: str, *, top1: bool = False, shrink_factor: float = 1.0,
+                   shrink_toward="global") -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Fit ``method`` on the OOF probabilities; compare every method in-sample and honestly.
+
+    Returns the thresholds record, per-class metrics and the method comparison table.
+    """
+    probs, y, fold, frequency = threshold_inputs(oof, labels, folds)
+    options = {"shrink_factor": shrink_factor, "shrink_toward": shrink_toward}
+    thresholds = th.fit(method, probs, y, frequency, **options)
+    pred = th.predict(probs, thresholds, top1)
+    in_sample = score_with_interval(y, pred)
+    honest = score_with_interval(y, th.honest_predictions(method, probs, y, fold, top1=top1, **options))
+    record = {
+        "method": method,
+        "thresholds": [round(float(t), 6) for t in thresholds],
+        "oof_macro_f1": round(in_sample["macro_f1"], 6),
+        "oof_macro_f1_interval": [round(in_sample["low"], 6), round(in_sample["high"], 6)],
+        "honest_macro_f1": round(honest["macro_f1"], 6),
+        "honest_macro_f1_interval": [round(honest["low"], 6), round(honest["high"], 6)],
+        "no_skill_macro_f1": round(honest["no_skill"], 6),
+        "top1": top1,
+        "shrink": {"factor": shrink_factor, "toward": shrink_toward},
+        "train_frequency": [round(float(f), 6) for f in frequency],
+        "n_images": int(len(oof)),
+    }
+    rows = [method_row(name, y, th.predict(probs, th.fit(name, probs, y, frequency), top1),
+                       th.honest_predictions(name, probs, y, fold, top1=top1), chosen=name == method)
+            for name in th.METHODS]
+    # The untuned baseline: nothing is fitted, so in-sample and honest coincide.
+    fixed = th.predict(probs, np.full(NUM_CLASSES, 0.5), top1)
+    rows.append(method_row("fixed_0.5", y, fixed, fixed, chosen=False))
+    return record, per_class_report(y, pred, thresholds), pd.DataFrame(rows)
+
+
+def method_row(name: str, y, in_sample, honest, *, chosen: bool) -> dict:
+    """One line of ``threshold_methods.csv``: in-sample and honest macro F1, the honest interval, no-skill."""
+    score = score_with_interval(y, honest)
+    return {"method": name, "oof_macro_f1": round(macro_f1(y, in_sample), 6),
+            "honest_macro_f1": round(score["macro_f1"], 6), "honest_low": round(score["low"], 6),
+            "honest_high": round(score["high"], 6), "no_skill_macro_f1": round(score["no_skill"], 6),
+            "chosen": chosen}
+
+
+def test_thresholds(record: dict, test: pd.DataFrame) -> np.ndarray:
+    """The thresholds applied to test: as fitted, or re-matched to test rates for match_distribution."""
+    if record["method"] == "match_distribution":
+        return th.match_distribution(test[PROB_COLUMNS].to_numpy(), record["train_frequency"])
+    return np.asarray(record["thresholds"])
+
+
+def submission(test: pd.DataFrame, record: dict, all_ids) -> pd.DataFrame:
+    """Kaggle ``Id,Predicted`` for every Id in ``all_ids``; images without probabilities get no class."""
+    pred = th.predict(test[PROB_COLUMNS].to_numpy(), test_thresholds(record, test), record.get("top1", False))
+    predicted = pd.Series(matrix_to_labels(pred), index=test["Id"].to_numpy())
+    return pd.DataFrame({"Id": list(all_ids), "Predicted": predicted.reindex(list(all_ids)).fillna("").to_numpy()})
+
+
+def submission_matrices(sub: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions) of every Id in ``truth`` as boolean matrices; a missing Id predicts nothing."""
+    merged = truth.merge(sub, on="Id", how="left", validate="one_to_one").fillna({"Predicted": ""})
+    return labels_to_matrix(merged["Target"]).astype(bool), labels_to_matrix(merged["Predicted"]).astype(bool)
+
+
+def score_submission(sub: pd.DataFrame, truth: pd.DataFrame) -> float:
+    """Macro F1 of a Kaggle submission against ``Id,Target`` labels."""
+    return macro_f1(*submission_matrices(sub, truth))

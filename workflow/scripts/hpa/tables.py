@@ -1,0 +1,117 @@
+"""The table formats every stage shares: label sets, the manifest, probability tables.
+
+A label set is the Kaggle ``Target`` string (space-separated class indices) or a
+0/1 matrix of shape (n, 28); a probability table is ``Id, p0..p27``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hpa.classes import NUM_CLASSES
+
+MANIFEST_COLUMNS = ["Id", "Target", "source", "split", "image_dir", "width", "height"]
+
+
+class InputError(ValueError):
+    """Bad user input: the message names the file, the row and the fix."""
+
+
+def parse_target(text, *, where: str) -> list[int]:
+    """Parse a Kaggle ``Target`` cell ("16 0") into ascending class numbers."""
+    tokens = str(text).split()
+    if not tokens:
+        raise InputError(f"{where}: empty Target; every training image needs at least one class")
+    try:
+        labels = [int(t) for t in tokens]
+    except ValueError:
+        raise InputError(
+            f"{where}: Target {text!r} is not space-separated integers; "
+            f"write the classes as e.g. '16 0'"
+        ) from None
+    bad = [k for k in labels if not 0 <= k < NUM_CLASSES]
+    if bad:
+        raise InputError(f"{where}: class {bad[0]} is outside 0..{NUM_CLASSES - 1}")
+    if len(set(labels)) != len(labels):
+        raise InputError(f"{where}: Target {text!r} repeats a class; list each class once")
+    return sorted(labels)
+
+
+def format_target(labels) -> str:
+    return " ".join(str(k) for k in sorted(labels))
+
+
+def _read_id_table(path, required: list[str]) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found; put the Kaggle CSV there or fix the config")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {missing}; the header must be {','.join(required)}"
+        )
+    ids = df["Id"].str.strip()
+    empty = np.flatnonzero(ids.eq("").to_numpy())
+    if len(empty):
+        raise InputError(f"{path}, line {empty[0] + 2}: empty Id")
+    dup = ids.duplicated(keep="first").to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        raise InputError(
+            f"{path}, line {row + 2}: Id {ids.iloc[row]} appears more than once; "
+            f"Ids must be unique (drop the repeated row)"
+        )
+    df["Id"] = ids
+    return df
+
+
+def read_labels(path) -> pd.DataFrame:
+    """Read ``Id,Target``; Target comes back normalised (ascending classes)."""
+    df = _read_id_table(path, ["Id", "Target"])
+    df["Target"] = [
+        format_target(parse_target(t, where=f"{path}, line {i + 2} (Id {id_})"))
+        for i, (id_, t) in enumerate(zip(df["Id"], df["Target"]))
+    ]
+    return df[["Id", "Target"]]
+
+
+def read_test_ids(path) -> pd.DataFrame:
+    return _read_id_table(path, ["Id"])[["Id"]]
+
+
+def labels_to_matrix(targets) -> np.ndarray:
+    """One-hot (n, 28) uint8 matrix from Target strings."""
+    y = np.zeros((len(targets), NUM_CLASSES), dtype=np.uint8)
+    for i, t in enumerate(targets):
+        for k in str(t).split():
+            y[i, int(k)] = 1
+    return y
+
+
+def matrix_to_labels(y) -> list[str]:
+    return [format_target(np.flatnonzero(row)) for row in np.asarray(y)]
+
+
+def read_manifest(path, split: str | None = None) -> pd.DataFrame:
+    df = pd.read_csv(path, dtype={"Id": str, "Target": str}, keep_default_na=False)
+    if split is not None:
+        df = df[df["split"] == split].reset_index(drop=True)
+    return df
+
+
+PROB_COLUMNS = [f"p{k}" for k in range(NUM_CLASSES)]
+
+
+def probability_table(ids, probs: np.ndarray) -> pd.DataFrame:
+    """``Id,p0..p27``: the format of every probability table the pipeline writes."""
+    return pd.DataFrame(np.asarray(probs).round(6), columns=PROB_COLUMNS).assign(Id=np.asarray(ids))[
+        ["Id", *PROB_COLUMNS]
+    ]
+
+
+def read_probs(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"Id": str}).set_index("Id")[PROB_COLUMNS]

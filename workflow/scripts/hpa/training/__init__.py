@@ -1,0 +1,1 @@
+"""Training one model on one fold: config, loader, trainer, epoch loop, checkpoints, ranks."""

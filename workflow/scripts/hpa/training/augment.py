@@ -1,0 +1,77 @@
+"""Training-time augmentation of uint8 image batches, on whatever device they are on.
+
+Working on whole batches on the device (one affine resample for rotation and
+zoom, one multiply for intensity) keeps augmentation off the data-loading
+critical path, which at 512 px is what starves a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hpa.dihedral import random_dihedral
+
+
+@dataclass
+class AugmentConfig:
+    dihedral: bool = True
+    rotate: float = 0.0  # max degrees, uniform in [-rotate, rotate]
+    zoom: tuple[float, float] = (1.0, 1.0)  # >1 crops in (random position), <1 zooms out
+    brightness: float = 0.0  # per-channel gain in [1 - b, 1 + b]
+    contrast: float = 0.0  # per-channel contrast factor in [1 - c, 1 + c]
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "AugmentConfig":
+        d = dict(d or {})
+        if "zoom" in d:
+            d["zoom"] = tuple(d["zoom"])
+        return cls(**d)
+
+    @property
+    def geometric(self) -> bool:
+        return self.rotate > 0 or self.zoom != (1.0, 1.0)
+
+
+def _uniform(n, low, high, generator):
+    return low + (high - low) * torch.rand(n, generator=generator)
+
+
+def random_affine(x: torch.Tensor, rotate: float, zoom: tuple[float, float], generator) -> torch.Tensor:
+    """Rotate each image by up to ``rotate`` degrees and zoom by a factor in ``zoom``."""
+    n = x.shape[0]
+    angle = _uniform(n, -rotate, rotate, generator) * math.pi / 180
+    scale = 1.0 / _uniform(n, zoom[0], zoom[1], generator)  # sampling-grid scale
+    # Shift the crop window anywhere it stays inside the image (none when zooming out).
+    room = (1.0 - scale).clamp(min=0)
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * room[:, None]
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    ).to(x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def intensity_jitter(x: torch.Tensor, brightness: float, contrast: float, generator) -> torch.Tensor:
+    """Per-image, per-channel gain and contrast, as staining and exposure vary between wells."""
+    n, c = x.shape[:2]
+    gain = _uniform(n * c, 1 - brightness, 1 + brightness, generator).view(n, c, 1, 1).to(x.device)
+    factor = _uniform(n * c, 1 - contrast, 1 + contrast, generator).view(n, c, 1, 1).to(x.device)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    return ((x - mean) * factor + mean) * gain
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """uint8 (n, 4, h, w) -> augmented float on the 0..255 scale (what the model's Normalize takes)."""
+    if cfg.dihedral:
+        x = random_dihedral(x, generator)
+    x = x.float()
+    if cfg.geometric:
+        x = random_affine(x, cfg.rotate, cfg.zoom, generator)
+    if cfg.brightness > 0 or cfg.contrast > 0:
+        x = intensity_jitter(x, cfg.brightness, cfg.contrast, generator)
+    return x.clamp_(0, 255)

@@ -1,0 +1,128 @@
+"""A model's training config (one entry under ``models:``) and the network it describes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from hpa.models.factory import build_model
+from hpa.training import distributed
+from hpa.training.augment import AugmentConfig
+from hpa.training.distributed import Ranks
+
+
+@dataclass
+class TrainConfig:
+    """One entry under ``models:`` in the config (defaults match the schema; a test checks)."""
+
+    arch: str = "resnet18"
+    pretrained: str | None = None
+    weights: str | None = None
+    stem: str = "mean_rg"
+    normalize: str = "dataset"
+    dropout: float = 0.0
+    head: str = "linear"
+    se_reduction: int = 16
+    extra_blocks: int = 0
+    reconstruction_weight: float = 0.0
+    loss: str | dict = "bce"
+    stages: list = field(default_factory=list)
+    focal_gamma: float = 2.0
+    focal_alpha: float | None = None
+    pos_weight_power: float = 0.5
+    hard_fraction: float = 0.1
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    body_lr_mult: float = 1.0
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    step_epochs: int = 10
+    step_gamma: float = 0.1
+    epochs: int = 5
+    batch_size: int = 32
+    accumulate: int = 1
+    clip_grad_norm: float | None = None
+    freeze_epochs: int = 0
+    patience: int | None = None
+    keep: str = "last"
+    validate_every: int = 1
+    oversample: bool = False
+    augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
+    amp: str | None = None
+    channels_last: bool = True
+    compile: bool = False
+    processes: int = 1
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model key(s) {sorted(unknown)}; known: {sorted(known)}")
+        cfg = cls(**d)
+        cfg.augment = dataclasses.asdict(AugmentConfig.from_dict(cfg.augment))
+        cfg.stage_losses()  # fail at config time, not after hours of the first stage
+        if cfg.keep not in KEEP:
+            raise ValueError(f"keep: {cfg.keep!r}; choose one of {list(KEEP)}")
+        if cfg.validate_every < 1 or (cfg.validate_every > 1 and cfg.keep == "best"):
+            raise ValueError(f"validate_every: {cfg.validate_every}; give 1, or more with keep: last "
+                             "(keep: best must see every epoch's validation score)")
+        if cfg.patience is not None and cfg.keep != "best":
+            raise ValueError("patience stops at the best validation epoch, so it needs keep: best "
+                             "(keep: last trains a fixed number of epochs)")
+        distributed.check_batch_size(cfg.batch_size, Ranks(world=cfg.processes))
+        return cfg
+
+    def stage_losses(self) -> list[tuple[int, str | dict, float]]:
+        """(first epoch, loss, lr multiplier) of each training stage; one stage unless ``stages`` is set.
+
+        Each stage but the last says how many epochs it lasts; the last runs to ``epochs``.
+        """
+        if not self.stages:
+            return [(1, self.loss, 1.0)]
+        starts, first = [], 1
+        for i, stage in enumerate(self.stages):
+            unknown = set(stage) - {"loss", "epochs", "lr_mult"}
+            if unknown or "loss" not in stage:
+                raise ValueError(f"stages[{i}]: give loss (and epochs, lr_mult); unknown keys {sorted(unknown)}")
+            starts.append((first, stage["loss"], float(stage.get("lr_mult", 1.0))))
+            if i < len(self.stages) - 1:
+                first += int(stage.get("epochs", 0))
+        if first > self.epochs:
+            raise ValueError(
+                f"stages: the stages before the last last until epoch {first - 1}, but epochs is "
+                f"{self.epochs}; raise epochs or shorten the stages"
+            )
+        return starts
+
+    def digest(self) -> str:
+        """Identity of this config, so a checkpoint is only resumed by the run that wrote it."""
+        return config_digest(dataclasses.asdict(self))
+
+
+def stage_at(stages: list[tuple[int, str | dict, float]], epoch: int) -> int:
+    """Index of the stage (from ``TrainConfig.stage_losses``) that ``epoch`` belongs to."""
+    return max(i for i, (first, _, _) in enumerate(stages) if first <= epoch)
+
+
+# Which epoch a fold keeps. "best" picks it by validation macro F1 at thresholds fitted on
+# that same fold, the images whose OOF probabilities later fit the thresholds and make the
+# honest estimate: a selection those numbers cannot see. "last" (a fixed epoch count, the
+# end of a cosine or one-cycle schedule) leaves the OOF images unseen by any choice.
+KEEP = ("last", "best")
+
+
+def build_from_config(cfg: TrainConfig, stats: dict, *, pretrained: bool = True):
+    """The model a config describes; ``pretrained=False`` skips weights a checkpoint will replace."""
+    return build_model(
+        cfg.arch, stats["mean"], stats["std"], cfg.pretrained if pretrained else None, cfg.dropout,
+        cfg.stem, cfg.weights if pretrained else None, head=cfg.head, se_reduction=cfg.se_reduction,
+        extra_blocks=cfg.extra_blocks, decoder=cfg.reconstruction_weight > 0, normalize=cfg.normalize,
+    )
+
+def config_digest(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

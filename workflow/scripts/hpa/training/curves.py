@@ -1,0 +1,75 @@
+"""Figures of training and thresholds: learning curves, F1-vs-threshold curves, per-class F1."""
+
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from hpa.classes import CLASS_NAMES
+from hpa.files import atomic_path
+
+matplotlib.use("Agg")  # before pyplot: cluster nodes and CI have no display
+
+
+def _save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def training_curves(histories: dict[int, pd.DataFrame], title: str, path) -> None:
+    """Loss and validation macro F1 per epoch, one line per fold."""
+    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(11, 4))
+    for fold, h in sorted(histories.items()):
+        line = ax_loss.plot(h["epoch"], h["train_loss"], label=f"fold {fold} train")[0]
+        v = h.dropna(subset=["val_loss"])  # epochs without validation (validate_every > 1)
+        ax_loss.plot(v["epoch"], v["val_loss"], "--o", color=line.get_color(), label=f"fold {fold} val")
+        ax_f1.plot(v["epoch"], v["val_macro_f1_fitted"], "-o", color=line.get_color(), label=f"fold {fold} fitted thr.")
+        ax_f1.plot(v["epoch"], v["val_macro_f1"], ":", color=line.get_color(), label=f"fold {fold} at 0.5")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss")
+    ax_f1.set(xlabel="epoch", ylabel="validation macro F1", title=f"{title}: macro F1", ylim=(0, None))
+    ax_loss.legend(fontsize=7)
+    ax_f1.legend(fontsize=7)
+    _save(fig, path)
+
+
+def f1_curve(scores: np.ndarray, positives: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """F1 of one class at every threshold of ``grid`` (vectorised: one sort, one search)."""
+    order = np.sort(scores)
+    n_pos = positives.sum()
+    pos_sorted = np.sort(scores[positives.astype(bool)])
+    predicted = len(order) - np.searchsorted(order, grid, side="left")
+    tp = len(pos_sorted) - np.searchsorted(pos_sorted, grid, side="left")
+    denom = predicted + n_pos
+    return np.divide(2 * tp, denom, out=np.zeros(len(grid)), where=denom > 0)
+
+
+def threshold_curves(probs: np.ndarray, y: np.ndarray, thresholds, path) -> None:
+    """Per class: OOF F1 as a function of the threshold, the chosen threshold marked."""
+    grid = np.linspace(0, 1, 201)
+    fig, axes = plt.subplots(4, 7, figsize=(21, 11), sharex=True, sharey=True)
+    for k, ax in enumerate(axes.flat):
+        curve = f1_curve(probs[:, k], y[:, k], grid)
+        ax.plot(grid, curve, lw=1.2)
+        ax.axvline(thresholds[k], color="crimson", lw=1)
+        ax.set_title(f"{k} {CLASS_NAMES[k]} (n={int(y[:, k].sum())})", fontsize=8)
+        ax.set_ylim(0, 1)
+    for ax in axes[-1]:
+        ax.set_xlabel("threshold")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("OOF F1")
+    _save(fig, path)
+
+
+def per_class_f1_bars(per_class: pd.DataFrame, title: str, path) -> None:
+    """OOF F1 per class at the fitted thresholds, classes labelled with their support."""
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    labels = [f"{k} {n} ({s})" for k, n, s in zip(per_class["class"], per_class["name"], per_class["support"])]
+    ax.bar(range(len(per_class)), per_class["f1"], color="steelblue")
+    ax.axhline(per_class["f1"].mean(), color="crimson", lw=1, label=f"macro F1 {per_class['f1'].mean():.3f}")
+    ax.set_xticks(range(len(per_class)), labels, rotation=75, ha="right", fontsize=8)
+    ax.set(ylabel="OOF F1", ylim=(0, 1), title=title)
+    ax.legend()
+    _save(fig, path)
