@@ -15,18 +15,16 @@ difference excludes zero, at this scale and on this synthetic data.
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hpa import thresholds as th
-from hpa.tables import labels_to_matrix, read_labels, read_manifest
-from hpa.postprocess.submission import submission_matrices, threshold_inputs
-from hpa.tables import PROB_COLUMNS
 from hpa.files import read_json, write_csv
 from hpa.metrics import macro_f1, no_skill_macro_f1, paired_difference
+from hpa.postprocess.submission import submission_matrices, threshold_inputs
+from hpa.tables import PROB_COLUMNS, labels_to_matrix, read_labels, read_manifest
 
 BASE = "focal_os"  # the benchmark's reference system: ResNet18, focal loss, oversampling, flip TTA
 BASE_VIEW = "flips_mean"  # its TTA views and aggregate (config/benchmark.yaml)

@@ -18,8 +18,8 @@ import pandas as pd
 from PIL import Image
 
 from hpa.classes import CHANNELS
-from hpa.demo.dataset import _write_image
 from hpa.data.cache import build_cache
+from hpa.demo.dataset import _write_image
 from hpa.parallel import run_tasks
 
 from .common import report, timed

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hpa.training.classifier import classifier_trainer
 from hpa.training.config import TrainConfig
-from hpa.training.loader import CachedImages, loader_workers, make_loader
-from hpa.training.trainer import Trainer, train_one_epoch
+from hpa.training.distributed import Ranks
+from hpa.training.loader import CachedImages, loader_workers, training_loader
+from hpa.training.trainer import train_one_epoch
 
 from .common import report
 
@@ -35,8 +37,9 @@ def measure(size: int, n: int, batch: int, workers: int) -> dict:
         cache = np.load(path, mmap_mode="r")
         y = (rng.random((n, 28)) < 0.1).astype(np.float32)
         cfg = TrainConfig(arch="resnet18", batch_size=batch)
-        trainer = Trainer(cfg, {"mean": [0.1] * 4, "std": [0.2] * 4}, y, n // batch)
-        loader = make_loader(CachedImages(cache, np.arange(n), y), batch, shuffle=True, workers=workers)
+        trainer = classifier_trainer(cfg, {"mean": [0.1] * 4, "std": [0.2] * 4}, y, n // batch)
+        loader = training_loader(CachedImages(cache, np.arange(n), y), batch, Ranks(), seed_of=lambda e: e, workers=workers)
+        loader.batch_sampler.set_epoch(0)
         out = train_one_epoch(trainer, loader, torch.Generator().manual_seed(0))
     return {"size": size, "images": n, "batch_size": batch, "workers": workers,
             "images_per_s": round(out["images_per_s"], 2), "data_wait_fraction": round(out["data_wait_fraction"], 4)}

@@ -14,9 +14,11 @@ import time
 import numpy as np
 import torch
 
+from hpa.training.classifier import classifier_trainer
 from hpa.training.config import TrainConfig
 from hpa.training.device import pick_device
-from hpa.training.loader import CachedImages, make_loader
+from hpa.training.distributed import Ranks
+from hpa.training.loader import CachedImages, training_loader
 from hpa.training.trainer import Trainer, train_one_epoch
 
 from .common import report
@@ -27,7 +29,7 @@ BATCHES = int(os.environ.get("BENCH_TRAIN_BATCHES", 12))
 
 
 def bare_loop(trainer: Trainer, batches) -> float:
-    model, opt, loss_fn = trainer.model, trainer.optimizer, trainer.loss_fn
+    model, opt, loss_fn = trainer.model, trainer.optimizer, trainer.task.loss_fn
     model.train()
     start = time.perf_counter()
     for x, y in batches:
@@ -47,13 +49,14 @@ def main() -> dict:
     y = (rng.random((n, 28)) < 0.1).astype(np.float32)
     stats = {"mean": [0.1] * 4, "std": [0.2] * 4}
     cfg = TrainConfig(arch="resnet18", batch_size=BATCH, augment={"dihedral": True})
-    trainer = Trainer(cfg, stats, y, BATCHES)
+    trainer = classifier_trainer(cfg, stats, y, BATCHES)
     device = pick_device()
     batches = [(torch.from_numpy(cache[i : i + BATCH]).to(device), torch.from_numpy(y[i : i + BATCH]).to(device))
                for i in range(0, n, BATCH)]
     bare_loop(trainer, batches[:2])  # warm-up: allocator, kernels
     bare = bare_loop(trainer, batches)
-    loader = make_loader(CachedImages(cache, np.arange(n), y), BATCH, shuffle=True, seed=0)
+    loader = training_loader(CachedImages(cache, np.arange(n), y), BATCH, Ranks(), seed_of=lambda e: e)
+    loader.batch_sampler.set_epoch(0)
     epoch = train_one_epoch(trainer, loader, torch.Generator().manual_seed(0))
     return report("train_step", {
         "arch": cfg.arch, "size": SIZE, "batch_size": BATCH, "batches": BATCHES, "device": device.type,

@@ -168,3 +168,46 @@ def test_a_key_given_without_the_key_that_reads_it_is_refused_by_name(tmp_path, 
     if "transfer_weight" not in entry:
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(ok))
         assert snakemake(tmp_path, "-n", check=False).returncode == 0
+
+
+def enum_of(prop):
+    return [v for v in prop["enum"] if v is not None]
+
+
+def test_schema_enums_are_the_codes_choices():
+    """Every choice the schema offers is one the code knows, and the code offers no other."""
+    from hpa.dihedral import TTA_TRANSFORMS
+    from hpa.models.backbones import ARCHITECTURES, STEMS
+    from hpa.models.factory import HEADS
+    from hpa.models.heads import NORMALIZATIONS
+    from hpa.postprocess.transfer import MODES
+    from hpa.thresholds import METHODS
+    from hpa.training.config import KEEP
+    from hpa.training.device import AMP_DTYPES
+    from hpa.training.optim import OPTIMIZERS, SCHEDULES
+
+    model = SCHEMA["$defs"]["model"]["properties"]
+    embedding = SCHEMA["properties"]["embedding"]["properties"]
+    ensemble = SCHEMA["$defs"]["ensemble"]["properties"]
+    pairs = {
+        "stem": (model["stem"], STEMS), "head": (model["head"], HEADS), "normalize": (model["normalize"], NORMALIZATIONS),
+        "keep": (model["keep"], KEEP), "amp": (model["amp"], AMP_DTYPES), "optimizer": (model["optimizer"], OPTIMIZERS),
+        "schedule": (model["schedule"], SCHEDULES), "tta": (ensemble["tta"], TTA_TRANSFORMS),
+        "threshold": (ensemble["threshold"], METHODS), "transfer_mode": (ensemble["transfer_mode"], MODES),
+        "embedding.stem": (embedding["stem"], STEMS), "embedding.amp": (embedding["amp"], AMP_DTYPES),
+        "embedding.optimizer": (embedding["optimizer"], OPTIMIZERS),
+        "embedding.schedule": (embedding["schedule"], SCHEDULES),
+    }
+    if "enum" in model["arch"]:
+        pairs["arch"] = (model["arch"], ARCHITECTURES)
+    for name, (prop, choices) in pairs.items():
+        assert sorted(enum_of(prop)) == sorted(choices), name
+
+
+def test_the_loop_keys_have_one_default_for_the_classifier_and_the_embedding():
+    from hpa.training.config import LoopConfig
+
+    model = SCHEMA["$defs"]["model"]["properties"]
+    embedding = SCHEMA["properties"]["embedding"]["properties"]
+    for name in LoopConfig.known_keys() - {"epochs", "augment"}:
+        assert model[name]["default"] == embedding[name]["default"] == getattr(LoopConfig(), name), name

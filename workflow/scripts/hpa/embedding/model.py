@@ -17,9 +17,8 @@ place used antibody identities, which the Kaggle images do not carry.)
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,13 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from hpa.models.factory import build_model
-from hpa.training.augment import AugmentConfig
+from hpa.training.config import LoopConfig
 from hpa.training.device import pick_device
 
 
 @dataclass
-class EmbeddingConfig:
-    """The training keys of the config's ``embedding:`` section (defaults match the schema; a test checks)."""
+class EmbeddingConfig(LoopConfig):
+    """The training keys of the config's ``embedding:`` section; the loop's keys come from ``LoopConfig``."""
 
     arch: str = "resnet50"
     pretrained: str | None = None
@@ -46,25 +45,15 @@ class EmbeddingConfig:
     scale: float = 30.0
     easy_margin: bool = False
     min_class_size: int = 2
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    body_lr_mult: float = 1.0
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
     epochs: int = 10
-    batch_size: int = 32
-    augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
-    amp: str | None = None
-    seed: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> EmbeddingConfig:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - cls.known_keys()
         if unknown:
             raise ValueError(f"embedding: unknown key(s) {sorted(unknown)}; config/README.md lists the known ones")
         cfg = cls(**d)
-        cfg.augment = dataclasses.asdict(AugmentConfig.from_dict(cfg.augment))
+        cfg.check_loop()
         return cfg
 
 
@@ -120,6 +109,13 @@ class ArcFaceNet(nn.Module):
     def __init__(self, embedder: EmbeddingNet, arc: ArcMarginProduct):
         super().__init__()
         self.embedder, self.arc = embedder, arc
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ArcFace logits, with the margin where ``labels`` are given; the embedding). The ArcFace
+        cosines are computed in fp32 whatever the autocast: they are compared at a margin of 0.5 rad."""
+        embedding = self.embedder(x).float()
+        with torch.autocast(x.device.type, enabled=False):
+            return self.arc(embedding, labels), embedding
 
     def head_parameters(self) -> list[nn.Parameter]:
         return self.embedder.head_parameters() + list(self.arc.parameters())

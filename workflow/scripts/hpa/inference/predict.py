@@ -31,6 +31,6 @@ def run_job(
     test = test_idx[test_idx["ok"]]
 
     for table, array, out in ((val, cache, oof_csv), (test, test_cache, test_csv)):
-        loader = make_loader(CachedImages(array, table["row"]), batch_size, shuffle=False)
+        loader = make_loader(CachedImages(array, table["row"]), batch_size)
         probs = predict_probs(model, loader, device, tta=tta, aggregate=aggregate, amp=amp)
         write_csv(probability_table(table["Id"], probs), out)

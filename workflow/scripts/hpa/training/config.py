@@ -14,8 +14,45 @@ from hpa.training.distributed import Ranks
 
 
 @dataclass
-class TrainConfig:
-    """One entry under ``models:`` in the config (defaults match the schema; a test checks)."""
+class LoopConfig:
+    """The keys the training loop reads, shared by a classifier (``models:``) and the embedding.
+
+    Defaults match the schema (``workflow/schemas/config.schema.yaml``); tests/test_config.py checks.
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    body_lr_mult: float = 1.0
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    step_epochs: int = 10
+    step_gamma: float = 0.1
+    epochs: int = 5
+    batch_size: int = 32
+    accumulate: int = 1
+    clip_grad_norm: float | None = None
+    freeze_epochs: int = 0
+    augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
+    amp: str | None = None
+    channels_last: bool = True
+    compile: bool = False
+    seed: int = 0
+
+    @classmethod
+    def known_keys(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    def check_loop(self) -> None:
+        """Normalise ``augment`` and refuse loop settings that cannot work, by key."""
+        self.augment = dataclasses.asdict(AugmentConfig.from_dict(self.augment))
+        if self.accumulate < 1:
+            raise ValueError(f"accumulate: {self.accumulate}; give 1 or more batches per update")
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """One entry under ``models:`` in the config: the network, its loss, and which epoch to keep."""
 
     arch: str = "resnet18"
     pretrained: str | None = None
@@ -33,38 +70,19 @@ class TrainConfig:
     focal_alpha: float | None = None
     pos_weight_power: float = 0.5
     hard_fraction: float = 0.1
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    body_lr_mult: float = 1.0
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    step_epochs: int = 10
-    step_gamma: float = 0.1
-    epochs: int = 5
-    batch_size: int = 32
-    accumulate: int = 1
-    clip_grad_norm: float | None = None
-    freeze_epochs: int = 0
     patience: int | None = None
     keep: str = "last"
     validate_every: int = 1
     oversample: bool = False
-    augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
-    amp: str | None = None
-    channels_last: bool = True
-    compile: bool = False
     processes: int = 1
-    seed: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
+        unknown = set(d) - cls.known_keys()
         if unknown:
-            raise ValueError(f"unknown model key(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(f"unknown model key(s) {sorted(unknown)}; known: {sorted(cls.known_keys())}")
         cfg = cls(**d)
-        cfg.augment = dataclasses.asdict(AugmentConfig.from_dict(cfg.augment))
+        cfg.check_loop()
         cfg.stage_losses()  # fail at config time, not after hours of the first stage
         if cfg.keep not in KEEP:
             raise ValueError(f"keep: {cfg.keep!r}; choose one of {list(KEEP)}")

@@ -1,10 +1,18 @@
-"""Fitting one model on one fold: the epoch loop with resume, validation and the kept epoch."""
+"""The epoch loop every training task shares (resume, train an epoch, evaluate, keep, save), and ``fit_fold``.
+
+After every epoch the full training state goes to ``last.pt`` beside the checkpoint
+(atomically), and a rerun of the same config on the same rows resumes from it: batches
+and augmentation are seeded per epoch, so a resumed run reproduces an uninterrupted one.
+Under several ranks every rank runs the loop and takes the same decisions; rank 0 writes.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -13,14 +21,124 @@ import torch
 from hpa.files import atomic_path
 from hpa.labels import sampling
 from hpa.training import distributed
-from hpa.training.checkpoint import cpu_state, run_identity
+from hpa.training.checkpoint import run_identity
+from hpa.training.classifier import SCORE, classifier_trainer, evaluate
 from hpa.training.config import TrainConfig, stage_at
 from hpa.training.device import pick_device, seed_everything
 from hpa.training.distributed import Ranks
 from hpa.training.loader import CachedImages, make_loader, progress, training_loader
-from hpa.training.trainer import Trainer, evaluate, train_one_epoch
+from hpa.training.trainer import Trainer, train_one_epoch
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """What the loop carries from epoch to epoch (and ``last.pt`` across a restart)."""
+
+    history: list[dict] = field(default_factory=list)
+    kept: dict | None = None  # the checkpoint of the epoch kept so far
+    kept_probs: np.ndarray | None = None  # its validation probabilities (the OOF table)
+
+    @property
+    def epoch(self) -> int:
+        return self.history[-1]["epoch"] if self.history else 0
+
+    @property
+    def stale(self) -> int:
+        """Epochs since the kept one."""
+        return 0 if self.kept is None else self.epoch - self.kept["epoch"]
+
+
+@dataclass
+class Plan:
+    """What one fit does besides training: where it saves, how it validates and which epoch it keeps."""
+
+    checkpoint: Path
+    identity: dict  # what a resumable last.pt must match
+    config: dict  # stored in the checkpoint, enough to rebuild the model
+    validate: Callable[[Trainer], tuple[np.ndarray, dict]] | None = None
+    validate_every: int = 1
+    keep: str = "last"  # or "best" by SCORE
+    patience: int | None = None
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoint.with_name("last.pt")
+
+
+def resume(trainer: Trainer, plan: Plan) -> Run:
+    if not plan.last.exists():
+        return Run()
+    saved = torch.load(plan.last, map_location=trainer.device, weights_only=False)
+    if saved.get("identity") != plan.identity:
+        log.info("ignoring %s: written by a different config or fold", plan.last)
+        return Run()
+    trainer.load_state(saved["state"])
+    log.info("resuming from %s after epoch %d", plan.last, saved["run"].epoch)
+    return saved["run"]
+
+
+def epoch_seed(cfg, epoch: int) -> int:
+    """The seed of one epoch's batches; its augmentation draws from the next one (per rank)."""
+    return cfg.seed * 100_003 + epoch
+
+
+def train_epoch(trainer: Trainer, loader, epoch: int) -> dict:
+    trainer.start_epoch(epoch)
+    seed = epoch_seed(trainer.cfg, epoch)
+    loader.batch_sampler.set_epoch(epoch)
+    row = {"epoch": epoch, "lr": trainer.optimizer.param_groups[-1]["lr"]}
+    row.update(train_one_epoch(trainer, loader, torch.Generator().manual_seed(seed + 1 + 7919 * trainer.ranks.rank)))
+    return row
+
+
+def keep_epoch(trainer: Trainer, plan: Plan, run: Run, row: dict, probs) -> None:
+    """Keep this epoch if the plan says so: always with keep: last, on a better score with keep: best."""
+    kept = run.kept
+    if plan.keep == "last" or kept is None or row[SCORE] > kept["metrics"][SCORE]:
+        # Weights, config, metrics and epoch, CPU tensors only: a plain torch.load opens it
+        # anywhere. The optimizer's state belongs to last.pt, which resumes training.
+        run.kept = {**trainer.task.snapshot(trainer), "epoch": row["epoch"], "config": plan.config, "metrics": row}
+        run.kept_probs = probs
+
+
+def save_progress(trainer: Trainer, plan: Plan, run: Run) -> None:
+    if trainer.ranks.main:
+        with atomic_path(plan.last) as tmp:
+            torch.save({"identity": plan.identity, "state": trainer.state(), "run": run}, tmp)
+
+
+def finish(trainer: Trainer, plan: Plan, run: Run) -> None:
+    if trainer.ranks.main:
+        with atomic_path(plan.checkpoint) as tmp:
+            torch.save(run.kept, tmp)
+        plan.last.unlink(missing_ok=True)
+
+
+def fit(trainer: Trainer, loader, plan: Plan) -> Run:
+    """Train ``trainer`` for its config's epochs on ``loader`` as ``plan`` says; write the kept checkpoint."""
+    run = resume(trainer, plan)
+    epochs = trainer.cfg.epochs
+    for epoch in progress(range(run.epoch + 1, epochs + 1), desc="epochs", initial=run.epoch, total=epochs):
+        if plan.patience is not None and run.stale >= plan.patience:
+            log.info("early stop: no improvement for %d epochs", run.stale)
+            break
+        row = train_epoch(trainer, loader, epoch)
+        # With keep: last, validation only draws the learning curve, so it may skip epochs;
+        # the kept (last) epoch is always validated, since its probabilities are the OOF table.
+        validate = plan.validate is not None and (epoch % plan.validate_every == 0 or epoch == epochs)
+        probs = None
+        if validate:
+            probs, metrics = plan.validate(trainer)
+            row.update(metrics)
+        run.history.append(row)
+        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if not k.startswith("f1_")})
+        if validate or plan.validate is None:
+            keep_epoch(trainer, plan, run, row, probs)
+        save_progress(trainer, plan, run)
+    finish(trainer, plan, run)
+    return run
 
 
 def fit_fold(
@@ -38,78 +156,30 @@ def fit_fold(
     extra: dict | None = None,
     ranks: Ranks | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Train, keep the last epoch (or the best by validation macro F1); return (history, OOF probs).
-
-    After every epoch the full training state goes to ``last.pt`` beside the
-    checkpoint (atomically), and a rerun of the same config resumes from it:
-    shuffling and augmentation are seeded per epoch, so a resumed run
-    reproduces an uninterrupted one. Under ``ranks`` (several processes)
-    every rank runs this; all take the same decisions, rank 0 writes the files.
-    """
+    """Train a classifier, keep the last epoch (or the best by validation macro F1); return (history, OOF probs)."""
     ranks = ranks or distributed.single(pick_device())
     distributed.check_batch_size(cfg.batch_size, ranks)
     seed_everything(cfg.seed)
-    if cfg.oversample and class_weights is None:
-        class_weights = sampling.class_weights(y_train.sum(0))
     train_set = CachedImages(cache, train_rows, y_train)
-    steps = len(train_set) // cfg.batch_size if len(train_set) > cfg.batch_size else 1
-    trainer = Trainer(cfg, stats, y_train, steps, ranks)
+    weights = None
+    if cfg.oversample:
+        if class_weights is None:
+            class_weights = sampling.class_weights(y_train.sum(0))
+        weights = sampling.image_weights(train_set.targets.numpy(), class_weights)
+    loader = training_loader(train_set, cfg.batch_size, ranks, weights=weights, workers=workers,
+                             seed_of=lambda epoch: epoch_seed(cfg, epoch))
+    trainer = classifier_trainer(cfg, stats, y_train, len(loader), ranks)
     mine = distributed.shard(len(val_rows), ranks)
     val_set = CachedImages(cache, np.asarray(val_rows)[mine], np.asarray(y_val)[mine])
     val_loader = make_loader(val_set, max(1, cfg.batch_size * 2 // ranks.world), workers=workers)
-    identity = run_identity(dataclasses.asdict(cfg), train_rows)
-
-    last_path = Path(checkpoint_path).with_name("last.pt")
-    history, best, start = [], None, 1
-    if last_path.exists():
-        saved = torch.load(last_path, map_location=trainer.device, weights_only=False)
-        if saved.get("identity") == identity:
-            trainer.load_state(saved["state"])
-            history, best, start = saved["history"], saved["best"], saved["epoch"] + 1
-            log.info("resuming from %s after epoch %d", last_path, saved["epoch"])
-        else:
-            log.info("ignoring %s: written by a different config or fold", last_path)
-
-    stale = 0 if best is None else history[-1]["epoch"] - best["epoch"]
-    for epoch in progress(range(start, cfg.epochs + 1), desc="epochs", initial=start - 1, total=cfg.epochs):
-        if cfg.patience is not None and stale >= cfg.patience:
-            log.info("early stop: no improvement for %d epochs", stale)
-            break
-        trainer.start_epoch(epoch)
-        seed = cfg.seed * 100_003 + epoch
-        loader = training_loader(train_set, cfg, seed, ranks, class_weights=class_weights, workers=workers)
-        row = {"epoch": epoch, "stage": stage_at(trainer.stages, epoch), "lr": trainer.optimizer.param_groups[-1]["lr"]}
-        row.update(train_one_epoch(trainer, loader, torch.Generator().manual_seed(seed + 1 + 7919 * ranks.rank)))
-        # With keep: last, validation only draws the learning curve, so it may skip epochs;
-        # the kept (last) epoch is always validated, since its probabilities are the OOF table.
-        validate = epoch % cfg.validate_every == 0 or epoch == cfg.epochs
-        if validate:
-            probs, metrics = evaluate(trainer, val_loader)
-            row.update(metrics)
-        history.append(row)
-        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if not k.startswith("f1_")})
-        if validate and (cfg.keep == "last" or best is None
-                         or row["val_macro_f1_fitted"] > best["metrics"]["val_macro_f1_fitted"]):
-            best = {
-                # Weights, config, metrics and epoch, CPU tensors only: a plain torch.load opens
-                # it anywhere. The optimizer's state belongs to last.pt, which resumes training.
-                "model": cpu_state(trainer.model),
-                "epoch": epoch,
-                "config": {"model": dataclasses.asdict(cfg), "stats": stats, **(extra or {})},
-                "metrics": row,
-                "val_probs": probs,
-            }
-            stale = 0
-        elif validate:
-            stale += 1
-        if ranks.main:
-            with atomic_path(last_path) as tmp:
-                torch.save({"identity": identity, "epoch": epoch, "state": trainer.state(),
-                            "history": history, "best": best}, tmp)
-
-    oof = best.pop("val_probs")
-    if ranks.main:
-        with atomic_path(checkpoint_path) as tmp:
-            torch.save(best, tmp)
-        last_path.unlink(missing_ok=True)
-    return pd.DataFrame(history), oof
+    plan = Plan(
+        checkpoint=Path(checkpoint_path),
+        identity=run_identity(dataclasses.asdict(cfg), train_rows),
+        config={"model": dataclasses.asdict(cfg), "stats": stats, **(extra or {})},
+        validate=lambda trainer: evaluate(trainer, val_loader),
+        validate_every=cfg.validate_every, keep=cfg.keep, patience=cfg.patience,
+    )
+    done = fit(trainer, loader, plan)
+    history = pd.DataFrame([{"epoch": row["epoch"], "stage": stage_at(trainer.task.stages, row["epoch"]), **row}
+                            for row in done.history])
+    return history, done.kept_probs
