@@ -49,6 +49,9 @@ def check_dependent_keys(section, entries, definition):
 
 check_dependent_keys("models", GIVEN["models"], "model")
 check_dependent_keys("ensembles", GIVEN["ensembles"], "ensemble")
+# Model keys that change how fast a model trains, not what it learns (x-runtime-only in the
+# schema): train's params leave them out, so that switching one reruns no training job.
+RUNTIME_KEYS = [k for k, p in SCHEMA["$defs"]["model"]["properties"].items() if p.get("x-runtime-only")]
 MODELS = {name: with_defaults(m, "model") for name, m in config["models"].items()}
 ENSEMBLES = {name: with_defaults(e, "ensemble") for name, e in config["ensembles"].items()}
 FOLDS = list(range(config["folds"]["n"]))

@@ -57,7 +57,7 @@ def fit_fold(
     mine = distributed.shard(len(val_rows), ranks)
     val_set = CachedImages(cache, np.asarray(val_rows)[mine], np.asarray(y_val)[mine])
     val_loader = make_loader(val_set, max(1, cfg.batch_size * 2 // ranks.world), workers=workers)
-    identity = run_identity(dataclasses.asdict(cfg), train_rows)
+    identity = run_identity(cfg.learning_keys(), train_rows)
 
     last_path = Path(checkpoint_path).with_name("last.pt")
     history, best, start = [], None, 1
