@@ -10,7 +10,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from hpa.training.config import TrainConfig
+from hpa.training.config import RUNTIME_KEYS, TrainConfig
 
 from conftest import REPO
 
@@ -42,6 +42,11 @@ def test_every_schema_key_has_type_description_and_default():
         assert "type" in prop and prop.get("description"), name
         required = path[-1] in ("models", "ensembles") or path == ("ensembles", "<name>", "models")
         assert required or "default" in prop, f"{name} has no default"
+
+
+def test_the_runtime_only_keys_are_the_schemas():
+    props = SCHEMA["$defs"]["model"]["properties"]
+    assert {k for k, p in props.items() if p.get("x-runtime-only")} == set(RUNTIME_KEYS) == {"compile"}
 
 
 def test_model_defaults_are_the_training_defaults():

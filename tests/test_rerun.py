@@ -91,6 +91,17 @@ def test_changing_one_model_retrains_that_model_only(two_models):
     assert "Params have changed" in planned_jobs(out)[0][2]
 
 
+def test_switching_compile_retrains_nothing(two_models):
+    changed = copy.deepcopy(TWO)
+    for model in changed["models"].values():
+        model["compile"] = True
+    targets = [model_pt("a", 1), model_pt("b", 1)]
+    assert job_counts(dry_run(two_models.workdir, *targets, config=changed)) == {}
+    # The same run does see a change that alters what is learnt (as in the test above).
+    changed["models"]["a"]["lr"] = 0.01
+    assert job_counts(dry_run(two_models.workdir, *targets, config=changed)) == {"train": 1}
+
+
 def test_forcerun_thresholds_redoes_them_and_what_reads_them_only(demo_run):
     counts = job_counts(dry_run(demo_run, "--forcerun", "fit_thresholds"))
     assert THRESHOLDS_ON.items() <= counts.items()

@@ -197,6 +197,11 @@ def test_config_defaults_round_trip():
     assert dataclasses.asdict(TrainConfig())["amp"] is None
 
 
+def test_a_checkpoint_resumes_under_another_compile_but_not_another_lr():
+    assert TrainConfig(compile=True).learning_keys() == TrainConfig().learning_keys()
+    assert TrainConfig(lr=0.01).learning_keys() != TrainConfig().learning_keys()
+
+
 def test_stages_switch_the_loss_and_scale_the_learning_rate(tmp_path):
     cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-3, schedule="constant",
                       stages=[{"loss": "weighted_bce", "epochs": 2}, {"loss": "soft_f1", "lr_mult": 0.1}])

@@ -13,7 +13,6 @@ rule count_labels:
         **label_sources(),
     output:
         **analysis_tables(COUNT_TABLES),
-        per_source=source_table_paths(COUNT_TABLES),
         class_counts="results/analysis/class_counts.csv",
     log:
         "logs/count_labels.log",
@@ -23,7 +22,6 @@ rule count_labels:
         "../../envs/analysis.yaml"
     params:
         sources=list(label_sources()),
-        tables={s: analysis_tables(COUNT_TABLES, s) for s in ["all", *label_sources()]},
     script:
         "../scripts/count_labels.py"
 
@@ -33,7 +31,6 @@ rule mine_labels:
         **label_sources(),
     output:
         **analysis_tables(MINE_TABLES),
-        per_source=source_table_paths(MINE_TABLES),
     log:
         "logs/mine_labels.log",
     benchmark:
@@ -42,7 +39,6 @@ rule mine_labels:
         "../../envs/analysis.yaml"
     params:
         sources=list(label_sources()),
-        tables={s: analysis_tables(MINE_TABLES, s) for s in ["all", *label_sources()]},
         mining={k: ANALYSIS[k] for k in ("algorithm", "min_support", "max_len", "min_confidence")},
     script:
         "../scripts/mine_labels.py"

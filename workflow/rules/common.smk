@@ -1,7 +1,6 @@
 # Config validation, defaults and input functions. No rules here.
 
 import copy
-import os
 
 import yaml
 from snakemake.utils import validate
@@ -50,6 +49,9 @@ def check_dependent_keys(section, entries, definition):
 
 check_dependent_keys("models", GIVEN["models"], "model")
 check_dependent_keys("ensembles", GIVEN["ensembles"], "ensemble")
+# Model keys that change how fast a model trains, not what it learns (x-runtime-only in the
+# schema): train's params leave them out, so that switching one reruns no training job.
+RUNTIME_KEYS = [k for k, p in SCHEMA["$defs"]["model"]["properties"].items() if p.get("x-runtime-only")]
 MODELS = {name: with_defaults(m, "model") for name, m in config["models"].items()}
 ENSEMBLES = {name: with_defaults(e, "ensemble") for name, e in config["ensembles"].items()}
 FOLDS = list(range(config["folds"]["n"]))
@@ -78,9 +80,14 @@ def source_dir():
 
 
 def source_files():
-    """Label files of the source: produced by make_demo, or put in place by the user."""
+    """Label files and image folders of the source: produced by make_demo, or put in place by the user."""
     d = source_dir()
-    return {"train_csv": f"{d}/train.csv", "sample_submission": f"{d}/sample_submission.csv"}
+    return {
+        "train_csv": f"{d}/train.csv",
+        "sample_submission": f"{d}/sample_submission.csv",
+        "train_images": f"{d}/train",
+        "test_images": f"{d}/test",
+    }
 
 
 def external_inputs(*names):
@@ -99,19 +106,15 @@ def label_sources():
     return sources
 
 
-def analysis_tables(names, subset="all"):
-    """Paths of analysis tables of "all" labels together, or of one source's."""
-    if subset != "all":
-        return {name: f"results/analysis/sources/{subset}/{name}.csv" for name in names}
+def analysis_tables(names):
+    """Named outputs of a label-analysis rule: each table of all labels together, as "{name}",
+    and of each source's labels, as "{name}_{source}" (the key the rule's script writes to)."""
     tables = {name: f"results/analysis/{name}.csv" for name in names}
     if "rules" in tables:
         tables["rules"] = report(tables["rules"], caption="../report/rules.rst", category="Labels")
+    for source in label_sources():
+        tables |= {f"{name}_{source}": f"results/analysis/sources/{source}/{name}.csv" for name in names}
     return tables
-
-
-def source_table_paths(names):
-    """Flat list of every source's own copies of the tables ``names``."""
-    return [p for s in label_sources() for p in analysis_tables(names, s).values()]
 
 
 def sampling_weights(wildcards):
@@ -121,23 +124,14 @@ def sampling_weights(wildcards):
     return []
 
 
-def ensemble_predictions(kind):
-    """Input function: every fold prediction table (``kind`` oof or test) an ensemble blends."""
-
-    def inner(wildcards):
-        members = ensemble_members(wildcards)
-        return [path for m in members for path in members[m][kind]]
-
-    return inner
-
-
-def ensemble_members(wildcards):
-    """{model: {"oof": [per-fold CSV], "test": [per-fold CSV]}} of an ensemble."""
+def member_predictions(wildcards):
+    """Named inputs of blend: "{kind}_{model}" (kind oof or test) -> that member's per-fold tables."""
     ens = ENSEMBLES[wildcards.ensemble]
     view = f"{ens['tta']}_{ens['aggregate']}"
     return {
-        m: {kind: [f"results/predictions/{m}/fold{k}/{view}/{kind}.csv" for k in FOLDS] for kind in ("oof", "test")}
+        f"{kind}_{m}": [f"results/predictions/{m}/fold{k}/{view}/{kind}.csv" for k in FOLDS]
         for m in ens["models"]
+        for kind in ("oof", "test")
     }
 
 
@@ -159,20 +153,19 @@ def class_groups(wildcards):
     return []
 
 
-def ensemble_jobs():
-    """{ensemble: {"models": [...], "train_tsv": [...], "predict_tsv": [...]}}: the benchmark files of its jobs."""
-    jobs = {}
+def ensemble_benchmarks(wildcards):
+    """Named inputs of compare_ensembles: "{kind}_tsv_{ensemble}" (kind train or predict) -> the
+    benchmark files of the jobs an ensemble needs, so that their seconds add up to its cost."""
+    tables = {}
     for name, ens in ENSEMBLES.items():
         view = f"{ens['tta']}_{ens['aggregate']}"
-        jobs[name] = {
-            "models": ens["models"],
-            "train_tsv": [f"benchmarks/train/{m}/fold{k}.tsv" for m in ens["models"] for k in FOLDS],
-            "predict_tsv": [f"benchmarks/predict/{m}/fold{k}/{view}.tsv" for m in ens["models"] for k in FOLDS],
-        }
+        train = [f"benchmarks/train/{m}/fold{k}.tsv" for m in ens["models"] for k in FOLDS]
+        predict = [f"benchmarks/predict/{m}/fold{k}/{view}.tsv" for m in ens["models"] for k in FOLDS]
         if ens["transfer"]:  # the embedding's jobs count toward the label-transferring ensembles
-            jobs[name]["train_tsv"] += [f"benchmarks/train_embedding/fold{k}.tsv" for k in FOLDS]
-            jobs[name]["predict_tsv"] += [f"benchmarks/embed/fold{k}.tsv" for k in FOLDS]
-    return jobs
+            train += [f"benchmarks/train_embedding/fold{k}.tsv" for k in FOLDS]
+            predict += [f"benchmarks/embed/fold{k}.tsv" for k in FOLDS]
+        tables |= {f"train_tsv_{name}": train, f"predict_tsv_{name}": predict}
+    return tables
 
 
 def all_outputs():

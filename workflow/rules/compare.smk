@@ -3,6 +3,7 @@
 
 rule compare_ensembles:
     input:
+        unpack(ensemble_benchmarks),
         thresholds=expand("results/thresholds/{ensemble}.json", ensemble=ENSEMBLES),
         evaluations=(
             expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES) if config["source"] == "demo" else []
@@ -12,9 +13,6 @@ rule compare_ensembles:
             expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES) if config["source"] == "demo" else []
         ),
         test_labels=f"{config['demo']['dir']}/test_labels.csv" if config["source"] == "demo" else [],
-        benchmarks=lambda wildcards: [
-            path for jobs in ensemble_jobs().values() for kind in ("train_tsv", "predict_tsv") for path in jobs[kind]
-        ],
     output:
         table=report(
             "results/evaluation/comparison.csv",
@@ -28,6 +26,6 @@ rule compare_ensembles:
     conda:
         "../../envs/data.yaml"
     params:
-        jobs=ensemble_jobs(),
+        models={name: ens["models"] for name, ens in ENSEMBLES.items()},
     script:
         "../scripts/compare_ensembles.py"

@@ -16,7 +16,6 @@ rule ingest:
         "../../envs/data.yaml"
     threads: 4
     params:
-        source_dir=lambda wildcards, input: os.path.dirname(input.train_csv),
         source=config["source"],
         max_rejected_fraction=config["data"]["max_rejected_fraction"],
     script:

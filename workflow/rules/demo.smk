@@ -7,6 +7,8 @@ rule make_demo:
         train_csv=f"{config['demo']['dir']}/train.csv",
         sample_submission=f"{config['demo']['dir']}/sample_submission.csv",
         test_labels=f"{config['demo']['dir']}/test_labels.csv",
+        train_images=directory(f"{config['demo']['dir']}/train"),
+        test_images=directory(f"{config['demo']['dir']}/test"),
     log:
         "logs/make_demo.log",
     benchmark:
@@ -25,9 +27,12 @@ rule make_demo_mirror:
     input:
         train_csv=f"{config['demo']['dir']}/train.csv",
         test_labels=f"{config['demo']['dir']}/test_labels.csv",
+        train_images=f"{config['demo']['dir']}/train",
+        test_images=f"{config['demo']['dir']}/test",
     output:
         list=f"{config['demo']['dir']}/mirror/list.csv",
         truth=f"{config['demo']['dir']}/mirror/truth.csv",
+        images=directory(f"{config['demo']['dir']}/mirror/images"),
     log:
         "logs/make_demo_mirror.log",
     benchmark:

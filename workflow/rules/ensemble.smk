@@ -3,8 +3,7 @@
 
 rule blend:
     input:
-        oof=ensemble_predictions("oof"),
-        test=ensemble_predictions("test"),
+        unpack(member_predictions),
         manifest="results/data/manifest.csv",
         groups=class_groups,
     output:
@@ -18,9 +17,10 @@ rule blend:
     conda:
         "../../envs/data.yaml"
     params:
-        members=ensemble_members,
         # Only what blending reads, so that a new threshold method does not re-blend.
-        ensemble=lambda wildcards: {k: ENSEMBLES[wildcards.ensemble][k] for k in ("combine", "weights", "groups")},
+        ensemble=lambda wildcards: {
+            k: ENSEMBLES[wildcards.ensemble][k] for k in ("models", "combine", "weights", "groups")
+        },
     script:
         "../scripts/blend.py"
 

@@ -22,6 +22,8 @@ rule download_external:
         # Only what changes the images is a param; workers, rate, timeout and
         # retries are read from the config so that tuning them reruns nothing.
         image={k: EXTERNAL[k] for k in ("size", "yellow")} | {"hash": EXTERNAL["dedup"]["hash"]},
+        # The image folder and journal are paths but not outputs: a retry resumes from them,
+        # and Snakemake deletes the outputs of a failed job. records lists what they hold.
         image_dir=f"{EXTERNAL['dir']}/images",
         journal=f"{EXTERNAL['dir']}/download_journal.jsonl",
     script:
@@ -41,7 +43,6 @@ rule hash_images:
         "../../envs/data.yaml"
     threads: 4
     params:
-        source_dir=lambda wildcards, input: os.path.dirname(input.train_csv),
         hash=EXTERNAL["dedup"]["hash"],
     script:
         "../scripts/hash_images.py"
@@ -67,6 +68,7 @@ rule clean_external:
     threads: 2
     params:
         external={k: EXTERNAL[k] for k in ("dedup", "blank_std")},
+        # Not opened here: written into kept.csv, which tells ingest where the kept images are.
         image_dir=f"{EXTERNAL['dir']}/images",
     script:
         "../scripts/clean_external.py"

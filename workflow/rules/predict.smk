@@ -40,6 +40,7 @@ rule predict_new:
         ],
         thresholds="results/thresholds/{ensemble}.json",
         combination="results/ensembles/{ensemble}/combination.json",
+        folder=config["new_images"],
     output:
         predictions="results/new_images/{ensemble}.csv",
     log:
@@ -52,7 +53,6 @@ rule predict_new:
     resources:
         gpu=1,
     params:
-        folder=config["new_images"],
         ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
         folds=FOLDS,
         batch_size=config["predict"]["batch_size"],

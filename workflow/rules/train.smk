@@ -1,5 +1,5 @@
-# One training job per {model} x {fold}. The model's whole config is a param,
-# so editing one model retrains that model only.
+# One training job per {model} x {fold}. The model's config is a param, so editing one
+# model retrains that model only; its runtime-only keys (common.smk) are read from the config.
 
 
 rule train:
@@ -28,7 +28,7 @@ rule train:
         # One GPU per training process (processes > 1: DistributedDataParallel within the job).
         gpu=lambda wildcards: MODELS[wildcards.model]["processes"],
     params:
-        model=lambda wildcards: MODELS[wildcards.model],
+        model=lambda wildcards: {k: v for k, v in MODELS[wildcards.model].items() if k not in RUNTIME_KEYS},
     script:
         "../scripts/train.py"
 

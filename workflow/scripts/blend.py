@@ -9,8 +9,10 @@ ens = snakemake.params.ensemble
 groups = None
 if ens["combine"] == "groups":
     groups = resolve_groups(ens["groups"], snakemake.input.groups or None)
+# Each member's per-fold tables are the named inputs "oof_{model}" and "test_{model}" (common.smk).
+members = {m: {kind: list(snakemake.input[f"{kind}_{m}"]) for kind in ("oof", "test")} for m in ens["models"]}
 oof, test, how = combine(
-    snakemake.params.members,
+    members,
     read_manifest(snakemake.input.manifest, split="train"),
     combine_as=ens["combine"],
     weights=ens["weights"],

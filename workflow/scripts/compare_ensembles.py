@@ -8,11 +8,18 @@ from hpa.postprocess.evaluation import comparison_table
 from hpa.files import read_json, setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
-names = list(snakemake.params.jobs)
+names = list(snakemake.params.models)
 evaluations = snakemake.input.evaluations or [None] * len(names)
 ensembles = {
-    name: {**jobs, "thresholds": read_json(record), "evaluation": read_json(evaluation) if evaluation else None}
-    for (name, jobs), record, evaluation in zip(snakemake.params.jobs.items(), snakemake.input.thresholds, evaluations)
+    name: {
+        "models": snakemake.params.models[name],
+        # The benchmark files of its jobs are the named inputs "{kind}_tsv_{ensemble}" (common.smk).
+        "train_tsv": list(snakemake.input[f"train_tsv_{name}"]),
+        "predict_tsv": list(snakemake.input[f"predict_tsv_{name}"]),
+        "thresholds": read_json(record),
+        "evaluation": read_json(evaluation) if evaluation else None,
+    }
+    for name, record, evaluation in zip(names, snakemake.input.thresholds, evaluations)
 }
 predictions, y_test = None, None
 if snakemake.input.submissions:

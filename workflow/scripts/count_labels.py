@@ -1,6 +1,6 @@
 """Rule count_labels: class counts and co-occurrence matrices, for all labels and per source."""
 
-from hpa.labels.cooccurrence import class_counts_table, cooccurrence_tables, read_label_sources, subsets
+from hpa.labels.cooccurrence import class_counts_table, cooccurrence_tables, read_label_sources, subsets, table_key
 from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
@@ -9,4 +9,4 @@ labels = read_label_sources({source: snakemake.input[source] for source in sourc
 write_csv(class_counts_table(labels, sources), snakemake.output.class_counts)
 for subset, part in subsets(labels).items():
     for name, table in cooccurrence_tables(part).items():
-        write_csv(table, snakemake.params.tables[subset][name])
+        write_csv(table, snakemake.output[table_key(subset, name)])

@@ -1,11 +1,14 @@
 """Rule ingest: validate a Kaggle-layout source and write the manifest."""
 
+from pathlib import Path
+
 from hpa.data.ingest import ingest
 from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 manifest, rejected = ingest(
-    snakemake.params.source_dir,
+    # The Kaggle layout: train.csv, sample_submission.csv, train/ and test/ side by side (all inputs).
+    Path(snakemake.input.train_csv).parent,
     snakemake.params.source,
     workers=4 * snakemake.threads,
     max_rejected_fraction=snakemake.params.max_rejected_fraction,

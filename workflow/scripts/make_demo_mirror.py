@@ -8,7 +8,7 @@ from hpa.demo.mirror import make_mirror
 setup_logging(snakemake.log[0])
 make_mirror(
     Path(snakemake.input.train_csv).parent,
-    Path(snakemake.output.list).parent,
+    Path(snakemake.output.images).parent,
     n=snakemake.params.mirror["n"],
     size=snakemake.params.mirror["size"],
     seed=snakemake.params.seed,

@@ -12,7 +12,7 @@ n_folds = len(snakemake.params.folds)
 paths = snakemake.input.checkpoints
 checkpoints = {m: paths[i * n_folds:(i + 1) * n_folds] for i, m in enumerate(ens["models"])}
 table = predict_folder(
-    snakemake.params.folder,
+    snakemake.input.folder,
     checkpoints,
     read_json(snakemake.input.combination),
     read_json(snakemake.input.thresholds),

@@ -4,6 +4,9 @@ from hpa.files import setup_logging
 from hpa.training.job import run_job
 
 setup_logging(snakemake.log[0])
+# params.model leaves out the runtime-only keys (compile), so that switching them reruns nothing;
+# they come from the config as given, and TrainConfig's defaults (the schema's) fill in the rest.
+model_cfg = {**snakemake.config["models"][snakemake.wildcards.model], **snakemake.params.model}
 run_job(
     cache_npy=snakemake.input.npy,
     cache_index=snakemake.input.index,
@@ -11,7 +14,7 @@ run_job(
     folds_csv=snakemake.input.folds,
     manifest_csv=snakemake.input.manifest,
     model_name=snakemake.wildcards.model,
-    model_cfg=snakemake.params.model,
+    model_cfg=model_cfg,
     fold=int(snakemake.wildcards.fold),
     checkpoint=snakemake.output.checkpoint,
     history_csv=snakemake.output.history,

@@ -144,6 +144,11 @@ def subsets(labels: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"all": labels, **{s: labels[labels["source"] == s] for s in labels["source"].unique()}}
 
 
+def table_key(subset: str, name: str) -> str:
+    """The analysis rules' output key of table ``name`` of a subset (common.smk's analysis_tables)."""
+    return name if subset == "all" else f"{name}_{subset}"
+
+
 def cooccurrence_tables(labels: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Co-occurrence counts and P(j | i) of one set of labels."""
     counts = cooccurrence_counts(label_matrix(labels))

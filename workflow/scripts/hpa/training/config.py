@@ -13,6 +13,11 @@ from hpa.training.augment import AugmentConfig
 from hpa.training.distributed import Ranks
 
 
+# Keys that change how fast a model trains, not what it learns (x-runtime-only in the schema):
+# a checkpoint written with one value resumes under another.
+RUNTIME_KEYS = ("compile",)
+
+
 @dataclass
 class LoopConfig:
     """The keys the training loop reads, shared by a classifier (``models:``) and the embedding.
@@ -116,6 +121,10 @@ class TrainConfig(LoopConfig):
                 f"{self.epochs}; raise epochs or shorten the stages"
             )
         return starts
+
+    def learning_keys(self) -> dict:
+        """The config without its runtime-only keys: what a resumed run must share with the saved one."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_KEYS}
 
     def digest(self) -> str:
         """Identity of this config, so a checkpoint is only resumed by the run that wrote it."""

@@ -174,7 +174,7 @@ def fit_fold(
     val_loader = make_loader(val_set, max(1, cfg.batch_size * 2 // ranks.world), workers=workers)
     plan = Plan(
         checkpoint=Path(checkpoint_path),
-        identity=run_identity(dataclasses.asdict(cfg), train_rows),
+        identity=run_identity(cfg.learning_keys(), train_rows),
         config={"model": dataclasses.asdict(cfg), "stats": stats, **(extra or {})},
         validate=lambda trainer: evaluate(trainer, val_loader),
         validate_every=cfg.validate_every, keep=cfg.keep, patience=cfg.patience,
