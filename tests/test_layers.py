@@ -12,7 +12,8 @@ LAYERS = [
     {"labels", "external", "demo"},
     {"models"},
     {"training"},
-    {"embedding", "inference"},
+    {"inference"},
+    {"embedding"},
     {"postprocess"},
 ]
 LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}

@@ -70,7 +70,7 @@ def fit_embedding(cfg: EmbeddingConfig, cache: np.ndarray, rows, label_sets, sta
     plan = Plan(
         checkpoint=Path(checkpoint_path),
         # The rows and their ArcFace classes: a changed min_class_size must not resume.
-        identity=run_identity(dataclasses.asdict(cfg), np.asarray(rows, dtype=np.int64)[keep], targets[keep]),
+        identity=run_identity(cfg.learning_keys(), np.asarray(rows, dtype=np.int64)[keep], targets[keep]),
         config={"embedding": dataclasses.asdict(cfg), "stats": stats, "classes": classes, **(extra or {})},
     )
     return pd.DataFrame(fit(trainer, loader, plan).history)

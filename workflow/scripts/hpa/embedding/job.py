@@ -10,31 +10,29 @@ import torch
 import torch.nn.functional as F
 
 from hpa.data.cache import open_cache
-from hpa.dihedral import TTA_TRANSFORMS, dihedral
+from hpa.dihedral import TTA_TRANSFORMS
 from hpa.embedding.fit import fit_embedding
 from hpa.embedding.model import EmbeddingConfig, EmbeddingNet, load_embedder
 from hpa.embedding.neighbours import write_embeddings
 from hpa.files import read_json, write_csv
+from hpa.inference.tta import view_outputs
 from hpa.tables import matrix_to_labels, read_manifest
-from hpa.training.device import pick_device
+from hpa.training.device import autocast_dtype, pick_device
 from hpa.training.job import fold_rows
 from hpa.training.loader import CachedImages, loader_workers, make_loader, progress
 
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
 def embed_rows(model: EmbeddingNet, cache: np.ndarray, rows, batch_size: int = 64, flips: bool = True,
-               workers: int = 0) -> np.ndarray:
+               workers: int = 0, amp: torch.dtype | None = None) -> np.ndarray:
     """L2-normalised float32 embeddings of ``rows``; with ``flips``, the normalised mean over the four flips."""
     device = next(model.parameters()).device
-    model.eval()
     views = TTA_TRANSFORMS["flips"] if flips else (0,)
+    loader = progress(make_loader(CachedImages(cache, rows), batch_size, workers=workers), desc="embed")
     out = [np.zeros((0, model.neck.num_features), dtype=np.float32)]
-    for x in progress(make_loader(CachedImages(cache, rows), batch_size, workers=workers), desc="embed"):
-        x = x.to(device, non_blocking=True)
-        total = sum(F.normalize(model(dihedral(x, t)).float(), dim=1) for t in views)
-        out.append(F.normalize(total, dim=1).cpu().numpy().astype(np.float32))
+    for per_view in view_outputs(model, loader, device, views, amp=amp, finish=lambda e: F.normalize(e, dim=1)):
+        out.append(F.normalize(per_view.sum(0), dim=1).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -58,11 +56,13 @@ def run_embed_job(*, checkpoint, train_npy, train_index, test_npy, test_index, e
     """The ``embed`` rule: one fold's embedding of every readable training and test image."""
     torch.set_num_threads(max(1, threads))
     model, ckpt = load_embedder(checkpoint)
+    device = next(model.parameters()).device
+    amp = autocast_dtype(device, ckpt["config"]["embedding"].get("amp"))
     workers, arrays = loader_workers(threads), {}
     for split, npy, index_csv in (("train", train_npy, train_index), ("test", test_npy, test_index)):
         cache, index = open_cache(npy, index_csv)
         ok = index[index["ok"]]
         rows = ok["row"].to_numpy()
-        arrays[split] = (ok["Id"].to_numpy(), embed_rows(model, cache, rows, batch_size, flips, workers))
+        arrays[split] = (ok["Id"].to_numpy(), embed_rows(model, cache, rows, batch_size, flips, workers, amp))
         log.info("fold %s: embedded %d %s images", ckpt["config"].get("fold"), len(ok), split)
     write_embeddings(embeddings, *arrays["train"], *arrays["test"])

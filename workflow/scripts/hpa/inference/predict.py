@@ -11,7 +11,7 @@ from hpa.inference.tta import predict_probs
 from hpa.tables import probability_table
 from hpa.training.checkpoint import load_checkpoint
 from hpa.training.device import autocast_dtype, pick_device
-from hpa.training.loader import CachedImages, make_loader
+from hpa.training.loader import CachedImages, loader_workers, make_loader
 
 
 def run_job(
@@ -31,6 +31,6 @@ def run_job(
     test = test_idx[test_idx["ok"]]
 
     for table, array, out in ((val, cache, oof_csv), (test, test_cache, test_csv)):
-        loader = make_loader(CachedImages(array, table["row"]), batch_size)
+        loader = make_loader(CachedImages(array, table["row"]), batch_size, workers=loader_workers(threads))
         probs = predict_probs(model, loader, device, tta=tta, aggregate=aggregate, amp=amp)
         write_csv(probability_table(table["Id"], probs), out)

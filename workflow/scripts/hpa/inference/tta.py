@@ -1,6 +1,15 @@
-"""Test-time augmentation: a model's probabilities averaged (or maxed) over dihedral views."""
+"""Test-time augmentation: a model's outputs on dihedral views of each batch, and their aggregates.
+
+``view_outputs`` is the one inference loop: predicting, embedding and predicting new
+images all run it, with the precision the model trained in (``amp``), channels_last on
+CUDA, and whatever loader (and workers) feeds it. Probabilities can be kept per view
+(``predict_views``), so mean or max over any subset of views is recombined later
+without running the model again.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -8,20 +17,40 @@ import torch
 from hpa.classes import NUM_CLASSES
 from hpa.dihedral import dihedral, transforms_for
 
+AGGREGATES = {"mean": lambda p: p.mean(0), "max": lambda p: p.amax(0)}
+
 
 @torch.no_grad()
-def predict_probs(model, batches, device, tta: str = "flips", aggregate: str = "mean",
-                  amp: torch.dtype | None = None) -> np.ndarray:
-    """Sigmoid probabilities over ``batches`` of uint8 images, aggregated over TTA views.
-
-    ``amp``: the autocast dtype the model trained with (None: fp32).
-    """
+def view_outputs(model, batches, device: torch.device, views: Sequence[int], *, amp: torch.dtype | None = None,
+                 finish: Callable[[torch.Tensor], torch.Tensor] = torch.sigmoid) -> Iterator[torch.Tensor]:
+    """For each batch of uint8 images: ``finish(model(view))`` in float32 for each view, stacked (V, b, k)."""
     model.eval()
-    views = transforms_for(tta)
-    out = []
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     for x in batches:
         x = x.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            p = torch.stack([torch.sigmoid(model(dihedral(x, t)).float()) for t in views])
-        out.append((p.mean(0) if aggregate == "mean" else p.amax(0)).cpu().numpy())
+            yield torch.stack([finish(model(dihedral(x, t).contiguous(memory_format=memory_format)).float())
+                               for t in views])
+
+
+def predict_views(model, batches, device, views: Sequence[int], amp: torch.dtype | None = None) -> np.ndarray:
+    """Sigmoid probabilities on each view: (len(views), n, 28) float32."""
+    out = [p.cpu().numpy() for p in view_outputs(model, batches, device, views, amp=amp)]
+    return np.concatenate(out, axis=1) if out else np.zeros((len(views), 0, NUM_CLASSES), dtype=np.float32)
+
+
+def predict_probs(model, batches, device, tta: str = "flips", aggregate: str = "mean",
+                  amp: torch.dtype | None = None) -> np.ndarray:
+    """Sigmoid probabilities over ``batches``, aggregated over the TTA views: (n, 28) float32."""
+    reduce = AGGREGATES[aggregate]
+    out = [reduce(p).cpu().numpy() for p in view_outputs(model, batches, device, transforms_for(tta), amp=amp)]
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+
+
+def aggregate_views(per_view: np.ndarray, views: Sequence[int], wanted: Sequence[int], aggregate: str) -> np.ndarray:
+    """Mean or max over the ``wanted`` views of a (V, n, k) array whose rows are ``views``."""
+    missing = sorted(set(wanted) - set(views))
+    if missing:
+        raise ValueError(f"views {missing} were not predicted (have {list(views)})")
+    picked = per_view[[list(views).index(t) for t in wanted]]
+    return picked.mean(0) if aggregate == "mean" else picked.max(0)

@@ -44,6 +44,10 @@ class LoopConfig:
     compile: bool = False
     seed: int = 0
 
+    def learning_keys(self) -> dict:
+        """The config without its runtime-only keys: what a resumed run must share with the saved one."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_KEYS}
+
     @classmethod
     def known_keys(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
@@ -121,10 +125,6 @@ class TrainConfig(LoopConfig):
                 f"{self.epochs}; raise epochs or shorten the stages"
             )
         return starts
-
-    def learning_keys(self) -> dict:
-        """The config without its runtime-only keys: what a resumed run must share with the saved one."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_KEYS}
 
     def digest(self) -> str:
         """Identity of this config, so a checkpoint is only resumed by the run that wrote it."""
