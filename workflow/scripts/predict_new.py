@@ -1,23 +1,27 @@
 """Rule predict_new: a trained ensemble's probabilities and classes for a folder of new images."""
 
-import torch
-
 from hpa.files import read_json, setup_logging, write_csv
-from hpa.inference.new_images import predict_folder
+from hpa.training.gpu_lease import lease_gpus
 
 setup_logging(snakemake.log[0])
-torch.set_num_threads(max(1, snakemake.threads))
-ens = snakemake.params.ensemble
-n_folds = len(snakemake.params.folds)
-paths = snakemake.input.checkpoints
-checkpoints = {m: paths[i * n_folds:(i + 1) * n_folds] for i, m in enumerate(ens["models"])}
-table = predict_folder(
-    snakemake.input.folder,
-    checkpoints,
-    read_json(snakemake.input.combination),
-    read_json(snakemake.input.thresholds),
-    tta=ens["tta"],
-    aggregate=ens["aggregate"],
-    batch_size=snakemake.params.batch_size,
-)
-write_csv(table, snakemake.output.predictions)
+# This job's GPU is chosen before torch is imported, so CUDA only ever sees that one.
+with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
+    import torch
+
+    from hpa.inference.new_images import predict_folder
+
+    torch.set_num_threads(max(1, snakemake.threads))
+    ens = snakemake.params.ensemble
+    n_folds = len(snakemake.params.folds)
+    paths = snakemake.input.checkpoints
+    checkpoints = {m: paths[i * n_folds:(i + 1) * n_folds] for i, m in enumerate(ens["models"])}
+    table = predict_folder(
+        snakemake.input.folder,
+        checkpoints,
+        read_json(snakemake.input.combination),
+        read_json(snakemake.input.thresholds),
+        tta=ens["tta"],
+        aggregate=ens["aggregate"],
+        batch_size=snakemake.params.batch_size,
+    )
+    write_csv(table, snakemake.output.predictions)

@@ -1,24 +1,28 @@
 """Rule train: one model on one fold."""
 
 from hpa.files import setup_logging
-from hpa.training.job import run_job
+from hpa.training.gpu_lease import lease_gpus
 
 setup_logging(snakemake.log[0])
 # params.model leaves out the runtime-only keys (compile), so that switching them reruns nothing;
 # they come from the config as given, and TrainConfig's defaults (the schema's) fill in the rest.
 model_cfg = {**snakemake.config["models"][snakemake.wildcards.model], **snakemake.params.model}
-run_job(
-    cache_npy=snakemake.input.npy,
-    cache_index=snakemake.input.index,
-    stats_json=snakemake.input.stats,
-    folds_csv=snakemake.input.folds,
-    manifest_csv=snakemake.input.manifest,
-    model_name=snakemake.wildcards.model,
-    model_cfg=model_cfg,
-    fold=int(snakemake.wildcards.fold),
-    checkpoint=snakemake.output.checkpoint,
-    history_csv=snakemake.output.history,
-    oof_csv=snakemake.output.oof,
-    threads=snakemake.threads,
-    sampling_weights=snakemake.input.sampling_weights or None,
-)
+# This job's GPUs are chosen before torch is imported, so CUDA only ever sees those.
+with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
+    from hpa.training.job import run_job
+
+    run_job(
+        cache_npy=snakemake.input.npy,
+        cache_index=snakemake.input.index,
+        stats_json=snakemake.input.stats,
+        folds_csv=snakemake.input.folds,
+        manifest_csv=snakemake.input.manifest,
+        model_name=snakemake.wildcards.model,
+        model_cfg=model_cfg,
+        fold=int(snakemake.wildcards.fold),
+        checkpoint=snakemake.output.checkpoint,
+        history_csv=snakemake.output.history,
+        oof_csv=snakemake.output.oof,
+        threads=snakemake.threads,
+        sampling_weights=snakemake.input.sampling_weights or None,
+    )

@@ -1,18 +1,22 @@
 """Rule train_embedding: the ArcFace embedding of one fold, trained on the other folds' images."""
 
-from hpa.embedding.job import run_training_job
 from hpa.files import setup_logging
+from hpa.training.gpu_lease import lease_gpus
 
 setup_logging(snakemake.log[0])
-run_training_job(
-    cache_npy=snakemake.input.npy,
-    cache_index=snakemake.input.index,
-    stats_json=snakemake.input.stats,
-    folds_csv=snakemake.input.folds,
-    manifest_csv=snakemake.input.manifest,
-    embedding=snakemake.params.embedding,
-    fold=int(snakemake.wildcards.fold),
-    checkpoint=snakemake.output.checkpoint,
-    history_csv=snakemake.output.history,
-    threads=snakemake.threads,
-)
+# This job's GPUs are chosen before torch is imported, so CUDA only ever sees those.
+with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
+    from hpa.embedding.job import run_training_job
+
+    run_training_job(
+        cache_npy=snakemake.input.npy,
+        cache_index=snakemake.input.index,
+        stats_json=snakemake.input.stats,
+        folds_csv=snakemake.input.folds,
+        manifest_csv=snakemake.input.manifest,
+        embedding=snakemake.params.embedding,
+        fold=int(snakemake.wildcards.fold),
+        checkpoint=snakemake.output.checkpoint,
+        history_csv=snakemake.output.history,
+        threads=snakemake.threads,
+    )
