@@ -2,6 +2,7 @@
 
 import torch
 
+from hpa.data.images import BitDepth
 from hpa.files import read_json, setup_logging, write_csv
 from hpa.inference.new_images import predict_folder
 
@@ -19,5 +20,6 @@ table = predict_folder(
     tta=ens["tta"],
     aggregate=ens["aggregate"],
     batch_size=snakemake.params.batch_size,
+    depth=BitDepth(**snakemake.params.bit_depth),
 )
 write_csv(table, snakemake.output.predictions)
