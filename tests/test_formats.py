@@ -9,7 +9,7 @@ from PIL import Image
 from conftest import SHARED_HPA
 from hpa.classes import CHANNELS
 from hpa.data.cache import build_cache
-from hpa.data.images import BitDepth, find_channel, list_channels, load_image
+from hpa.data.images import BitDepth, find_channel, list_channels, load_image, percentiles
 from hpa.data.ingest import FULL_SIZE_DIRS, ingest
 from hpa.external.download import to_plane
 from hpa.inference.new_images import list_images
@@ -94,6 +94,13 @@ def test_bit_depth_rules_on_known_values():
     clipped = BitDepth(rule="percentile", low=10, high=90).to_uint8(ramp)
     assert (clipped[ramp <= 100] == 0).all() and (clipped[ramp >= 900] == 255).all()  # 10% either side saturate
     assert clipped[ramp == 580] == 153  # (580 - 100) / (900 - 100) of 255
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_histogram_percentiles_are_numpys(dtype, rng):
+    arr = (rng.gamma(2.0, 300.0, (97, 89)) % np.iinfo(np.uint8 if dtype == np.uint8 else np.uint16).max).astype(dtype)
+    qs = (0, 0.5, 3.7, 50, 99.5, 100)
+    np.testing.assert_allclose(percentiles(arr, qs), np.percentile(arr, qs), rtol=1e-9)
 
 
 def test_percentile_rule_scales_each_channel_of_each_image_on_its_own(tmp_path):

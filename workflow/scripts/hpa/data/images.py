@@ -78,10 +78,31 @@ class BitDepth:
 
     def to_uint8(self, arr: np.ndarray) -> np.ndarray:
         if self.rule == "shift":
-            return np.clip(arr.astype(np.float64) / 2.0**self.bits, 0, 255).astype(np.uint8)
-        lo, hi = np.percentile(arr, [self.low, self.high])
-        scaled = (arr.astype(np.float64) - lo) * (255.0 / max(hi - lo, 1e-12))
+            if np.issubdtype(arr.dtype, np.integer):  # 16-bit data: an integer shift, no float copy
+                return np.clip(arr >> self.bits, 0, 255).astype(np.uint8)
+            return np.clip(arr / 2.0**self.bits, 0, 255).astype(np.uint8)
+        lo, hi = percentiles(arr, (self.low, self.high))
+        scaled = (arr.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / max(hi - lo, 1e-12))
         return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def percentiles(arr: np.ndarray, qs) -> list[float]:
+    """``np.percentile(arr, qs)`` (linear interpolation); for 8/16-bit data from a histogram, in O(n).
+
+    A full-size channel holds 4-9 million pixels: the histogram is several times
+    faster than the selection ``np.percentile`` runs, and gives the same values.
+    """
+    if arr.dtype not in (np.uint8, np.uint16) or arr.size == 0:
+        return list(np.percentile(arr, qs))
+    cdf = np.cumsum(np.bincount(arr.ravel(), minlength=256))
+    values = []
+    for q in qs:
+        rank = q / 100 * (arr.size - 1)
+        below = int(np.floor(rank))
+        # The k-th smallest value is the first whose cumulative count exceeds k.
+        lo, hi = np.searchsorted(cdf, [below, min(below + 1, arr.size - 1)], side="right")
+        values.append(lo + (hi - lo) * (rank - below))
+    return values
 
 
 def channel_path(image_dir, image_id: str, color: str, ext: str = ".png") -> Path:
