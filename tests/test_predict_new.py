@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from hpa.classes import CHANNELS
+from hpa.data.images import BitDepth
 from hpa.inference.new_images import predict_folder
 from hpa.training.config import TrainConfig
 from hpa.training.fit import fit_fold
@@ -50,3 +51,22 @@ def test_missing_folder_says_what_to_set(tmp_path, checkpoint):
     with pytest.raises(FileNotFoundError, match="new_images"):
         predict_folder(tmp_path / "nope", {"m": [checkpoint]}, {"combine": "mean", "weights": {"m": 1.0}},
                        {"thresholds": [0.5] * 28}, tta="none", aggregate="mean")
+
+
+def test_a_timm_checkpoint_predicts_a_folder_of_mixed_formats(tmp_path):
+    cache, y = toy_problem()
+    path = tmp_path / "timm.pt"
+    fit_fold(TrainConfig(arch="timm/resnet10t", epochs=1, batch_size=8), cache, np.arange(32), y[:32],
+             np.arange(32, 48), y[32:], STATS, checkpoint_path=path, extra={"image_size": 16, "fold": 0})
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_image(folder, "png", 24, True)
+    for color in CHANNELS:  # the same image as 16-bit TIFFs, 4 bits of headroom: bits=4 gives it back
+        plane = np.asarray(Image.open(folder / f"png_{color}.png")).astype(np.uint16)
+        Image.fromarray(plane << 4).save(folder / f"tiff_{color}.tiff")
+    table = predict_folder(folder, {"m": [str(path)]}, {"combine": "mean", "weights": {"m": 1.0}},
+                           {"thresholds": [0.5] * 28}, tta="none", aggregate="mean",
+                           depth=BitDepth(bits=4)).set_index("Id")
+    assert table["ok"].all() and list(table.index) == ["png", "tiff"]
+    probs = table[[f"p{k}" for k in range(28)]]
+    assert np.allclose(probs.loc["png"], probs.loc["tiff"], atol=1e-6)

@@ -1,13 +1,18 @@
 """Run the real Snakefile end to end on a tiny config, in a temporary directory."""
 
+import copy
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
+from PIL import Image
 
 from conftest import REPO, TINY, job_counts, snakemake, write_kaggle_source
+from hpa.classes import CHANNELS
 from hpa.metrics import no_skill_macro_f1
 
 pytestmark = pytest.mark.workflow
@@ -94,3 +99,38 @@ def test_bad_labels_stop_the_run_naming_file_and_line(tmp_path):
     assert result.returncode != 0
     log = (tmp_path / "logs/ingest.log").read_text()
     assert "train.csv, line 3 (Id b): class 31 is outside 0..27" in log
+
+
+def test_a_timm_model_trains_in_the_workflow_and_predicts_new_images_of_any_format(demo_run, tmp_path):
+    """A randomly initialised timm model trains one epoch per fold beside the demo run's, and its
+    ensemble classifies a folder of PNGs, a 16-bit TIFF and a colour JPEG through predict_new."""
+    workdir = tmp_path / "run"
+    shutil.copytree(demo_run, workdir)  # keeps the mtimes: only the timm model's jobs run
+    new = workdir / "new"
+    new.mkdir()
+    ids = pd.read_csv(workdir / "resources/demo/sample_submission.csv")["Id"][:3].tolist()
+    tints = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "yellow": (1, 1, 0)}
+    for image_id in ids:
+        for color in CHANNELS:
+            plane = np.asarray(Image.open(workdir / f"resources/demo/test/{image_id}_{color}.png"))
+            Image.fromarray(plane).save(new / f"{image_id}_{color}.png")
+            if image_id == ids[0]:  # the same image as a 16-bit TIFF (v << 8: the shift rule gives v back)
+                Image.fromarray(plane.astype(np.uint16) << 8).save(new / f"tiff16_{color}.tif")
+            if image_id == ids[1]:  # and as the atlas's tinted colour JPEG
+                Image.fromarray(plane[..., None] * np.array(tints[color], np.uint8)).save(
+                    new / f"colour_{color}.jpg", quality=95)
+    config = copy.deepcopy(TINY)
+    config["models"]["timm"] = {"arch": "timm/resnet10t", "epochs": 1, "batch_size": 8}
+    config["ensembles"]["timm"] = {"models": ["timm"], "tta": "flips"}
+    config["new_images"] = "new"
+    (workdir / "timm.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "results/new_images/timm.csv", configfile="timm.yaml")
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts["train"] == TINY["folds"]["n"] and "cache_images" not in counts  # nothing upstream again
+    ckpt = torch.load(workdir / "results/models/timm/fold0/model.pt", weights_only=False)
+    assert ckpt["config"]["model"]["arch"] == "timm/resnet10t" and ckpt["epoch"] == 1
+    table = pd.read_csv(workdir / "results/new_images/timm.csv", dtype={"Id": str}).set_index("Id")
+    assert set(table.index) == {*ids, "tiff16", "colour"} and table["ok"].all()
+    probs = table[[f"p{k}" for k in range(28)]]
+    assert np.allclose(probs.loc["tiff16"], probs.loc[ids[0]], atol=1e-6)
+    assert np.abs(probs.loc["colour"] - probs.loc[ids[1]]).max() < 0.05  # JPEG's loss, nothing more

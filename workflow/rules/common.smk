@@ -82,11 +82,13 @@ def source_dir():
 def source_files():
     """Label files and image folders of the source: produced by make_demo, or put in place by the user."""
     d = source_dir()
+    # Kaggle's full-size TIFFs sit in train_full_size/ and test_full_size/ (kaggle.full_size).
+    suffix = "_full_size" if config["source"] == "kaggle" and config["kaggle"]["full_size"] else ""
     return {
         "train_csv": f"{d}/train.csv",
         "sample_submission": f"{d}/sample_submission.csv",
-        "train_images": f"{d}/train",
-        "test_images": f"{d}/test",
+        "train_images": f"{d}/train{suffix}",
+        "test_images": f"{d}/test{suffix}",
     }
 
 

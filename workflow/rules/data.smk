@@ -18,6 +18,7 @@ rule ingest:
     params:
         source=config["source"],
         max_rejected_fraction=config["data"]["max_rejected_fraction"],
+        full_size=config["source"] == "kaggle" and config["kaggle"]["full_size"],
     script:
         "../scripts/ingest.py"
 
@@ -37,6 +38,7 @@ rule cache_images:
     threads: 8
     params:
         size=config["data"]["image_size"],
+        bit_depth=config["data"]["bit_depth"],
     script:
         "../scripts/cache_images.py"
 

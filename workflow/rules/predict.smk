@@ -56,5 +56,6 @@ rule predict_new:
         ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
         folds=FOLDS,
         batch_size=config["predict"]["batch_size"],
+        bit_depth=config["data"]["bit_depth"],
     script:
         "../scripts/predict_new.py"

@@ -8,6 +8,7 @@ setup_logging(snakemake.log[0])
 with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
     import torch
 
+    from hpa.data.images import BitDepth
     from hpa.inference.new_images import predict_folder
 
     torch.set_num_threads(max(1, snakemake.threads))
@@ -23,5 +24,6 @@ with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
         tta=ens["tta"],
         aggregate=ens["aggregate"],
         batch_size=snakemake.params.batch_size,
+        depth=BitDepth(**snakemake.params.bit_depth),
     )
     write_csv(table, snakemake.output.predictions)

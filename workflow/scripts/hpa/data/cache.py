@@ -1,8 +1,8 @@
-"""Decoding the four channel PNGs, and the uint8 image cache training reads.
+"""Decoding the four channel images, and the uint8 image cache training reads.
 
 The cache is one ``.npy`` array of shape (n, 4, size, size) per split, opened
 memory-mapped, plus an index CSV (``Id,row,ok``). Decoding PNGs costs
-milliseconds per image; training reads each image dozens of times, so it is
+milliseconds per image (a full-size 16-bit TIFF, far more); training reads each image dozens of times, so it is
 decoded exactly once, here. Worker processes write their rows straight into
 the memory-mapped file, so no pixel crosses a pipe.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hpa.classes import CHANNELS
-from hpa.data.images import load_image
+from hpa.data.images import BitDepth, load_image
 from hpa.files import atomic_path, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -30,16 +30,17 @@ def _open_worker(path: str) -> None:
 
 
 def _fill_row(task) -> tuple[int, str]:
-    row, image_dir, image_id, size = task
+    row, image_dir, image_id, size, depth = task
     try:
-        _worker_cache[row] = load_image(image_dir, image_id, size)
+        _worker_cache[row] = load_image(image_dir, image_id, size, depth)
     except Exception as err:  # one broken image must not stop 100k others
         return row, f"{type(err).__name__}: {err}"
     return row, ""
 
 
-def build_cache(table: pd.DataFrame, npy_path, index_path, size: int, workers: int = 1) -> pd.DataFrame:
-    """Decode every image of ``table`` (manifest rows) into ``npy_path``.
+def build_cache(table: pd.DataFrame, npy_path, index_path, size: int, workers: int = 1,
+                depth: BitDepth = BitDepth()) -> pd.DataFrame:
+    """Decode every image of ``table`` (manifest rows) into ``npy_path``, 16-bit ones by ``depth``.
 
     Images that fail to decode keep an all-zero slot and ``ok=False`` in the
     index, with the reason; downstream stages skip them.
@@ -48,7 +49,7 @@ def build_cache(table: pd.DataFrame, npy_path, index_path, size: int, workers: i
     index = pd.DataFrame({"Id": table["Id"].to_numpy(), "row": np.arange(n), "ok": True, "error": ""})
     with atomic_path(npy_path, suffix=".npy") as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 4, size, size)).flush()
-        tasks = [(i, d, id_, size) for i, (d, id_) in enumerate(zip(table["image_dir"], table["Id"]))]
+        tasks = [(i, d, id_, size, depth) for i, (d, id_) in enumerate(zip(table["image_dir"], table["Id"]))]
         if workers > 1 and n > 1:
             ctx = mp.get_context("fork")
             with ctx.Pool(workers, initializer=_open_worker, initargs=(str(tmp),)) as pool:

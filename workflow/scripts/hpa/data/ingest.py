@@ -1,8 +1,10 @@
 """Reading and validating datasets in the Kaggle layout, and the manifest.
 
 A source in Kaggle layout is a folder with ``train.csv`` (``Id,Target``),
-``sample_submission.csv`` (``Id,Predicted``) and the per-channel PNGs
-``train/{Id}_{color}.png`` and ``test/{Id}_{color}.png``.
+``sample_submission.csv`` (``Id,Predicted``) and the per-channel images
+``train/{Id}_{color}.png`` and ``test/{Id}_{color}.png`` (or ``.tif``, ``.jpg``:
+see ``hpa.data.images``); Kaggle's full-size TIFFs sit in ``train_full_size/``
+and ``test_full_size/`` instead (``image_dirs``).
 
 Errors in the label files stop the run (they mean the wrong file was given);
 a broken image among thousands is recorded in the rejected table and skipped,
@@ -19,7 +21,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from hpa.classes import CHANNELS
-from hpa.data.images import channel_path
+from hpa.data.images import COLOUR_MODES, GREY_MODES, channel_problem, list_channels
 from hpa.tables import (
     MANIFEST_COLUMNS,
     InputError,
@@ -32,31 +34,49 @@ from hpa.tables import (
 
 log = logging.getLogger(__name__)
 
-SINGLE_BAND_MODES = {"L", "I;16", "I;16B", "I", "F"}
+MODES = GREY_MODES | COLOUR_MODES
+
+# Each split's image folder: the 512 px PNGs, or the full-size TIFFs (2048 or 3072 px, 16-bit).
+SPLIT_DIRS = {"train": "train", "test": "test"}
+FULL_SIZE_DIRS = {"train": "train_full_size", "test": "test_full_size"}
 
 
-def check_image(image_dir, image_id: str) -> tuple[int, int, str]:
-    """Header-check the four channels: present, readable, single band, same size.
+def check_image(image_id: str, files: dict[str, list]) -> tuple[int, int, str]:
+    """Header-check the four channels (``list_channels`` entry): one file each, readable, same size.
 
     Returns (width, height, problem); problem is "" when the image is usable.
     Only headers are read, so this costs milliseconds even for 100k images.
     """
+    problem = channel_problem(image_id, files)
+    if problem:
+        return 0, 0, problem
     size = None
     for color in CHANNELS:
-        path = channel_path(image_dir, image_id, color)
+        path = files[color][0]
         try:
             with Image.open(path) as im:
                 mode, this = im.mode, im.size
-        except FileNotFoundError:
-            return 0, 0, f"missing channel {color}: {path}"
         except (UnidentifiedImageError, OSError) as err:
             return 0, 0, f"unreadable channel {color}: {path} ({err})"
-        if mode not in SINGLE_BAND_MODES:
-            return 0, 0, f"channel {color} has mode {mode}, expected a single-band image: {path}"
+        if mode not in MODES:
+            return 0, 0, f"channel {color} has mode {mode}, expected grey (8 or 16-bit) or RGB: {path}"
         if size is not None and this != size:
             return 0, 0, f"channel {color} is {this}, the others are {size}: {path}"
         size = this
     return size[0], size[1], ""
+
+
+def check_images(table: pd.DataFrame, workers: int) -> list[tuple[int, int, str]]:
+    """``check_image`` for every row (``Id``, ``image_dir``), listing each folder once."""
+    listings = {}
+    for folder in table["image_dir"].unique():
+        try:
+            listings[folder] = list_channels(folder)
+        except FileNotFoundError:
+            listings[folder] = {}  # every image there is then missing: reported below, by fraction
+    files = [listings[d].get(i, {}) for d, i in zip(table["image_dir"], table["Id"])]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(check_image, table["Id"], files))
 
 
 def read_external(path, known) -> pd.DataFrame:
@@ -76,8 +96,13 @@ def ingest(
     workers: int = 8,
     max_rejected_fraction: float = 0.01,
     external_csv=None,
+    image_dirs: dict[str, str] = SPLIT_DIRS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate a Kaggle-layout folder, plus cleaned external images if given; return (manifest, rejected)."""
+    """Validate a Kaggle-layout folder, plus cleaned external images if given; return (manifest, rejected).
+
+    ``image_dirs`` names each split's image folder inside ``source_dir`` (``FULL_SIZE_DIRS``
+    for Kaggle's full-size TIFFs).
+    """
     source_dir = Path(source_dir)
     train = read_labels(source_dir / "train.csv").assign(split="train")
     test = read_test_ids(source_dir / "sample_submission.csv").assign(Target="", split="test")
@@ -89,12 +114,11 @@ def ingest(
         )
     table = pd.concat([train, test], ignore_index=True)
     table["source"] = source
-    table["image_dir"] = [str(source_dir / s) for s in table["split"]]
+    table["image_dir"] = [str(source_dir / image_dirs[s]) for s in table["split"]]
     if external_csv is not None:
         table = pd.concat([table, read_external(external_csv, known=table["Id"])], ignore_index=True)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        checks = list(pool.map(check_image, table["image_dir"], table["Id"]))
+    checks = check_images(table, workers)
     table["width"], table["height"], problem = map(list, zip(*checks)) if checks else ([], [], [])
     problem = pd.Series(problem, index=table.index, dtype=str)
 
@@ -105,9 +129,9 @@ def ingest(
         if fraction > max_rejected_fraction:
             example = rejected[rejected["split"] == split].iloc[0]
             raise InputError(
-                f"{source_dir / split}: {bad[group.index].sum()} of {len(group)} {split} images "
+                f"{source_dir / image_dirs[split]}: {bad[group.index].sum()} of {len(group)} {split} images "
                 f"are unusable (more than data.max_rejected_fraction={max_rejected_fraction}), "
-                f"e.g. {example['reason']}; check that the images are in {source_dir / split}"
+                f"e.g. {example['reason']}; check that the images are in {source_dir / image_dirs[split]}"
             )
     for _, row in rejected.iterrows():
         log.warning("skipping %s image %s: %s", row["split"], row["Id"], row["reason"])

@@ -4,7 +4,7 @@ The atlas serves each channel as a full-size colour JPEG (2048² or 1728²) at
 ``{base_url}/{Id up to the first _}/{rest of Id}_{color}.jpg``, tinted: red
 signal in R, green in G, blue in B, yellow in R and G. Each is converted to the
 single-channel 8-bit PNG of the Kaggle layout by taking the matching RGB
-channel (never PIL's ``convert("L")``, whose luma weights put red, green and
+channel (``hpa.data.images.decode_plane``, which ingest and the cache share; never PIL's ``convert("L")``, whose luma weights put red, green and
 blue on different brightness scales: blue would peak near 36 of 255).
 
 The download is resumable: every finished Id is appended to a journal (JSON
@@ -29,37 +29,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from hpa.classes import CHANNELS
-from hpa.data.images import channel_path, load_image
+from hpa.data.images import YELLOW, BitDepth, channel_path, decode_plane, load_image
 from hpa.external.dedup import HASHES, plane_summary, summary_columns
 from hpa.external.fetch import NotFound, RateLimiter, Refused, RetryPolicy, Transient, fetch, with_retries
 from hpa.files import atomic_path
 from hpa.tables import InputError, read_labels
 
 log = logging.getLogger(__name__)
-
-RGB_INDEX = {"red": 0, "green": 1, "blue": 2}
-
-
-def _yellow_red(rgb):
-    return rgb[..., 0]
-
-
-def _yellow_rg_mean(rgb):
-    # uint16 first: uint8 R + G overflows (a bug in some competition code).
-    return ((rgb[..., 0].astype(np.uint16) + rgb[..., 1] + 1) // 2).astype(np.uint8)
-
-
-def _yellow_luminance(rgb):
-    weights = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's convert("L")
-    return np.clip(np.rint(rgb @ weights), 0, 255).astype(np.uint8)
-
-
-# How the yellow channel is made from the tinted JPEG (teams disagreed). The
-# atlas renders the ER stain as (v, v, 0), so R and G are two readings of v:
-# their mean keeps v's scale and halves JPEG chroma noise (the default); R alone
-# is the 1st place's choice; luminance reads 0.886 v plus B's noise.
-YELLOW = {"red": _yellow_red, "rg_mean": _yellow_rg_mean, "luminance": _yellow_luminance}
-
 
 # Final outcomes are not retried on a restart; "failed" (transient errors that
 # outlasted the retries) is.
@@ -114,21 +90,13 @@ def image_url(base_url: str, image_id: str, color: str) -> str:
     return f"{base_url.rstrip('/')}/{folder}/{rest}_{color}.jpg"
 
 
-def to_plane(body: bytes, color: str, size: int, yellow: str = "rg_mean") -> np.ndarray:
-    """Decode one tinted JPEG into the (size, size) uint8 channel of the Kaggle layout."""
+def to_plane(body: bytes, color: str, size: int, yellow: str = "rg_mean", depth: BitDepth = BitDepth()) -> np.ndarray:
+    """Decode one channel's file (a tinted JPEG from the atlas; any format PIL reads) into its uint8 plane."""
     try:
         with Image.open(io.BytesIO(body)) as im:
-            # JPEG's DCT scaling decodes at 1/2, 1/4 or 1/8 directly: 2048 px
-            # images decode several times faster, never below the target size.
-            im.draft("RGB", (size, size))
-            rgb = np.asarray(im.convert("RGB"))
+            return decode_plane(im, color, size, depth, yellow)
     except (OSError, ValueError, SyntaxError) as err:  # PIL's ways of saying "not an image"
         raise Unreadable(f"{type(err).__name__}: {err}") from None
-    plane = rgb[..., RGB_INDEX[color]] if color in RGB_INDEX else YELLOW[yellow](rgb)
-    plane = Image.fromarray(np.ascontiguousarray(plane))
-    if plane.size != (size, size):
-        plane = plane.resize((size, size), Image.BILINEAR)  # antialiased when shrinking
-    return np.asarray(plane, dtype=np.uint8)
 
 
 def _fetch_channel(image_id, color, settings: Settings, limiter: RateLimiter, tries: list):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from hpa import thresholds as th
 from hpa.classes import CHANNELS, CLASS_NAMES, NUM_CLASSES
-from hpa.data.images import load_image
+from hpa.data.images import EXTENSIONS, BitDepth, channel_problem, list_channels, load_image
 from hpa.inference.tta import predict_probs
 from hpa.tables import matrix_to_labels, probability_table
 from hpa.training.checkpoint import load_checkpoint
@@ -21,25 +21,22 @@ log = logging.getLogger(__name__)
 
 
 def list_images(folder) -> tuple[list[str], list[tuple[str, str]]]:
-    """Ids with all four channels in ``folder`` (Kaggle naming), and (Id, problem) for the rest."""
+    """Ids with one file for each of the four channels in ``folder``, and (Id, problem) for the rest."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder; set new_images to a folder of {{Id}}_{{color}}.png files")
-    stems = {}
-    for path in folder.glob("*_*.png"):
-        image_id, _, color = path.stem.rpartition("_")
-        if color in CHANNELS:
-            stems.setdefault(image_id, set()).add(color)
-    complete = sorted(i for i, colors in stems.items() if len(colors) == 4)
-    broken = [(i, f"missing channel(s) {sorted(set(CHANNELS) - colors)}")
-              for i, colors in sorted(stems.items()) if len(colors) < 4]
+        raise FileNotFoundError(f"{folder}: no such folder; set new_images to a folder of {{Id}}_{{color}} "
+                                f"images ({'/'.join(EXTENSIONS)})")
+    problems = {image_id: channel_problem(image_id, files) for image_id, files in list_channels(folder).items()}
+    complete = sorted(i for i, problem in problems.items() if not problem)
+    broken = sorted((i, problem) for i, problem in problems.items() if problem)
     return complete, broken
 
 
 def predict_folder(folder, checkpoints: dict[str, list[str]], combination: dict, record: dict,
-                   tta: str, aggregate: str, batch_size: int = 32) -> pd.DataFrame:
-    """Run a trained ensemble on a folder of 4-channel images of any size, without retraining.
+                   tta: str, aggregate: str, batch_size: int = 32, depth: BitDepth = BitDepth()) -> pd.DataFrame:
+    """Run a trained ensemble on a folder of 4-channel images of any size and format, without retraining.
 
+    16-bit images come to 8 bits by ``depth``, the rule the training cache used.
     Each model's folds are averaged, models combined as the ensemble was
     (``combination.json``), then the ensemble's thresholds applied.
     """
@@ -54,7 +51,7 @@ def predict_folder(folder, checkpoints: dict[str, list[str]], combination: dict,
             model, ckpt = load_checkpoint(path, device)
             size = ckpt["config"]["image_size"]
             if size not in decoded:  # once per image size, not once per checkpoint
-                decoded[size] = _load_all(folder, ids, size)
+                decoded[size] = _load_all(folder, ids, size, depth)
             images, ok = decoded[size]
             loader = make_loader(CachedImages(images, np.flatnonzero(ok)), batch_size)
             probs = np.full((len(ids), NUM_CLASSES), np.nan)
@@ -80,13 +77,13 @@ def predict_folder(folder, checkpoints: dict[str, list[str]], combination: dict,
     return pd.concat([table, missing], ignore_index=True)
 
 
-def _load_all(folder, ids, size) -> tuple[np.ndarray, np.ndarray]:
+def _load_all(folder, ids, size, depth: BitDepth) -> tuple[np.ndarray, np.ndarray]:
     """Decode every image at ``size``; an unreadable one is flagged, not fatal."""
     images = np.zeros((len(ids), len(CHANNELS), size, size), dtype=np.uint8)
     ok = np.ones(len(ids), dtype=bool)
     for i, image_id in enumerate(ids):
         try:
-            images[i] = load_image(folder, image_id, size)
+            images[i] = load_image(folder, image_id, size, depth)
         except Exception as err:  # one broken file must not stop the batch
             log.warning("skipping %s: %s", image_id, err)
             ok[i] = False

@@ -117,7 +117,8 @@ def build_backbone(arch: str, pretrained: str | None = None, weights: str | None
     try:
         constructor = ARCHITECTURES[arch]
     except KeyError:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHITECTURES)}") from None
+        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHITECTURES)}, "
+                         f"or timm/<name> for any timm model") from None
     if arch in SCRATCH:
         if pretrained is not None or weights:
             raise ValueError(f"arch {arch!r} has no pretrained weights (it trains from scratch); "

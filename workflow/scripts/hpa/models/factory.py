@@ -1,4 +1,7 @@
-"""Model factory: torchvision backbones with a 4-channel input and a 28-logit head.
+"""Model factory: torchvision or timm backbones with a 4-channel input and a 28-logit head.
+
+``arch: timm/<name>`` builds any timm model (``hpa.models.timm_backbones``),
+its stem adapted by timm itself; the rest of this note is about torchvision's.
 
 Two ways to feed four channels to an ImageNet backbone:
 - a 4-channel stem: the first conv gets a fourth (yellow) filter initialised
@@ -19,7 +22,7 @@ the head, for differential learning rates and head-only warm-up):
 - ``arch="branchnet"`` (NTU's baseline): trained from scratch, each channel in
   its own convolutional branch before shared layers; no pretrained weights,
   no adapter (the 4-channel stem inits have nothing to initialise and are ignored);
-- ``extra_blocks=n`` (Stanford, ResNets only): n more stride-2 residual blocks
+- ``extra_blocks=n`` (Stanford, torchvision ResNets only): n more stride-2 residual blocks
   after layer4, so large inputs are reduced further before pooling.
 The plain linear head without a decoder keeps the torchvision model and its
 state-dict keys unchanged; the other options run the backbone as a feature
@@ -41,6 +44,7 @@ from hpa.models.backbones import (
     rgb_adapter,
 )
 from hpa.models.heads import LOGITS, Decoder, GAPHead, HPANet, output_channels, stage_nodes
+from hpa.models.timm_backbones import build_timm, timm_name
 
 HEADS = ("linear", "gapnet")
 
@@ -74,6 +78,20 @@ def build_model(
     normalize: str = "dataset",
 ) -> HPANet:
     check_options(arch, stem, head, se_reduction)
+    if timm_name(arch) is not None:
+        if extra_blocks:
+            raise ValueError(f"extra_blocks={extra_blocks} applies to torchvision resnet archs only, not {arch}; "
+                             f"use extra_blocks: 0 (or a deeper timm model)")
+        body = "stages" if head == "gapnet" else "features" if decoder else "classifier"
+        backbone, new = build_timm(arch, num_classes=num_classes, in_chans=3 if stem == "adapter" else 4,
+                                   dropout=dropout, body=body, pretrained=pretrained, weights=weights)
+        adapter = rgb_adapter() if stem == "adapter" else None
+        head_modules = [f"backbone.{name}" for name in new]
+        if body == "classifier":
+            return HPANet(backbone, head_modules, mean, std, adapter, normalize=normalize)
+        return _with_heads(backbone, head_modules, backbone.nodes, backbone.channels, mean, std, adapter,
+                           head, decoder, dropout, se_reduction, normalize, num_classes)
+
     backbone = build_backbone(arch, pretrained, weights)
     adapter = rgb_adapter() if stem == "adapter" else None
     if adapter is None and arch not in SCRATCH:
@@ -94,6 +112,13 @@ def build_model(
     # returned module switches between them with .train()/.eval().
     extractor = create_feature_extractor(backbone, outputs, suppress_diff_warning=True)
     channels = output_channels(extractor, taps, 4 if adapter is None else 3)
+    return _with_heads(extractor, head_modules, taps, channels, mean, std, adapter,
+                       head, decoder, dropout, se_reduction, normalize, num_classes)
+
+
+def _with_heads(extractor, head_modules, taps, channels, mean, std, adapter, head, decoder, dropout,
+                se_reduction, normalize, num_classes) -> HPANet:
+    """``HPANet`` around a body returning {tap: map}: the GAPNet head on every tap, the decoder on the last."""
     gap_head = GAPHead(taps, channels, num_classes, dropout, se_reduction) if head == "gapnet" else None
-    recon = Decoder(stages[-1], channels[-1]) if decoder else None
+    recon = Decoder(taps[-1], channels[-1]) if decoder else None
     return HPANet(extractor, head_modules, mean, std, adapter, gap_head, recon, normalize)

@@ -101,8 +101,8 @@ class Decoder(nn.Module):
 class HPANet(nn.Module):
     """Normalisation, optional 4->3 adapter, backbone; optional GAPNet head and decoder.
 
-    Without either, ``backbone`` is the torchvision classifier with its last
-    linear replaced, returning logits. With either, it is a feature extractor
+    Without either, ``backbone`` is the torchvision (or timm) classifier with its
+    last linear replaced, returning logits. With either, it is a feature extractor
     returning {node: map} (and the linear head's logits under ``LOGITS``).
     ``head_modules`` names the newly initialised submodules.
     """
