@@ -15,9 +15,9 @@ from conftest import TINY, job_counts, snakemake
 pytestmark = pytest.mark.workflow
 
 UPSTREAM_OF_TRAINING = {"make_demo", "ingest", "cache_images", "channel_stats", "make_folds"}
-FROM_TRAINING_ON = {"train", "predict", "blend", "fit_thresholds", "make_submission", "evaluate_test"}
+FROM_TRAINING_ON = {"train", "predict", "combine_views", "blend", "fit_thresholds", "make_submission", "evaluate_test"}
 THRESHOLDS_ON = {"fit_thresholds": 1, "make_submission": 1, "evaluate_test": 1}
-BEFORE_THRESHOLDS = {"train", "predict", "blend"}
+BEFORE_THRESHOLDS = {"train", "predict", "combine_views", "blend"}
 
 # Two models, so that changing one can be seen not to retrain the other.
 TWO = copy.deepcopy(TINY)
@@ -129,3 +129,11 @@ def test_until_stops_at_the_folds(tmp_path):
     assert FROM_TRAINING_ON <= set(everything)
     assert {"make_demo", "ingest", "make_folds"} <= set(until)
     assert not set(until) & (FROM_TRAINING_ON | {"cache_images", "channel_stats"})
+
+
+def test_switching_the_tta_aggregate_recombines_views_without_running_the_model(demo_run):
+    changed = copy.deepcopy(TINY)
+    changed["ensembles"]["main"]["aggregate"] = "max"
+    counts = job_counts(dry_run(demo_run, config=changed))
+    assert counts.get("combine_views") == TINY["folds"]["n"]
+    assert not set(counts) & {"train", "predict"}

@@ -126,6 +126,11 @@ def sampling_weights(wildcards):
     return []
 
 
+def model_tta(wildcards):
+    """The TTA settings (sorted names) of the ensembles that use a model: its predict job runs their views."""
+    return sorted({ens["tta"] for ens in ENSEMBLES.values() if wildcards.model in ens["models"]})
+
+
 def member_predictions(wildcards):
     """Named inputs of blend: "{kind}_{model}" (kind oof or test) -> that member's per-fold tables."""
     ens = ENSEMBLES[wildcards.ensemble]
@@ -160,9 +165,8 @@ def ensemble_benchmarks(wildcards):
     benchmark files of the jobs an ensemble needs, so that their seconds add up to its cost."""
     tables = {}
     for name, ens in ENSEMBLES.items():
-        view = f"{ens['tta']}_{ens['aggregate']}"
         train = [f"benchmarks/train/{m}/fold{k}.tsv" for m in ens["models"] for k in FOLDS]
-        predict = [f"benchmarks/predict/{m}/fold{k}/{view}.tsv" for m in ens["models"] for k in FOLDS]
+        predict = [f"benchmarks/predict/{m}/fold{k}.tsv" for m in ens["models"] for k in FOLDS]
         if ens["transfer"]:  # the embedding's jobs count toward the label-transferring ensembles
             train += [f"benchmarks/train_embedding/fold{k}.tsv" for k in FOLDS]
             predict += [f"benchmarks/embed/fold{k}.tsv" for k in FOLDS]

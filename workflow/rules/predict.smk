@@ -1,5 +1,7 @@
 # Test-time-augmented probabilities of each trained fold, on its out-of-fold
-# images (for threshold fitting) and on the test images.
+# images (for threshold fitting) and on the test images. predict runs the model once
+# per fold on every view its ensembles need; combine_views makes each ensemble's
+# mean or max from those views without running the model again.
 
 
 rule predict:
@@ -11,12 +13,11 @@ rule predict:
         test_index="results/cache/test.csv",
         folds="results/splits/folds.csv",
     output:
-        oof="results/predictions/{model}/fold{fold}/{tta}_{aggregate}/oof.csv",
-        test="results/predictions/{model}/fold{fold}/{tta}_{aggregate}/test.csv",
+        views="results/predictions/{model}/fold{fold}/views.npz",
     log:
-        "logs/predict/{model}/fold{fold}/{tta}_{aggregate}.log",
+        "logs/predict/{model}/fold{fold}.log",
     benchmark:
-        "benchmarks/predict/{model}/fold{fold}/{tta}_{aggregate}.tsv"
+        "benchmarks/predict/{model}/fold{fold}.tsv"
     retries: 1  # preemptible GPU partitions; the job is short, so it simply starts over
     conda:
         "../../envs/torch.yaml"
@@ -24,11 +25,26 @@ rule predict:
     resources:
         gpu=1,
     params:
-        tta="{tta}",
-        aggregate="{aggregate}",
+        tta=model_tta,
         batch_size=config["predict"]["batch_size"],
     script:
         "../scripts/predict.py"
+
+
+rule combine_views:
+    input:
+        views="results/predictions/{model}/fold{fold}/views.npz",
+    output:
+        oof="results/predictions/{model}/fold{fold}/{tta}_{aggregate}/oof.csv",
+        test="results/predictions/{model}/fold{fold}/{tta}_{aggregate}/test.csv",
+    log:
+        "logs/combine_views/{model}/fold{fold}/{tta}_{aggregate}.log",
+    benchmark:
+        "benchmarks/combine_views/{model}/fold{fold}/{tta}_{aggregate}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/combine_views.py"
 
 
 rule predict_new:

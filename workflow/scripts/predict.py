@@ -1,4 +1,4 @@
-"""Rule predict: TTA probabilities of one trained fold on its OOF and the test images."""
+"""Rule predict: one trained fold's probabilities on each TTA view, OOF and test images."""
 
 from hpa.files import setup_logging
 from hpa.training.gpu_lease import lease_gpus
@@ -15,10 +15,8 @@ with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
         test_npy=snakemake.input.test_npy,
         test_index=snakemake.input.test_index,
         folds_csv=snakemake.input.folds,
-        oof_csv=snakemake.output.oof,
-        test_csv=snakemake.output.test,
-        tta=snakemake.params.tta,
-        aggregate=snakemake.params.aggregate,
+        views_npz=snakemake.output.views,
+        tta_names=snakemake.params.tta,
         batch_size=snakemake.params.batch_size,
         threads=snakemake.threads,
     )

@@ -1,28 +1,48 @@
-"""The ``predict`` rule: a trained fold's TTA probabilities on its OOF and the test images."""
+"""The ``predict`` rule (a trained fold's probabilities on every view it is asked for) and ``combine_views``.
+
+A fold runs its model once, on the union of the dihedral views any ensemble needs, and
+keeps each view's probabilities (``views.npz``). ``combine_views`` then makes the mean
+or max over an ensemble's views without running the model again: adding an ensemble
+that takes the max where another takes the mean costs seconds, not a pass over the data.
+"""
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 import pandas as pd
 import torch
 
 from hpa.data.cache import open_cache
-from hpa.files import write_csv
-from hpa.inference.tta import predict_probs
+from hpa.dihedral import transforms_for
+from hpa.files import atomic_path, write_csv
+from hpa.inference.tta import AGGREGATES, predict_views
 from hpa.tables import probability_table
 from hpa.training.checkpoint import load_checkpoint
 from hpa.training.device import autocast_dtype, pick_device
 from hpa.training.loader import CachedImages, loader_workers, make_loader
 
+log = logging.getLogger(__name__)
+
+SPLITS = ("oof", "test")
+
+
+def views_of(tta_names) -> list[int]:
+    """The dihedral views (sorted) that TTA settings ``tta_names`` need between them."""
+    return sorted(set().union(*(transforms_for(name) for name in tta_names)))
+
 
 def run_job(
-    *, checkpoint, train_npy, train_index, test_npy, test_index, folds_csv,
-    oof_csv, test_csv, tta: str, aggregate: str, batch_size: int, threads: int = 1,
+    *, checkpoint, train_npy, train_index, test_npy, test_index, folds_csv, views_npz,
+    tta_names, batch_size: int, threads: int = 1,
 ) -> None:
     torch.set_num_threads(max(1, threads))
     device = pick_device()
     model, ckpt = load_checkpoint(checkpoint, device)
     fold = ckpt["config"]["fold"]
     amp = autocast_dtype(device, ckpt["config"]["model"].get("amp"))
+    views = views_of(tta_names)
 
     cache, index = open_cache(train_npy, train_index)
     folds = pd.read_csv(folds_csv, dtype={"Id": str})
@@ -30,7 +50,26 @@ def run_job(
     test_cache, test_idx = open_cache(test_npy, test_index)
     test = test_idx[test_idx["ok"]]
 
-    for table, array, out in ((val, cache, oof_csv), (test, test_cache, test_csv)):
+    arrays = {"views": np.asarray(views)}
+    for split, table, array in (("oof", val, cache), ("test", test, test_cache)):
         loader = make_loader(CachedImages(array, table["row"]), batch_size, workers=loader_workers(threads))
-        probs = predict_probs(model, loader, device, tta=tta, aggregate=aggregate, amp=amp)
-        write_csv(probability_table(table["Id"], probs), out)
+        arrays[split] = predict_views(model, loader, device, views, amp)
+        arrays[f"{split}_ids"] = table["Id"].to_numpy(dtype=str)
+        log.info("fold %d: %d %s images x %d views", fold, len(table), split, len(views))
+    with atomic_path(views_npz) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def combine_job(*, views_npz, tta: str, aggregate: str, oof_csv, test_csv) -> None:
+    """The ``combine_views`` rule: one fold's probability tables for one TTA setting and aggregate."""
+    saved = np.load(views_npz)
+    have = saved["views"].tolist()
+    wanted = transforms_for(tta)
+    missing = sorted(set(wanted) - set(have))
+    if missing:
+        raise ValueError(f"{views_npz}: views {missing} of tta {tta!r} were not predicted (have {have}); "
+                         f"rerun its predict job (snakemake -R predict)")
+    reduce = AGGREGATES[aggregate]
+    for split, out in zip(SPLITS, (oof_csv, test_csv)):
+        per_view = torch.from_numpy(saved[split][[have.index(t) for t in wanted]])
+        write_csv(probability_table(saved[f"{split}_ids"], reduce(per_view).numpy()), out)

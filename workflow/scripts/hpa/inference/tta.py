@@ -46,11 +46,3 @@ def predict_probs(model, batches, device, tta: str = "flips", aggregate: str = "
     out = [reduce(p).cpu().numpy() for p in view_outputs(model, batches, device, transforms_for(tta), amp=amp)]
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), dtype=np.float32)
 
-
-def aggregate_views(per_view: np.ndarray, views: Sequence[int], wanted: Sequence[int], aggregate: str) -> np.ndarray:
-    """Mean or max over the ``wanted`` views of a (V, n, k) array whose rows are ``views``."""
-    missing = sorted(set(wanted) - set(views))
-    if missing:
-        raise ValueError(f"views {missing} were not predicted (have {list(views)})")
-    picked = per_view[[list(views).index(t) for t in wanted]]
-    return picked.mean(0) if aggregate == "mean" else picked.max(0)
