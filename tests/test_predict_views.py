@@ -30,7 +30,8 @@ def test_recombined_views_equal_a_direct_tta_pass(tmp_path):
     assert per_view.shape == (8, 6, 28) and not np.allclose(per_view[0], per_view[1])
     ids = np.array([f"i{k}" for k in range(6)])
     path = tmp_path / "views.npz"
-    np.savez(path, views=np.asarray(views), oof=per_view, oof_ids=ids, test=per_view[:, :2], test_ids=ids[:2])
+    np.savez(path, view_t=np.asarray(views), view_crop=np.zeros(8, int), oof=per_view, oof_ids=ids,
+             test=per_view[:, :2], test_ids=ids[:2])
     for tta, aggregate in (("flips", "mean"), ("flips", "max"), ("dihedral", "mean"), ("none", "mean")):
         combine_job(views_npz=path, tta=tta, aggregate=aggregate, oof_csv=tmp_path / "o.csv",
                     test_csv=tmp_path / "t.csv")
@@ -43,7 +44,7 @@ def test_recombined_views_equal_a_direct_tta_pass(tmp_path):
 
 def test_a_tta_whose_views_were_not_predicted_says_to_rerun_predict(tmp_path):
     path = tmp_path / "views.npz"
-    np.savez(path, views=np.array([0]), oof=np.zeros((1, 1, 28), np.float32), oof_ids=np.array(["a"]),
+    np.savez(path, view_t=np.array([0]), view_crop=np.array([0]), oof=np.zeros((1, 1, 28), np.float32), oof_ids=np.array(["a"]),
              test=np.zeros((1, 1, 28), np.float32), test_ids=np.array(["b"]))
     with pytest.raises(ValueError, match=r"views \[2, 4, 6\].*rerun its predict job"):
         combine_job(views_npz=path, tta="flips", aggregate="mean", oof_csv=tmp_path / "o.csv",

@@ -56,6 +56,12 @@ MODELS = {name: with_defaults(m, "model") for name, m in config["models"].items(
 ENSEMBLES = {name: with_defaults(e, "ensemble") for name, e in config["ensembles"].items()}
 FOLDS = list(range(config["folds"]["n"]))
 
+if config["data"]["cache_size"] is not None and config["data"]["cache_size"] < config["data"]["image_size"]:
+    raise ValueError(
+        f"data.cache_size {config['data']['cache_size']} is below data.image_size {config['data']['image_size']}: "
+        "the models take image_size crops of the cached images; raise cache_size or set it to null"
+    )
+
 for _name, _ens in ENSEMBLES.items():
     _unknown = [m for m in _ens["models"] if m not in MODELS]
     if _unknown:

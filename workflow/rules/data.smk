@@ -37,7 +37,7 @@ rule cache_images:
         "../../envs/data.yaml"
     threads: 8
     params:
-        size=config["data"]["image_size"],
+        size=config["data"]["cache_size"] or config["data"]["image_size"],
         bit_depth=config["data"]["bit_depth"],
     script:
         "../scripts/cache_images.py"

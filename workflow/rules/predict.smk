@@ -26,6 +26,7 @@ rule predict:
         gpu=1,
     params:
         tta=model_tta,
+        crops=config["predict"]["crops"],
         batch_size=config["predict"]["batch_size"],
     script:
         "../scripts/predict.py"
@@ -72,6 +73,7 @@ rule predict_new:
         ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
         folds=FOLDS,
         batch_size=config["predict"]["batch_size"],
+        crops=config["predict"]["crops"],
         bit_depth=config["data"]["bit_depth"],
     script:
         "../scripts/predict_new.py"

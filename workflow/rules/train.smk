@@ -29,6 +29,7 @@ rule train:
         gpu=lambda wildcards: MODELS[wildcards.model]["processes"],
     params:
         model=lambda wildcards: {k: v for k, v in MODELS[wildcards.model].items() if k not in RUNTIME_KEYS},
+        image_size=config["data"]["image_size"],
     script:
         "../scripts/train.py"
 

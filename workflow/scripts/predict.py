@@ -17,6 +17,7 @@ with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
         folds_csv=snakemake.input.folds,
         views_npz=snakemake.output.views,
         tta_names=snakemake.params.tta,
+        crops=snakemake.params.crops,
         batch_size=snakemake.params.batch_size,
         threads=snakemake.threads,
     )

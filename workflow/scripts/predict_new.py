@@ -25,5 +25,6 @@ with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
         aggregate=ens["aggregate"],
         batch_size=snakemake.params.batch_size,
         depth=BitDepth(**snakemake.params.bit_depth),
+        crops=snakemake.params.crops,
     )
     write_csv(table, snakemake.output.predictions)

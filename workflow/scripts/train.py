@@ -25,4 +25,5 @@ with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
         oof_csv=snakemake.output.oof,
         threads=snakemake.threads,
         sampling_weights=snakemake.input.sampling_weights or None,
+        image_size=snakemake.params.image_size,
     )

@@ -33,7 +33,8 @@ def list_images(folder) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def predict_folder(folder, checkpoints: dict[str, list[str]], combination: dict, record: dict,
-                   tta: str, aggregate: str, batch_size: int = 32, depth: BitDepth = BitDepth()) -> pd.DataFrame:
+                   tta: str, aggregate: str, batch_size: int = 32, depth: BitDepth = BitDepth(),
+                   crops: str = "none") -> pd.DataFrame:
     """Run a trained ensemble on a folder of 4-channel images of any size and format, without retraining.
 
     16-bit images come to 8 bits by ``depth``, the rule the training cache used.
@@ -56,7 +57,8 @@ def predict_folder(folder, checkpoints: dict[str, list[str]], combination: dict,
             loader = make_loader(CachedImages(images, np.flatnonzero(ok)), batch_size)
             probs = np.full((len(ids), NUM_CLASSES), np.nan)
             probs[ok] = predict_probs(model, loader, device, tta=tta, aggregate=aggregate,
-                                      amp=autocast_dtype(device, ckpt["config"]["model"].get("amp")))
+                                      amp=autocast_dtype(device, ckpt["config"]["model"].get("amp")),
+                                      crop=ckpt["config"].get("crop"), grid=crops)
             fold_probs.append(probs)
         per_model[name] = np.mean(fold_probs, axis=0)
     names = list(per_model)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hpa.classes import NUM_CLASSES
+from hpa.crops import crop_boxes, take
 from hpa.dihedral import dihedral, transforms_for
 
 AGGREGATES = {"mean": lambda p: p.mean(0), "max": lambda p: p.amax(0)}
@@ -22,27 +23,35 @@ AGGREGATES = {"mean": lambda p: p.mean(0), "max": lambda p: p.amax(0)}
 
 @torch.no_grad()
 def view_outputs(model, batches, device: torch.device, views: Sequence[int], *, amp: torch.dtype | None = None,
-                 finish: Callable[[torch.Tensor], torch.Tensor] = torch.sigmoid) -> Iterator[torch.Tensor]:
-    """For each batch of uint8 images: ``finish(model(view))`` in float32 for each view, stacked (V, b, k)."""
+                 finish: Callable[[torch.Tensor], torch.Tensor] = torch.sigmoid, crop: int | None = None,
+                 grid: str = "none") -> Iterator[torch.Tensor]:
+    """For each batch of uint8 images: ``finish(model(view))`` in float32 for each crop of ``grid``
+    (``crop`` px; the whole image without) and each dihedral view, stacked crop-major: (C * V, b, k)."""
     model.eval()
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     for x in batches:
         x = x.to(device, non_blocking=True)
+        boxes = crop_boxes(x.shape[-1], crop, grid)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            yield torch.stack([finish(model(dihedral(x, t).contiguous(memory_format=memory_format)).float())
-                               for t in views])
+            yield torch.stack([
+                finish(model(dihedral(take(x, box, crop), t).contiguous(memory_format=memory_format)).float())
+                for box in boxes for t in views
+            ])
 
 
-def predict_views(model, batches, device, views: Sequence[int], amp: torch.dtype | None = None) -> np.ndarray:
-    """Sigmoid probabilities on each view: (len(views), n, 28) float32."""
-    out = [p.cpu().numpy() for p in view_outputs(model, batches, device, views, amp=amp)]
-    return np.concatenate(out, axis=1) if out else np.zeros((len(views), 0, NUM_CLASSES), dtype=np.float32)
+def predict_views(model, batches, device, views: Sequence[int], amp: torch.dtype | None = None, *,
+                  crop: int | None = None, grid: str = "none") -> np.ndarray:
+    """Sigmoid probabilities on each crop and view: (C * len(views), n, 28) float32, crop-major."""
+    out = [p.cpu().numpy() for p in view_outputs(model, batches, device, views, amp=amp, crop=crop, grid=grid)]
+    if out:
+        return np.concatenate(out, axis=1)
+    return np.zeros((len(views), 0, NUM_CLASSES), dtype=np.float32)
 
 
 def predict_probs(model, batches, device, tta: str = "flips", aggregate: str = "mean",
-                  amp: torch.dtype | None = None) -> np.ndarray:
-    """Sigmoid probabilities over ``batches``, aggregated over the TTA views: (n, 28) float32."""
+                  amp: torch.dtype | None = None, *, crop: int | None = None, grid: str = "none") -> np.ndarray:
+    """Sigmoid probabilities over ``batches``, aggregated over the crops and TTA views: (n, 28) float32."""
     reduce = AGGREGATES[aggregate]
-    out = [reduce(p).cpu().numpy() for p in view_outputs(model, batches, device, transforms_for(tta), amp=amp)]
+    outputs = view_outputs(model, batches, device, transforms_for(tta), amp=amp, crop=crop, grid=grid)
+    out = [reduce(p).cpu().numpy() for p in outputs]
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), dtype=np.float32)
-

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from hpa.crops import random_crops
 from hpa.dihedral import random_dihedral
 
 
@@ -23,12 +24,14 @@ class AugmentConfig:
     zoom: tuple[float, float] = (1.0, 1.0)  # >1 crops in (random position), <1 zooms out
     brightness: float = 0.0  # per-channel gain in [1 - b, 1 + b]
     contrast: float = 0.0  # per-channel contrast factor in [1 - c, 1 + c]
+    crop_scale: tuple[float, float] = (1.0, 1.0)  # random rescale before the crop (data.cache_size only)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "AugmentConfig":
         d = dict(d or {})
-        if "zoom" in d:
-            d["zoom"] = tuple(d["zoom"])
+        for key in ("zoom", "crop_scale"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
     @property
@@ -65,8 +68,14 @@ def intensity_jitter(x: torch.Tensor, brightness: float, contrast: float, genera
     return ((x - mean) * factor + mean) * gain
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """uint8 (n, 4, h, w) -> augmented float on the 0..255 scale (what the model's Normalize takes)."""
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator,
+                  crop: int | None = None) -> torch.Tensor:
+    """uint8 (n, 4, h, w) -> augmented float on the 0..255 scale (what the model's Normalize takes).
+
+    With ``crop``, each image is first cut to a random ``crop`` x ``crop`` window of the cache image.
+    """
+    if crop is not None:
+        x = random_crops(x, crop, generator, cfg.crop_scale)
     if cfg.dihedral:
         x = random_dihedral(x, generator)
     x = x.float()

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hpa.classes import NUM_CLASSES
+from hpa.crops import center
 from hpa.metrics import f1_per_class, macro_f1
 from hpa.models.losses import build_loss
 from hpa.thresholds import fit_per_class, predict
@@ -57,11 +58,11 @@ class ClassifierTask:
 
 
 def classifier_trainer(cfg: TrainConfig, stats: dict, y_train: np.ndarray, steps_per_epoch: int,
-                       ranks: Ranks | None = None) -> Trainer:
+                       ranks: Ranks | None = None, crop: int | None = None) -> Trainer:
     """A ``Trainer`` of the network ``cfg`` describes, with its classification task."""
     ranks = ranks or distributed.single(pick_device())
     model = build_from_config(cfg, stats)
-    return Trainer(cfg, model, ClassifierTask(cfg, y_train, ranks.device), steps_per_epoch, ranks)
+    return Trainer(cfg, model, ClassifierTask(cfg, y_train, ranks.device), steps_per_epoch, ranks, crop=crop)
 
 
 @torch.no_grad()
@@ -76,7 +77,8 @@ def evaluate(trainer: Trainer, loader) -> tuple[np.ndarray, dict]:
     loss_fn = trainer.task.loss_fn
     probs, targets, losses = [np.zeros((0, NUM_CLASSES), np.float32)], [np.zeros((0, NUM_CLASSES))], [np.zeros(0)]
     for x, y in progress(loader, desc="validate"):
-        x, y = trainer.to_device(x), y.to(trainer.device, non_blocking=True)
+        # Training on crops: validation sees the centre crop (predict runs the whole crop grid).
+        x, y = trainer.to_device(center(x, trainer.crop)), y.to(trainer.device, non_blocking=True)
         with trainer.autocast():
             logits = trainer.predict(x).float()
         losses.append(np.full(1, loss_fn(logits, y).item() * len(x)))

@@ -155,8 +155,12 @@ def fit_fold(
     class_weights=None,
     extra: dict | None = None,
     ranks: Ranks | None = None,
+    crop: int | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Train a classifier, keep the last epoch (or the best by validation macro F1); return (history, OOF probs)."""
+    """Train a classifier, keep the last epoch (or the best by validation macro F1); return (history, OOF probs).
+
+    With ``crop``, training sees random ``crop`` px windows of the cache images (``hpa.crops``).
+    """
     ranks = ranks or distributed.single(pick_device())
     distributed.check_batch_size(cfg.batch_size, ranks)
     seed_everything(cfg.seed)
@@ -168,7 +172,7 @@ def fit_fold(
         weights = sampling.image_weights(train_set.targets.numpy(), class_weights)
     loader = training_loader(train_set, cfg.batch_size, ranks, weights=weights, workers=workers,
                              seed_of=lambda epoch: epoch_seed(cfg, epoch))
-    trainer = classifier_trainer(cfg, stats, y_train, len(loader), ranks)
+    trainer = classifier_trainer(cfg, stats, y_train, len(loader), ranks, crop)
     mine = distributed.shard(len(val_rows), ranks)
     val_set = CachedImages(cache, np.asarray(val_rows)[mine], np.asarray(y_val)[mine])
     val_loader = make_loader(val_set, max(1, cfg.batch_size * 2 // ranks.world), workers=workers)

@@ -43,7 +43,7 @@ def read_class_weights(path) -> np.ndarray:
 def run_job(
     *, cache_npy, cache_index, stats_json, folds_csv, manifest_csv, model_name: str,
     model_cfg: dict, fold: int, checkpoint, history_csv, oof_csv, threads: int = 1,
-    sampling_weights=None,
+    sampling_weights=None, image_size: int | None = None,
 ) -> None:
     """The ``train`` rule: one model on one fold, from the cache to a checkpoint.
 
@@ -55,6 +55,7 @@ def run_job(
         "cache_npy": cache_npy, "cache_index": cache_index, "stats_json": stats_json, "folds_csv": folds_csv,
         "manifest_csv": manifest_csv, "model_name": model_name, "cfg": cfg, "fold": fold,
         "checkpoint": checkpoint, "threads": threads, "sampling_weights": sampling_weights,
+        "image_size": image_size,
         "log_files": [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
     }
     if cfg.processes > 1:
@@ -94,6 +95,8 @@ def train_fold_job(job: dict, ranks: Ranks):
     folds = pd.read_csv(job["folds_csv"], dtype={"Id": str})
     fold = job["fold"]
     (train_rows, y_train), (val_rows, y_val, val_ids) = fold_rows(index, folds, labels, fold)
+    # A cache larger than the model's input (data.cache_size): train on random crops of it.
+    crop = job.get("image_size") if job.get("image_size") and job["image_size"] < cache.shape[-1] else None
     log.info("%s fold %d: %d training, %d validation images on %s (%d process%s)", job["model_name"], fold,
              len(train_rows), len(val_rows), ranks.device, ranks.world, "es" if ranks.distributed else "")
     history, oof = fit_fold(
@@ -101,7 +104,8 @@ def train_fold_job(job: dict, ranks: Ranks):
         checkpoint_path=job["checkpoint"],
         workers=loader_workers(job["threads"] // ranks.world),
         class_weights=read_class_weights(job["sampling_weights"]) if job["sampling_weights"] else None,
-        extra={"name": job["model_name"], "fold": fold, "image_size": int(cache.shape[-1])},
+        extra={"name": job["model_name"], "fold": fold, "image_size": int(cache.shape[-1]), "crop": crop},
         ranks=ranks,
+        crop=crop,
     )
     return history, oof, val_ids

@@ -46,8 +46,8 @@ class Trainer:
     """A model with its optimiser, schedule, precision and device settings: one rank's training run."""
 
     def __init__(self, cfg: LoopConfig, model: torch.nn.Module, task: Task, steps_per_epoch: int,
-                 ranks: Ranks | None = None, *, find_unused_parameters: bool = False):
-        self.cfg, self.task = cfg, task
+                 ranks: Ranks | None = None, *, crop: int | None = None, find_unused_parameters: bool = False):
+        self.cfg, self.task, self.crop = cfg, task, crop
         self.ranks = ranks or distributed.single(pick_device())
         self.device = self.ranks.device
         cuda = self.device.type == "cuda"
@@ -125,7 +125,7 @@ def train_one_epoch(trainer: Trainer, loader, generator: torch.Generator) -> dic
     for step, (x, y) in enumerate(progress(loader, desc="train", total=len(loader)), 1):
         waiting += time.perf_counter() - tick
         x, y = trainer.to_device(x), y.to(trainer.device, non_blocking=True)
-        x = augment_batch(x, trainer.augment, generator)
+        x = augment_batch(x, trainer.augment, generator, crop=trainer.crop)
         update = step % cfg.accumulate == 0 or step == len(loader)
         # Between accumulation steps, ranks keep their gradients local: one all-reduce per update.
         sync = contextlib.nullcontext() if update or not trainer.ranks.distributed else trainer.forward.no_sync()
