@@ -1,12 +1,15 @@
 """Rule train_embedding: the ArcFace embedding of one fold, trained on the other folds' images."""
 
 from hpa.embedding.job import run_training_job
+from hpa.data.stage import stage
 from hpa.files import setup_logging
 
 setup_logging(snakemake.log[0])
+# With scratch set, read the cache from a node-local copy (a runtime setting: not a param).
+cache_npy, cache_index = stage([snakemake.input.npy, snakemake.input.index], snakemake.config.get("scratch"))
 run_training_job(
-    cache_npy=snakemake.input.npy,
-    cache_index=snakemake.input.index,
+    cache_npy=cache_npy,
+    cache_index=cache_index,
     stats_json=snakemake.input.stats,
     folds_csv=snakemake.input.folds,
     manifest_csv=snakemake.input.manifest,
