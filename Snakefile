@@ -14,6 +14,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/external.smk"
 include: "workflow/rules/data.smk"
@@ -24,6 +25,28 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/embedding.smk"
 include: "workflow/rules/compare.smk"
+
+
+# Seconds-long rules: on a cluster they run in the Snakemake process itself, since an sbatch
+# job would spend longer queued and polled than working. Each reads tables (or per-view
+# probabilities), not images.
+localrules:
+    all,
+    count_labels,
+    mine_labels,
+    class_groups,
+    sampling_weights,
+    plot_labels,
+    make_folds,
+    plot_training,
+    combine_views,
+    blend,
+    fit_thresholds,
+    make_submission,
+    evaluate_test,
+    plot_thresholds,
+    transfer_labels,
+    compare_ensembles,
 
 
 rule all:

@@ -10,8 +10,9 @@
 # What it sets up: munge, MariaDB + slurmdbd (so `sacct` works, which is what
 # snakemake-executor-plugin-slurm polls by default), slurmctld, slurmd; one partition `debug`;
 # two stand-in GPUs (plain files as gres devices) so that jobs asking for a GPU are scheduled and
-# run on the CPU. Starting twice is safe. Exit codes: 2 not root, 3 packages cannot be installed,
-# 4 the cluster did not come up.
+# run on the CPU. SLURM_LOCAL_CPUS=N advertises N CPUs (more than the machine has: a stand-in for
+# a bigger node). Starting twice is safe; a start that fails stops the daemons it started.
+# Exit codes: 2 not root, 3 packages cannot be installed, 4 the cluster did not come up.
 set -euo pipefail
 
 PARTITION=debug
@@ -25,6 +26,7 @@ declare -A PIDFILE=(
   [slurmdbd]=$RUN/slurmdbd.pid [slurmctld]=$RUN/slurmctld.pid [slurmd]=$RUN/slurmd.pid
 )
 STOP_ORDER=(slurmd slurmctld slurmdbd mariadbd munged)
+STARTED=()  # daemons this run started, in order: what a failed start stops again
 export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[slurm-local %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -38,6 +40,24 @@ running() {
   pid=$(cat "$pf" 2>/dev/null) || return 1
   state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
   [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# Start a daemon unless it runs, remembering that this run started it.
+start_daemon() { # name command...
+  local name=$1; shift
+  running "$name" && return 0
+  "$@"
+  STARTED+=("$name")
+}
+
+# On a failed start, stop (newest first) the daemons this run started, so that a half-up
+# cluster does not linger; those that were up before stay up.
+stop_started_on_failure() {
+  local rc=$? i
+  [ "$rc" = 0 ] || [ ${#STARTED[@]} = 0 ] && return 0
+  log "start failed (exit $rc): stopping what this run started: ${STARTED[*]}"
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop_daemon "${STARTED[i]}"; done
+  exit "$rc"
 }
 
 wait_until() { # seconds description command...
@@ -74,7 +94,7 @@ configure() {
   host=$(hostname -s)
   # Daemons find their own entries by the short host name: it must resolve (to loopback here).
   getent hosts "$host" >/dev/null || echo "127.0.0.1 $host" >>/etc/hosts
-  cpus=$(nproc)
+  cpus=${SLURM_LOCAL_CPUS:-$(nproc)}
   # RealMemory above what slurmd detects makes the node INVAL; stay well below.
   mem=$(awk '/MemTotal/ {m = int($2 / 1024 * 0.85); print (m > 20000 ? 20000 : m)}' /proc/meminfo)
   mkdir -p /etc/slurm /etc/mysql/conf.d "$RUN" /run/munge /run/mysqld /var/log/slurm-local \
@@ -95,6 +115,10 @@ SlurmctldHost=$host(127.0.0.1)
 CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
 AuthType=auth/munge
 SlurmUser=slurm
+$(if [ "$cpus" -gt "$(nproc)" ]; then
+  echo "# More CPUs than the machine has (SLURM_LOCAL_CPUS): slurmd trusts this file, not the hardware."
+  echo "SlurmdParameters=config_overrides"
+fi)
 StateSaveLocation=/var/lib/slurm-local/ctld
 SlurmdSpoolDir=/var/lib/slurm-local/d
 SlurmctldPidFile=${PIDFILE[slurmctld]}
@@ -145,27 +169,32 @@ EOF
   fi
 }
 
+start_mariadbd() {
+  setsid nohup /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 --skip-name-resolve \
+    --pid-file="${PIDFILE[mariadbd]}" >/var/log/slurm-local/mariadbd.log 2>&1 </dev/null &
+}
+
 start_daemons() {
-  running munged || runuser -u munge -- /usr/sbin/munged
+  start_daemon munged runuser -u munge -- /usr/sbin/munged
   wait_until 20 munge sh -c 'munge -n | unmunge'
 
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql >/var/log/slurm-local/mariadb-install.log 2>&1
-  if ! running mariadbd; then
-    setsid nohup /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 --skip-name-resolve \
-      --pid-file="${PIDFILE[mariadbd]}" >/var/log/slurm-local/mariadbd.log 2>&1 </dev/null &
-  fi
+  start_daemon mariadbd start_mariadbd
   wait_until 60 MariaDB mariadb-admin ping
+  # ALTER as well as CREATE: a slurm user left by an earlier install keeps its own password
+  # otherwise, and slurmdbd (which logs in with DB_PASS) is refused.
   mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
     CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
-    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
+    ALTER USER 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
+    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
 
-  running slurmdbd || /usr/sbin/slurmdbd
+  start_daemon slurmdbd /usr/sbin/slurmdbd
   wait_until 60 slurmdbd sacctmgr -n list cluster
   sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER" || sacctmgr -i add cluster "$CLUSTER" >/dev/null
 
-  running slurmctld || /usr/sbin/slurmctld
+  start_daemon slurmctld /usr/sbin/slurmctld
   wait_until 30 slurmctld scontrol ping
-  running slurmd || /usr/sbin/slurmd
+  start_daemon slurmd /usr/sbin/slurmd
   wait_until 30 "registered node" sh -c "sinfo -h -N -o %T | grep -qv '^unk'"
   # A node left down by an unclean stop comes back.
   sinfo -h -N -o %T | grep -qE 'down|drain' && scontrol update NodeName="$(hostname -s)" State=RESUME
@@ -204,7 +233,7 @@ status() {
 
 [ "$(id -u)" = 0 ] || fail 2 "must run as root (it installs packages and starts daemons)"
 case "${1:-start}" in
-  start) install_packages; configure; start_daemons; health_check ;;
+  start) trap stop_started_on_failure EXIT; install_packages; configure; start_daemons; health_check ;;
   stop) for d in "${STOP_ORDER[@]}"; do stop_daemon "$d"; done ;;
   status) status ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 1 ;;

@@ -15,6 +15,9 @@ rule ingest:
     conda:
         "../../envs/data.yaml"
     threads: 4
+    resources:
+        mem_mb=PER_IMAGE_MEM_MB,
+        runtime=PER_IMAGE_RUNTIME,
     params:
         source=config["source"],
         max_rejected_fraction=config["data"]["max_rejected_fraction"],
@@ -36,6 +39,9 @@ rule cache_images:
     conda:
         "../../envs/data.yaml"
     threads: 8
+    resources:
+        mem_mb=PER_IMAGE_MEM_MB,
+        runtime=PER_IMAGE_RUNTIME,
     params:
         size=config["data"]["cache_size"] or config["data"]["image_size"],
         bit_depth=config["data"]["bit_depth"],
@@ -55,5 +61,7 @@ rule channel_stats:
         "benchmarks/channel_stats.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        runtime=CACHE_READ_RUNTIME,
     script:
         "../scripts/channel_stats.py"

@@ -30,6 +30,8 @@ rule train_embedding:
         "../../envs/torch.yaml"
     threads: 4
     resources:
+        mem_mb=TRAINING_MEM_MB,
+        runtime=training_runtime(lambda wildcards: EMBEDDING["epochs"]),
         gpu=1,
     params:
         embedding={k: v for k, v in EMBEDDING.items() if k not in SEARCH_KEYS},
@@ -55,6 +57,8 @@ rule embed:
         "../../envs/torch.yaml"
     threads: 4
     resources:
+        mem_mb=INFERENCE_MEM_MB,
+        runtime=CACHE_READ_RUNTIME,
         gpu=1,
     params:
         flips=EMBEDDING["flips"],
@@ -76,6 +80,9 @@ rule embedding_neighbours:
         "benchmarks/embedding_neighbours.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=EMBEDDINGS_MEM_MB,
+        runtime=EMBEDDINGS_RUNTIME,
     params:
         folds=FOLDS,
     script:
@@ -119,6 +126,9 @@ rule embedding_duplicates:
         "benchmarks/embedding_duplicates.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=EMBEDDINGS_MEM_MB,
+        runtime=EMBEDDINGS_RUNTIME,
     params:
         min_similarity=EMBEDDING["duplicate_similarity"],
     script:

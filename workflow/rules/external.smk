@@ -18,6 +18,9 @@ rule download_external:
     conda:
         "../../envs/data.yaml"
     threads: 2
+    resources:
+        # ~78k HPAv18 images x 4 channels: ~12 h for the real list (~6 MB)
+        runtime=sized(30, per_input_mb=120),
     params:
         # Only what changes the images is a param; workers, rate, timeout and
         # retries are read from the config so that tuning them reruns nothing.
@@ -42,6 +45,9 @@ rule hash_images:
     conda:
         "../../envs/data.yaml"
     threads: 4
+    resources:
+        mem_mb=PER_IMAGE_MEM_MB,
+        runtime=PER_IMAGE_RUNTIME,
     params:
         hash=EXTERNAL["dedup"]["hash"],
     script:
@@ -66,6 +72,10 @@ rule clean_external:
     conda:
         "../../envs/data.yaml"
     threads: 2
+    resources:
+        # Perceptual-hash deduplication of the downloads against each other and the source
+        mem_mb=sized(2000, per_input_mb=200),
+        runtime=sized(10, per_input_mb=5),
     params:
         external={k: EXTERNAL[k] for k in ("dedup", "blank_std")},
         # Not opened here: written into kept.csv, which tells ingest where the kept images are.

@@ -23,6 +23,8 @@ rule predict:
         "../../envs/torch.yaml"
     threads: 4
     resources:
+        mem_mb=INFERENCE_MEM_MB,
+        runtime=CACHE_READ_RUNTIME,
         gpu=1,
     params:
         tta=model_tta,
@@ -68,6 +70,10 @@ rule predict_new:
         "../../envs/torch.yaml"
     threads: 4
     resources:
+        # Sized by the checkpoints: a folder's size is not its images' (raise runtime in the
+        # profile's set-resources for a large folder)
+        mem_mb=INFERENCE_MEM_MB,
+        runtime=sized(60, per_input_mb=2 / 1024),
         gpu=1,
     params:
         ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],

@@ -25,6 +25,8 @@ rule train:
         "../../envs/torch.yaml"
     threads: 4
     resources:
+        mem_mb=TRAINING_MEM_MB,
+        runtime=training_runtime(lambda wildcards: MODELS[wildcards.model]["epochs"]),
         # One GPU per training process (processes > 1: DistributedDataParallel within the job).
         gpu=lambda wildcards: MODELS[wildcards.model]["processes"],
     params:
