@@ -17,6 +17,9 @@ def main(names: list[str]) -> None:
     if names[:1] == ["ablations"]:  # reads a finished benchmark run: python -m bench ablations RUN_DIR
         importlib.import_module("bench.ablations").main(*names[1:2])
         return
+    if names[:1] == ["crops"]:  # reads two finished runs: python -m bench crops WHOLE_DIR CROPS_DIR
+        importlib.import_module("bench.crops").main(*names[1:3])
+        return
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         sys.exit(f"unknown benchmark(s) {unknown}; choose from {BENCHMARKS}")

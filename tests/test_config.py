@@ -61,7 +61,7 @@ def test_model_defaults_are_the_training_defaults():
             assert props[name]["default"] == value, name
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "hpa.yaml", "seeds.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "hpa.yaml", "hpa_crops.yaml", "seeds.yaml", "benchmark.yaml", "benchmark_crops.yaml"])
 def test_shipped_configs_validate(name):
     config = yaml.safe_load((REPO / "config" / name).read_text())
     validate(config, str(SCHEMA_PATH))
