@@ -74,3 +74,25 @@ def test_download_and_cleaning_recover_exactly_what_was_planted(mirrored):
     # The train copy planted with an extra label is the one conflict with train.
     conflicts = [c for c in result.report["label_conflicts"]["examples"] if "train" in c["split"]]
     assert len(conflicts) == 1
+
+
+def test_a_rewritten_mirror_is_downloaded_again_and_an_unchanged_one_is_not(mirrored, tmp_path):
+    """A file: mirror written again (the demo's, after its config changes) must not leave stale images."""
+    root = mirrored
+    listed = read_list(root / "mirror/list.csv")
+    settings = Settings(base_url=f"file:{root / 'mirror/images'}", size=48, workers=2, retries=1, backoff=0.01, rate=0)
+    images, journal = tmp_path / "images", tmp_path / "journal.jsonl"
+    first = download(listed["Id"], images, journal, settings)
+    ok = first.loc[first["status"].eq("ok"), "Id"].tolist()
+    lines = len(journal.read_text().splitlines())
+    download(listed["Id"], images, journal, settings)
+    assert len(journal.read_text().splitlines()) == lines  # nothing fetched again
+    changed = ok[0]
+    with Image.open(mirror_path(root / "mirror/images", changed, "green")) as im:
+        flipped = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    flipped.save(mirror_path(root / "mirror/images", changed, "green"), format="JPEG", quality=95)
+    before = np.asarray(Image.open(images / f"{changed}_green.png"))
+    download(listed["Id"], images, journal, settings)
+    refetched = [line for line in journal.read_text().splitlines()[lines:]]
+    assert len(refetched) == 1 and changed in refetched[0]
+    assert not np.array_equal(np.asarray(Image.open(images / f"{changed}_green.png")), before)

@@ -31,7 +31,9 @@ from tqdm import tqdm
 from hpa.classes import CHANNELS
 from hpa.data.images import YELLOW, BitDepth, channel_path, decode_plane, load_image
 from hpa.external.dedup import HASHES, plane_summary, summary_columns
-from hpa.external.fetch import NotFound, RateLimiter, Refused, RetryPolicy, Transient, fetch, with_retries
+from hpa.external.fetch import (
+    NotFound, RateLimiter, Refused, RetryPolicy, Transient, fetch, source_stamp, with_retries,
+)
 from hpa.files import atomic_path
 from hpa.tables import InputError, read_labels
 
@@ -70,6 +72,11 @@ class Settings:
     def image_key(self) -> dict:
         """The settings a finished image depends on: a change means fetching it again."""
         return {"size": self.size, "yellow": self.yellow}
+
+    def stamp(self, image_id: str) -> str | None:
+        """The four source files' stamps (``file:`` mirrors only): a rewritten mirror is fetched again."""
+        stamps = [source_stamp(image_url(self.base_url, image_id, c)) for c in CHANNELS]
+        return None if stamps[0] is None else "|".join(stamps)
 
 
 def read_list(path) -> pd.DataFrame:
@@ -119,7 +126,7 @@ STATUS = {NotFound: "missing", Refused: "refused", Unreadable: "unreadable", Tra
 def download_one(image_id: str, image_dir, settings: Settings, limiter: RateLimiter) -> dict:
     """Fetch, convert and write the four channels of one Id; return its record, never raise."""
     record = {"Id": image_id, "status": "ok", "bytes": 0, "attempts": 0, "error": "",
-              **settings.image_key(), "hash": settings.hash}
+              **settings.image_key(), "hash": settings.hash, "stamp": settings.stamp(image_id)}
     planes, tries = [], []
     for color in CHANNELS:
         try:
@@ -186,6 +193,8 @@ def _plan(rec: dict | None, image_dir, settings: Settings) -> str:
         return "keep"  # a 404 is recorded once, not retried on every run
     if not all(channel_path(image_dir, rec["Id"], c).exists() for c in CHANNELS):
         return "fetch"
+    if rec.get("stamp") != settings.stamp(rec["Id"]):
+        return "fetch"  # a file: mirror written again since (the demo's, after a config change)
     return "keep" if rec.get("hash") == settings.hash else "rehash"
 
 

@@ -82,9 +82,13 @@ def _fetch_http(url: str, timeout: float) -> bytes:
     return body
 
 
-def _fetch_file(url: str, timeout: float) -> bytes:
+def _file_path(url: str) -> Path:
     # file:///abs/path or file:relative/path (relative to the working directory).
-    path = Path(url[len("file:"):].removeprefix("//"))
+    return Path(url[len("file:"):].removeprefix("//"))
+
+
+def _fetch_file(url: str, timeout: float) -> bytes:
+    path = _file_path(url)
     try:
         body = path.read_bytes()
     except FileNotFoundError:
@@ -97,6 +101,18 @@ def _fetch_file(url: str, timeout: float) -> bytes:
 
 
 FETCHERS = {"http": _fetch_http, "https": _fetch_http, "file": _fetch_file}
+
+
+def source_stamp(url: str) -> str | None:
+    """What changes when a ``file:`` source is rewritten (size and modification time); None for
+    http(s), whose atlas images do not change and cannot be checked without fetching them."""
+    if not url.lower().startswith("file:"):
+        return None
+    try:
+        st = _file_path(url).stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def fetch(url: str, timeout: float) -> bytes:
