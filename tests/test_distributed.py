@@ -69,3 +69,27 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     assert np.allclose(two_history["train_loss"], one_history["train_loss"], rtol=1e-4)
     assert np.abs(two - one).max() < 1e-4
     assert np.abs(other - one).max() > 100 * np.abs(two - one).max(), "another seed is another model"
+
+
+def test_two_gloo_processes_train_the_embedding_like_one(tmp_path):
+    """The embedding runs in the same loop, so it is data-parallel the same way. Its BatchNorm neck
+    normalises each process's half batch on CPU (SyncBatchNorm is CUDA's), so the two runs agree
+    only loosely: what must hold is one checkpoint, written once, from two ranks that trained."""
+    from hpa.embedding.job import run_training_job
+    from hpa.embedding.model import load_embedder
+
+    job = write_job(tmp_path)
+    common = {"arch": "vgg16", "dim": 8, "epochs": 2, "batch_size": 16, "lr": 1e-4, "min_class_size": 1}
+    histories = {}
+    for name, processes in (("one", 1), ("two", 2)):
+        out = tmp_path / name
+        run_training_job(cache_npy=job / "train.npy", cache_index=job / "train.csv", stats_json=job / "stats.json",
+                         folds_csv=job / "folds.csv", manifest_csv=job / "manifest.csv",
+                         embedding={**common, "processes": processes}, fold=0, checkpoint=out / "model.pt",
+                         history_csv=out / "history.csv", threads=2)
+        histories[name] = pd.read_csv(out / "history.csv")
+        assert not (out / "last.pt").exists()
+    model, ckpt = load_embedder(tmp_path / "two" / "model.pt", torch.device("cpu"))
+    assert ckpt["config"]["embedding"]["processes"] == 2 and list(histories["two"]["epoch"]) == [1, 2]
+    assert np.isfinite(histories["two"]["train_loss"]).all()
+    assert np.allclose(histories["two"]["train_loss"], histories["one"]["train_loss"], rtol=0.25)

@@ -32,7 +32,7 @@ rule train_embedding:
     resources:
         mem_mb=TRAINING_MEM_MB,
         runtime=training_runtime(lambda wildcards: EMBEDDING["epochs"]),
-        gpu=1,
+        gpu=EMBEDDING["processes"],
     params:
         embedding={k: v for k, v in EMBEDDING.items() if k not in SEARCH_KEYS},
     script:

@@ -47,13 +47,16 @@ class ArcFaceTask:
 
 
 def fit_embedding(cfg: EmbeddingConfig, cache: np.ndarray, rows, label_sets, stats: dict, *,
-                  checkpoint_path, workers: int = 0, extra: dict | None = None) -> pd.DataFrame:
+                  checkpoint_path, workers: int = 0, extra: dict | None = None,
+                  ranks: distributed.Ranks | None = None) -> pd.DataFrame:
     """Train the ArcFace embedding on ``rows`` of ``cache``; write the checkpoint, return the history.
 
     The last epoch is kept: choosing one on the fold's held-out images would
     let them shape the model that later searches them. Resumable from ``last.pt``
-    like ``hpa.training.fit.fit_fold`` (the same loop).
+    like ``hpa.training.fit.fit_fold`` (the same loop), and data-parallel under ``ranks`` like it.
     """
+    ranks = ranks or distributed.single(pick_device())
+    distributed.check_batch_size(cfg.batch_size, ranks)
     seed_everything(cfg.seed)
     classes, targets = label_set_classes(label_sets, cfg.min_class_size)
     keep = targets >= 0
@@ -64,7 +67,6 @@ def fit_embedding(cfg: EmbeddingConfig, cache: np.ndarray, rows, label_sets, sta
     arc = ArcMarginProduct(cfg.dim, len(classes), cfg.scale, cfg.margin, cfg.easy_margin)
     model = ArcFaceNet(build_embedder(cfg, stats), arc)
     dataset = CachedImages(cache, np.asarray(rows)[keep], targets[keep])
-    ranks = distributed.single(pick_device())
     loader = training_loader(dataset, cfg.batch_size, ranks, workers=workers, seed_of=lambda e: epoch_seed(cfg, e))
     trainer = Trainer(cfg, model, ArcFaceTask(), len(loader), ranks)
     plan = Plan(

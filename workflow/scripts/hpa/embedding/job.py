@@ -18,7 +18,8 @@ from hpa.files import read_json, write_csv
 from hpa.inference.tta import view_outputs
 from hpa.tables import matrix_to_labels, read_manifest
 from hpa.training.device import autocast_dtype, pick_device
-from hpa.training.job import fold_rows
+from hpa.training import distributed
+from hpa.training.job import check_gpus, fold_rows, log_files
 from hpa.training.loader import CachedImages, loader_workers, make_loader, progress
 
 log = logging.getLogger(__name__)
@@ -38,17 +39,34 @@ def embed_rows(model: EmbeddingNet, cache: np.ndarray, rows, batch_size: int = 6
 
 def run_training_job(*, cache_npy, cache_index, stats_json, folds_csv, manifest_csv, embedding: dict,
                      fold: int, checkpoint, history_csv, threads: int = 1) -> None:
-    """The ``train_embedding`` rule: one fold's embedding, trained on the other folds' images."""
-    torch.set_num_threads(max(1, threads))
+    """The ``train_embedding`` rule: one fold's embedding, trained on the other folds' images.
+
+    With ``processes: N``, N ranks train it together (torchrun, as a classifier's job does).
+    """
     cfg = EmbeddingConfig.from_dict(embedding)
-    cache, index = open_cache(cache_npy, cache_index)
-    folds = pd.read_csv(folds_csv, dtype={"Id": str})
-    (rows, y), _ = fold_rows(index, folds, read_manifest(manifest_csv, split="train"), fold)
-    log.info("embedding fold %d: %d training images on %s", fold, len(rows), pick_device())
-    history = fit_embedding(cfg, cache, rows, matrix_to_labels(y), read_json(stats_json),
-                            checkpoint_path=checkpoint, workers=loader_workers(threads),
-                            extra={"fold": fold, "image_size": int(cache.shape[-1])})
+    job = {"entry": f"{__name__}:train_embedding_job", "cache_npy": cache_npy, "cache_index": cache_index,
+           "stats_json": stats_json, "folds_csv": folds_csv, "manifest_csv": manifest_csv, "cfg": cfg,
+           "fold": fold, "checkpoint": checkpoint, "threads": threads, "log_files": log_files()}
+    if cfg.processes > 1:
+        check_gpus(cfg.processes)
+        history = distributed.launch(cfg.processes, job)
+    else:
+        history = train_embedding_job(job, distributed.single(pick_device()))
     write_csv(history.round(6), history_csv)
+
+
+def train_embedding_job(job: dict, ranks: distributed.Ranks) -> pd.DataFrame:
+    """Read the cache, labels and folds of a train_embedding job and fit it (on this rank); return the history."""
+    torch.set_num_threads(max(1, job["threads"] // ranks.world))
+    cache, index = open_cache(job["cache_npy"], job["cache_index"])
+    folds = pd.read_csv(job["folds_csv"], dtype={"Id": str})
+    fold = job["fold"]
+    (rows, y), _ = fold_rows(index, folds, read_manifest(job["manifest_csv"], split="train"), fold)
+    log.info("embedding fold %d: %d training images on %s (%d process%s)", fold, len(rows), ranks.device,
+             ranks.world, "es" if ranks.distributed else "")
+    return fit_embedding(job["cfg"], cache, rows, matrix_to_labels(y), read_json(job["stats_json"]),
+                         checkpoint_path=job["checkpoint"], workers=loader_workers(job["threads"] // ranks.world),
+                         extra={"fold": fold, "image_size": int(cache.shape[-1])}, ranks=ranks)
 
 
 def run_embed_job(*, checkpoint, train_npy, train_index, test_npy, test_index, embeddings,

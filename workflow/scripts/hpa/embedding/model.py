@@ -46,6 +46,7 @@ class EmbeddingConfig(LoopConfig):
     easy_margin: bool = False
     min_class_size: int = 2
     epochs: int = 10
+    processes: int = 1
 
     @classmethod
     def from_dict(cls, d: dict) -> EmbeddingConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import numpy as np
@@ -56,7 +57,7 @@ def run_job(
         "manifest_csv": manifest_csv, "model_name": model_name, "cfg": cfg, "fold": fold,
         "checkpoint": checkpoint, "threads": threads, "sampling_weights": sampling_weights,
         "image_size": image_size,
-        "log_files": [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
+        "log_files": log_files(),
     }
     if cfg.processes > 1:
         check_gpus(cfg.processes)
@@ -77,14 +78,24 @@ def check_gpus(processes: int) -> None:
 
 
 def train_rank(job: dict):
-    """One rank's life under torchrun (``hpa.training.rank_worker``): join the group, train, leave."""
+    """One rank's life under torchrun (``hpa.training.rank_worker``): join the group, train, leave.
+
+    ``job["entry"]`` names the function (``module:name``, called with the job and the ranks) that
+    trains: the classifier's ``train_fold_job`` unless the job says otherwise (the embedding's).
+    """
     ranks = distributed.join()
     if ranks.main and job["log_files"]:
         setup_logging(job["log_files"][0], mode="a")
+    module, _, name = job.get("entry", f"{__name__}:train_fold_job").partition(":")
     try:
-        return train_fold_job(job, ranks)
+        return getattr(importlib.import_module(module), name)(job, ranks)
     finally:
         distributed.leave(ranks)
+
+
+def log_files() -> list[str]:
+    """The files this process logs to, for the ranks torchrun starts to append to."""
+    return [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
 
 
 def train_fold_job(job: dict, ranks: Ranks):

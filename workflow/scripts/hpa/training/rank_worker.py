@@ -14,10 +14,6 @@ from hpa.training.distributed import RESULT_NAME
 from hpa.training.job import train_rank
 
 job_path = Path(sys.argv[1])
-
-
 result = train_rank(pickle.loads(job_path.read_bytes()))
-
-
 if os.environ["RANK"] == "0":
     job_path.with_name(RESULT_NAME).write_bytes(pickle.dumps(result))
