@@ -12,14 +12,20 @@ import sys
 
 BENCHMARKS = ["cache", "input_pipeline", "train_step", "thresholds", "dedup", "cooccurrence", "demo"]
 
+# Run only when named, with their own options: python -m bench scale --n 1000,10000,real
+WITH_OPTIONS = ["scale"]
+
 
 def main(names: list[str]) -> None:
     if names[:1] == ["ablations"]:  # reads a finished benchmark run: python -m bench ablations RUN_DIR
         importlib.import_module("bench.ablations").main(*names[1:2])
         return
+    if names[:1] and names[0] in WITH_OPTIONS:
+        importlib.import_module(f"bench.{names[0]}").main(names[1:])
+        return
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
-        sys.exit(f"unknown benchmark(s) {unknown}; choose from {BENCHMARKS}")
+        sys.exit(f"unknown benchmark(s) {unknown}; choose from {BENCHMARKS} or one of {WITH_OPTIONS} with its options")
     for name in names or BENCHMARKS:
         importlib.import_module(f"bench.{name}").main()
 
