@@ -1,4 +1,4 @@
-"""The scale benchmark runs end to end at a tiny size and prints every figure it promises."""
+"""The scale and GPU benchmarks run end to end at a tiny size and print every figure they promise."""
 
 import json
 import os
@@ -62,3 +62,14 @@ def test_scale_benchmark_runs_every_stage(tmp_path):
     assert list(stages) == list(STAGES)
     assert all(fig["seconds"] > 0 and fig["peak_mb"] > 10 for fig in stages.values())
 
+
+def test_gpu_benchmark_runs_on_a_cpu_at_tiny_size(tmp_path):
+    out = run_bench(tmp_path, "gpu", "--archs", "resnet34", "--size", "32", "--steps", "2", "--batch", "4",
+                    "--images", "8", "--tta-images", "8", "--compile", "off")
+    assert "[gpu] resnet34 compile=off batch 4: train " in out
+    for field in ("images/s", "data wait", "TTA x8", "peak GPU memory"):
+        assert field in out, field
+    (result,) = json.loads((tmp_path / "results/benchmarks/gpu.json").read_text())["results"]
+    assert result["train_images_per_s"] > 0 and result["tta_images_per_s"] > 0
+    assert 0 <= result["data_wait_fraction"] < 1
+    assert result["batch_size"] == 4 and result["compile"] is False
