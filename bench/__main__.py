@@ -1,5 +1,8 @@
 """Run every benchmark: ``python -m bench`` (or ``python -m bench NAME ...`` for some).
 
+``scale`` and ``gpu`` take options and run only when named:
+``python -m bench scale --n 1000,10000,real``, ``python -m bench gpu --help``.
+
 Each prints its figures and ratio, measured in one run, and writes
 results/benchmarks/NAME.json. Timings on a shared machine are noisy: the
 ratios compare two things measured back to back, which is what they are for.

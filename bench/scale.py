@@ -128,7 +128,10 @@ def main(argv: list[str] | None = None) -> dict:
     runs = []
     for n in parse_sizes(args.n):
         if args.keep:
-            runs.append(run_size(n, args.keep / f"n{n}", args.threads))
+            root = args.keep / f"n{n}"
+            if root.exists():
+                raise SystemExit(f"--keep: {root} exists (a previous run's data); remove it or give another folder")
+            runs.append(run_size(n, root, args.threads))
             continue
         with tempfile.TemporaryDirectory(prefix=f"hpa-scale-{n}-") as tmp:
             runs.append(run_size(n, Path(tmp), args.threads))
