@@ -447,3 +447,12 @@ def test_workflow_submission_is_built_from_the_transferred_table(transfer_run):
     assert (duplicates["similarity"] >= 0.95).all() and duplicates["phash_cluster"].notna().all()
     for rule in ("train_embedding/fold0", "embed/fold1", "embedding_neighbours", "transfer_labels/main"):
         assert (tmp_path / "benchmarks" / f"{rule}.tsv").exists()
+
+
+def test_mean_embedding_of_two_splits_is_their_rows_in_order(rng):
+    embs = list(fold_embeddings(rng, n_train=9, n_test=4, dim=5, folds=3).values())
+    ids, both = mean_embedding(embs, "train", "test")
+    parts = [mean_embedding(embs, split) for split in ("train", "test")]
+    assert list(ids) == [*parts[0][0], *parts[1][0]]
+    assert np.array_equal(both, np.concatenate([parts[0][1], parts[1][1]]))
+    assert np.allclose(np.linalg.norm(both, axis=1), 1.0, atol=1e-6)  # K unit vectors side by side over sqrt(K)

@@ -107,16 +107,28 @@ def pairs_above(embeddings: np.ndarray, min_similarity: float, max_block: int = 
     return tuple(np.concatenate(columns) for columns in zip(*found))
 
 
-def mean_embedding(fold_embeddings: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Ids and the folds' embeddings side by side / sqrt(K): dot products are cosines averaged over folds."""
-    ids = fold_embeddings[0][f"{split}_ids"]
-    for other in fold_embeddings[1:]:
-        if not np.array_equal(other[f"{split}_ids"], ids):
-            raise ValueError(f"{other['path']} lists other {split} images than {fold_embeddings[0]['path']}; "
-                             f"rerun embed for every fold (snakemake --forcerun embed)")
-    stacked = np.concatenate([f[split] for f in fold_embeddings], axis=1)
-    stacked /= np.float32(np.sqrt(len(fold_embeddings)))  # in place: at 100k images this is a GB
-    return ids, stacked
+def mean_embedding(fold_embeddings: list[dict], *splits: str) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and the folds' embeddings side by side / sqrt(K): dot products are cosines averaged over folds.
+
+    Rows are the images of ``splits`` in order, written into one array (at 100k images it is
+    over a GB, so no intermediate copy is made).
+    """
+    for split in splits:
+        ids = fold_embeddings[0][f"{split}_ids"]
+        for other in fold_embeddings[1:]:
+            if not np.array_equal(other[f"{split}_ids"], ids):
+                raise ValueError(f"{other['path']} lists other {split} images than {fold_embeddings[0]['path']}; "
+                                 f"rerun embed for every fold (snakemake --forcerun embed)")
+    first = fold_embeddings[0]
+    rows, dim = sum(len(first[s]) for s in splits), first[splits[0]].shape[1]
+    stacked = np.empty((rows, dim * len(fold_embeddings)), dtype=np.float32)
+    for k, emb in enumerate(fold_embeddings):
+        start = 0
+        for split in splits:
+            stacked[start : start + len(emb[split]), k * dim : (k + 1) * dim] = emb[split]
+            start += len(emb[split])
+    stacked /= np.float32(np.sqrt(len(fold_embeddings)))
+    return np.concatenate([first[f"{s}_ids"] for s in splits]), stacked
 
 
 def oof_neighbours(fold_embeddings: dict[int, dict], folds: pd.DataFrame) -> pd.DataFrame:
@@ -168,8 +180,7 @@ def duplicate_pairs(fold_embeddings: list[dict], manifest: pd.DataFrame, min_sim
     ``phash_cluster`` says whether ``clean_external``'s duplicates table
     (``phash``) clustered the pair too.
     """
-    ids, emb = zip(*(mean_embedding(fold_embeddings, split) for split in ("train", "test")))
-    ids, emb = np.concatenate(ids), np.concatenate(emb)
+    ids, emb = mean_embedding(fold_embeddings, "train", "test")
     i, j, similarity = pairs_above(emb, min_similarity, parts=len(fold_embeddings))
     info = manifest.set_index("Id")[["split", "source", "Target"]].reindex(ids)
     a, b = info.iloc[i].reset_index(drop=True), info.iloc[j].reset_index(drop=True)
