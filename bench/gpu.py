@@ -10,9 +10,10 @@ to disk here, timed by ``train_one_epoch``: images/s and the fraction of the
 epoch spent waiting for data. One warm-up epoch first (cuDNN autotuning,
 compilation, loader workers starting), then the measured one over the same
 loader. Then inference: ``hpa.inference.tta.predict_probs`` with the 8 dihedral
-views. Peak GPU memory per setting. Targets on one H100/H200-class GPU:
-ResNet34 at 512 px trains at >= 2,000 images/s with data wait under 5%; the
-defaults finish within 8 minutes there.
+views, batches of ``predict.batch_size``, the same loader workers. Peak GPU
+memory per setting. Targets on one H100/H200-class GPU: ResNet34 at 512 px
+trains at >= 2,000 images/s with data wait under 5%; the defaults are sized to
+finish within 8 minutes there (not yet measured on one).
 
 Runs on a CPU too (``--size 32 --steps 2 --batch 4``), which is how it is tested.
 """
@@ -39,7 +40,8 @@ from hpa.training.trainer import Trainer, train_one_epoch
 from .common import report
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = yaml.safe_load((REPO / "config/hpa.yaml").read_text())["models"]
+CONFIG = yaml.safe_load((REPO / "config/hpa.yaml").read_text())
+MODELS, PREDICT_BATCH = CONFIG["models"], CONFIG["predict"]["batch_size"]
 TARGET_IMAGES_PER_S = {"resnet34": 2000}  # at 512 px, bf16, channels_last, one H100/H200-class GPU
 TARGET_DATA_WAIT = 0.05
 STATS = {"mean": [0.08, 0.05, 0.05, 0.08], "std": [0.12, 0.08, 0.1, 0.12]}
@@ -95,7 +97,7 @@ def measure(cache, arch: str, compiled: bool, args, device: torch.device) -> dic
     warmup = time.perf_counter() - start
     epoch = train_one_epoch(trainer, loader, torch.Generator().manual_seed(1))
     tta_rows = np.resize(np.arange(len(cache)), args.tta_images)
-    tta_loader = make_loader(CachedImages(cache, tta_rows), cfg.batch_size * 2, workers=args.workers)
+    tta_loader = make_loader(CachedImages(cache, tta_rows), PREDICT_BATCH, workers=args.workers)
     predict_probs(trainer.model, [next(iter(tta_loader))], device, tta="dihedral", amp=trainer.amp_dtype)
     start = time.perf_counter()
     predict_probs(trainer.model, tta_loader, device, tta="dihedral", amp=trainer.amp_dtype)

@@ -92,7 +92,7 @@ def growth(small: dict, large: dict) -> dict:
     """Per stage: CPU-time ratio large / small against the n log n ratio of their image counts.
 
     CPU seconds, not wall: on a shared machine the wall time of the same work varies with
-    the others' load, its CPU time much less.
+    the others' load, its CPU time less (not nothing: caches and memory bandwidth are shared).
     """
     a, b = small["images"], large["images"]
     nlogn = b * math.log(b) / (a * math.log(a))

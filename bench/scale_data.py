@@ -35,10 +35,10 @@ REAL = {"train": 31_072, "test": 11_702, "external": 74_606}
 POOL = 4096
 EMBEDDING_DIM = 512
 
-# Shares of the external list that duplicate another image (by hash), so that cleaning has
-# clusters to decide and leaks to report, roughly as the 1st place found in HPAv18.
+# Shares of the external list that duplicate a train, test or external image (by hash), so that
+# cleaning has clusters to decide and leaks to report; illustrative, not measured shares.
 DUPLICATE_SHARE = {"train": 0.03, "test": 0.005, "external": 0.02}
-FAILED_SHARE = 0.01  # downloads that ended "missing" or "failed"
+FAILED_SHARE = 0.01  # downloads that ended "failed" (timed out past the retries)
 
 
 def split_sizes(n: int | str) -> dict[str, int]:
@@ -94,7 +94,7 @@ def download_records(ids, source_codes: dict[str, np.ndarray], rng: np.random.Ge
     """What ``download_external`` would have recorded: status, and the hash and std of each channel.
 
     Most images get random hashes; shares of them copy a train, test or earlier external
-    image's hashes with a few bits flipped (within the 12-bit dedup distance).
+    image's hashes with one bit flipped per channel (well within the 12-bit dedup distance).
     """
     n = len(ids)
     codes = rng.integers(0, 2**64, size=(n, len(CHANNELS)), dtype=np.uint64)
