@@ -38,7 +38,8 @@ def measure(size: int, n: int, batch: int, workers: int) -> dict:
         y = (rng.random((n, 28)) < 0.1).astype(np.float32)
         cfg = TrainConfig(arch="resnet18", batch_size=batch)
         trainer = classifier_trainer(cfg, {"mean": [0.1] * 4, "std": [0.2] * 4}, y, n // batch)
-        loader = training_loader(CachedImages(cache, np.arange(n), y), batch, Ranks(), seed_of=lambda e: e, workers=workers)
+        loader = training_loader(CachedImages(cache, np.arange(n), y), batch, Ranks(), seed_of=lambda e: e,
+                                 workers=workers)
         loader.batch_sampler.set_epoch(0)
         out = train_one_epoch(trainer, loader, torch.Generator().manual_seed(0))
     return {"size": size, "images": n, "batch_size": batch, "workers": workers,

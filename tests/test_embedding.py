@@ -224,6 +224,21 @@ def test_chunked_pairs_equal_brute_force(rng):
     assert np.allclose(similarity, brute[i, j], atol=1e-6)
 
 
+def test_pairs_of_a_mean_embedding_are_exact_although_the_first_part_is_searched_first(rng):
+    n, dim, k = 60, 16, 3
+    parts = [unit(rng, n, dim) for _ in range(k)]
+    # Rows 1 and 2: a cosine of 0.8 in the first part, equal in the others: a mean of 0.93.
+    other = parts[0][2] - (parts[0][2] @ parts[0][1]) * parts[0][1]
+    parts[0][2] = 0.8 * parts[0][1] + 0.6 * other / np.linalg.norm(other)
+    parts[1][2], parts[2][2] = parts[1][1], parts[2][1]
+    emb = (np.concatenate(parts, axis=1) / np.sqrt(k)).astype(np.float32)
+    brute = emb @ emb.T
+    expected = {(a, b) for a, b in zip(*np.nonzero(brute >= 0.9)) if a < b}
+    i, j, similarity = pairs_above(emb, 0.9, max_block=7 * n, parts=k)
+    assert (1, 2) in expected and set(zip(i.tolist(), j.tolist())) == expected
+    assert np.allclose(similarity, brute[i, j], atol=1e-6)
+
+
 def fold_embeddings(rng, n_train=30, n_test=7, dim=6, folds=2):
     train_ids = np.array([f"tr{i}" for i in range(n_train)])
     test_ids = np.array([f"te{i}" for i in range(n_test)])
@@ -433,3 +448,12 @@ def test_workflow_submission_is_built_from_the_transferred_table(transfer_run):
     assert (duplicates["similarity"] >= 0.95).all() and duplicates["phash_cluster"].notna().all()
     for rule in ("train_embedding/fold0", "embed/fold1", "embedding_neighbours", "transfer_labels/main"):
         assert (tmp_path / "benchmarks" / f"{rule}.tsv").exists()
+
+
+def test_mean_embedding_of_two_splits_is_their_rows_in_order(rng):
+    embs = list(fold_embeddings(rng, n_train=9, n_test=4, dim=5, folds=3).values())
+    ids, both = mean_embedding(embs, "train", "test")
+    parts = [mean_embedding(embs, split) for split in ("train", "test")]
+    assert list(ids) == [*parts[0][0], *parts[1][0]]
+    assert np.array_equal(both, np.concatenate([parts[0][1], parts[1][1]]))
+    assert np.allclose(np.linalg.norm(both, axis=1), 1.0, atol=1e-6)  # K unit vectors side by side over sqrt(K)

@@ -106,3 +106,14 @@ def test_every_method_is_reachable_by_name(rng):
     for name in thresholds.METHODS:
         t = thresholds.fit(name, probs, y, y.mean(0))
         assert t.shape == (28,) and np.all((t >= 0) & (t <= 1.0 + 1e-6)), name
+
+
+def test_macro_f1_at_every_cut_equals_thresholding_at_each(rng):
+    y = rng.random((400, 28)) < 0.15
+    # Scores on the cuts themselves (ties) and in float32, where a cut off by one would show.
+    probs = np.where(rng.random(y.shape) < 0.3, rng.choice([0.25, 0.5], size=y.shape), rng.random(y.shape))
+    probs = probs.astype(np.float32)
+    cuts = np.arange(0.005, 1.0, 0.005)
+    expected = [macro_f1(y, probs >= t) for t in cuts]
+    assert np.array_equal(thresholds.macro_f1_at(probs, y, cuts), expected)
+    assert thresholds.fit_global(probs, y)[0] == cuts[int(np.argmax(expected))]

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from hpa import thresholds
-from hpa.metrics import bootstrap_macro_f1, macro_f1, no_skill_macro_f1, paired_difference, score_with_interval
+from hpa.metrics import (
+    bootstrap_macro_f1,
+    macro_f1,
+    no_skill_macro_f1,
+    paired_difference,
+    score_with_interval,
+    scores_with_intervals,
+)
 
 
 def noisy(rng, y, flip):
@@ -103,3 +110,10 @@ def test_honest_predictions_never_use_their_own_fold():
     assert np.array_equal(pred[folds == 0], pred2[folds == 0])
     assert not np.array_equal(pred[folds == 1], pred2[folds == 1])
     assert thresholds.honest_estimate("per_class", probs, y, folds) == pytest.approx(macro_f1(y, pred))
+
+
+def test_scores_with_intervals_equal_one_call_per_prediction(rng):
+    y = rng.random((300, 28)) < 0.1
+    preds = [noisy(rng, y, flip) for flip in (0.02, 0.1, 0.3)]
+    together = scores_with_intervals(y, *preds, n_boot=200, seed=5)
+    assert together == [score_with_interval(y, p, n_boot=200, seed=5) for p in preds]

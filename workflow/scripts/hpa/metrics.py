@@ -111,13 +111,22 @@ def _bounds(samples: np.ndarray, level: float) -> tuple[float, float]:
 def score_with_interval(y_true, y_pred, *, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> dict:
     """``{macro_f1, low, high, no_skill, n_images}``: the score, its percentile bootstrap interval
     over images, and the no-skill macro F1 on the same images."""
+    return scores_with_intervals(y_true, y_pred, n_boot=n_boot, seed=seed, level=level)[0]
+
+
+def scores_with_intervals(y_true, *predictions, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> list[dict]:
+    """``score_with_interval`` of each prediction, from one set of resamples.
+
+    Drawing the resamples costs more than scoring on them, so scoring several predictions in
+    one call is several times faster than one call each, with the same numbers.
+    """
     y = np.asarray(y_true, dtype=bool)
     if len(y) == 0:
-        return {"macro_f1": float("nan"), "low": float("nan"), "high": float("nan"),
-                "no_skill": float("nan"), "n_images": 0}
-    low, high = _bounds(bootstrap_macro_f1(y, y_pred, n_boot=n_boot, seed=seed)[0], level)
-    return {"macro_f1": macro_f1(y, y_pred), "low": low, "high": high,
-            "no_skill": no_skill_macro_f1(y), "n_images": int(len(y))}
+        return [{"macro_f1": float("nan"), "low": float("nan"), "high": float("nan"),
+                 "no_skill": float("nan"), "n_images": 0} for _ in predictions]
+    samples, no_skill = bootstrap_macro_f1(y, *predictions, n_boot=n_boot, seed=seed), no_skill_macro_f1(y)
+    return [dict(zip(("macro_f1", "low", "high"), (macro_f1(y, pred), *_bounds(row, level))),
+                 no_skill=no_skill, n_images=int(len(y))) for pred, row in zip(predictions, samples)]
 
 
 def paired_difference(y_true, pred_a, pred_b, *, n_boot: int = N_BOOT, seed: int = 0,

@@ -46,11 +46,29 @@ def fit_per_class(probs, y, train_frequency=None, fallback: float = 0.5) -> np.n
     return np.where(np.isnan(thresholds), fallback, thresholds)
 
 
+def macro_f1_at(probs, y, cuts) -> np.ndarray:
+    """Macro F1 of ``probs >= t`` for every t in ``cuts``, as ``macro_f1`` computes it.
+
+    Per class, the counts at every cut come from a binary search in the sorted scores:
+    O(n log n) once instead of a pass over all n x 28 probabilities per cut.
+    """
+    y = np.asarray(y, dtype=bool)
+    cuts = np.asarray(cuts, dtype=np.float64)
+    f1 = np.zeros((len(cuts), y.shape[1]))
+    for k in range(y.shape[1]):
+        scores = np.asarray(probs[:, k], dtype=np.float64)
+        pos, neg = np.sort(scores[y[:, k]]), np.sort(scores[~y[:, k]])
+        tp = len(pos) - np.searchsorted(pos, cuts, side="left")
+        fp = len(neg) - np.searchsorted(neg, cuts, side="left")
+        denom = 2 * tp + fp + (len(pos) - tp)
+        f1[:, k] = np.divide(2 * tp, denom, out=np.zeros(len(cuts)), where=denom > 0)
+    return f1.mean(axis=1)
+
+
 def fit_global(probs, y, train_frequency=None) -> np.ndarray:
     """The single threshold, shared by all classes, that maximises macro F1 (to 0.005)."""
     grid = np.arange(0.005, 1.0, 0.005)
-    scores = [macro_f1(y, probs >= t) for t in grid]
-    return np.full(y.shape[1], grid[int(np.argmax(scores))])
+    return np.full(y.shape[1], grid[int(np.argmax(macro_f1_at(probs, y, grid)))])
 
 
 def _soft_f1(probs, y, thresholds, sharpness):

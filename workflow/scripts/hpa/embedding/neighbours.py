@@ -62,34 +62,73 @@ def nearest(queries: np.ndarray, database: np.ndarray, max_block: int = MAX_BLOC
     return index, similarity
 
 
+def _dots(embeddings: np.ndarray, r: np.ndarray, c: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Cosine of each pair (r, c) of rows, a chunk of pairs at a time."""
+    out = np.empty(len(r), dtype=np.float32)
+    for start in range(0, len(r), chunk):
+        a, b = embeddings[r[start : start + chunk]], embeddings[c[start : start + chunk]]
+        out[start : start + chunk] = np.einsum("ij,ij->i", a, b)
+    return out
+
+
 def pairs_above(embeddings: np.ndarray, min_similarity: float, max_block: int = MAX_BLOCK,
-                max_pairs: int = MAX_PAIRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair i < j with cosine >= ``min_similarity``: (i, j, cosine)."""
-    n = len(embeddings)
+                max_pairs: int = MAX_PAIRS, parts: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair i < j with cosine >= ``min_similarity``: (i, j, cosine).
+
+    ``parts``: the rows are that many unit vectors side by side over sqrt(parts) (the folds'
+    ``mean_embedding``), so a cosine is the mean of the parts' cosines. Each of those is at
+    most 1, so a pair reaching s on the mean reaches parts * s - (parts - 1) on the first part
+    alone: the search multiplies the first part only (parts times fewer operations) and takes
+    the full cosine of the pairs that clear that bound. Exact, whatever the embeddings.
+    """
+    n, width = embeddings.shape
+    bound = parts * min_similarity - (parts - 1)
+    first = embeddings[:, : width // parts] if parts > 1 and bound > -1 else embeddings
+    # The first part's columns hold its cosine over ``parts``; the slack absorbs float rounding.
+    cut = min_similarity if first is embeddings else bound / parts - 1e-5
     found = [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))]
     total, step = 0, max(1, max_block // max(n, 1))
     for start in range(0, n, step):
-        block = embeddings[start : start + step] @ embeddings[start:].T  # columns j >= i only
-        r, c = np.nonzero(block >= min_similarity)
+        block = first[start : start + step] @ first[start:].T  # columns j >= i only
+        r, c = np.nonzero(block >= cut)
         upper = c > r
-        r, c = r[upper], c[upper]
-        found.append((start + r, start + c, block[r, c]))
+        r, c = start + r[upper], start + c[upper]
+        if first is embeddings:
+            similarity = block[r - start, c - start]
+        else:
+            similarity = _dots(embeddings, r, c)
+            keep = similarity >= min_similarity
+            r, c, similarity = r[keep], c[keep], similarity[keep]
+        found.append((r, c, similarity))
         total += len(r)
         if total > max_pairs:
             raise ValueError(f"more than {max_pairs} image pairs have cosine >= {min_similarity}; "
                              f"raise embedding.duplicate_similarity")
-    return tuple(np.concatenate(parts) for parts in zip(*found))
+    return tuple(np.concatenate(columns) for columns in zip(*found))
 
 
-def mean_embedding(fold_embeddings: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Ids and the folds' embeddings side by side / sqrt(K): dot products are cosines averaged over folds."""
-    ids = fold_embeddings[0][f"{split}_ids"]
-    for other in fold_embeddings[1:]:
-        if not np.array_equal(other[f"{split}_ids"], ids):
-            raise ValueError(f"{other['path']} lists other {split} images than {fold_embeddings[0]['path']}; "
-                             f"rerun embed for every fold (snakemake --forcerun embed)")
-    stacked = np.concatenate([f[split] for f in fold_embeddings], axis=1)
-    return ids, stacked / np.float32(np.sqrt(len(fold_embeddings)))
+def mean_embedding(fold_embeddings: list[dict], *splits: str) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and the folds' embeddings side by side / sqrt(K): dot products are cosines averaged over folds.
+
+    Rows are the images of ``splits`` in order, written into one array (at 100k images it is
+    over a GB, so no intermediate copy is made).
+    """
+    for split in splits:
+        ids = fold_embeddings[0][f"{split}_ids"]
+        for other in fold_embeddings[1:]:
+            if not np.array_equal(other[f"{split}_ids"], ids):
+                raise ValueError(f"{other['path']} lists other {split} images than {fold_embeddings[0]['path']}; "
+                                 f"rerun embed for every fold (snakemake --forcerun embed)")
+    first = fold_embeddings[0]
+    rows, dim = sum(len(first[s]) for s in splits), first[splits[0]].shape[1]
+    stacked = np.empty((rows, dim * len(fold_embeddings)), dtype=np.float32)
+    for k, emb in enumerate(fold_embeddings):
+        start = 0
+        for split in splits:
+            stacked[start : start + len(emb[split]), k * dim : (k + 1) * dim] = emb[split]
+            start += len(emb[split])
+    stacked /= np.float32(np.sqrt(len(fold_embeddings)))
+    return np.concatenate([first[f"{s}_ids"] for s in splits]), stacked
 
 
 def oof_neighbours(fold_embeddings: dict[int, dict], folds: pd.DataFrame) -> pd.DataFrame:
@@ -141,9 +180,8 @@ def duplicate_pairs(fold_embeddings: list[dict], manifest: pd.DataFrame, min_sim
     ``phash_cluster`` says whether ``clean_external``'s duplicates table
     (``phash``) clustered the pair too.
     """
-    ids, emb = zip(*(mean_embedding(fold_embeddings, split) for split in ("train", "test")))
-    ids, emb = np.concatenate(ids), np.concatenate(emb)
-    i, j, similarity = pairs_above(emb, min_similarity)
+    ids, emb = mean_embedding(fold_embeddings, "train", "test")
+    i, j, similarity = pairs_above(emb, min_similarity, parts=len(fold_embeddings))
     info = manifest.set_index("Id")[["split", "source", "Target"]].reindex(ids)
     a, b = info.iloc[i].reset_index(drop=True), info.iloc[j].reset_index(drop=True)
     labelled = a["split"].eq("train") & b["split"].eq("train")

@@ -7,7 +7,7 @@ import pandas as pd
 
 from hpa import thresholds as th
 from hpa.classes import NUM_CLASSES
-from hpa.metrics import macro_f1, per_class_report, score_with_interval
+from hpa.metrics import macro_f1, per_class_report, scores_with_intervals
 from hpa.tables import PROB_COLUMNS, labels_to_matrix, matrix_to_labels
 
 
@@ -30,8 +30,14 @@ def fit_thresholds(oof, labels, folds, method: str, *, top1: bool = False, shrin
     options = {"shrink_factor": shrink_factor, "shrink_toward": shrink_toward}
     thresholds = th.fit(method, probs, y, frequency, **options)
     pred = th.predict(probs, thresholds, top1)
-    in_sample = score_with_interval(y, pred)
-    honest = score_with_interval(y, th.honest_predictions(method, probs, y, fold, top1=top1, **options))
+    honest_pred = th.honest_predictions(method, probs, y, fold, top1=top1, **options)
+    compared = {name: (th.predict(probs, th.fit(name, probs, y, frequency), top1),
+                       th.honest_predictions(name, probs, y, fold, top1=top1)) for name in th.METHODS}
+    # The untuned baseline: nothing is fitted, so in-sample and honest coincide.
+    fixed = th.predict(probs, np.full(NUM_CLASSES, 0.5), top1)
+    compared["fixed_0.5"] = (fixed, fixed)
+    # Every interval from the same bootstrap resamples, drawn once.
+    in_sample, honest, *intervals = scores_with_intervals(y, pred, honest_pred, *(h for _, h in compared.values()))
     record = {
         "method": method,
         "thresholds": [round(float(t), 6) for t in thresholds],
@@ -45,18 +51,14 @@ def fit_thresholds(oof, labels, folds, method: str, *, top1: bool = False, shrin
         "train_frequency": [round(float(f), 6) for f in frequency],
         "n_images": int(len(oof)),
     }
-    rows = [method_row(name, y, th.predict(probs, th.fit(name, probs, y, frequency), top1),
-                       th.honest_predictions(name, probs, y, fold, top1=top1), chosen=name == method)
-            for name in th.METHODS]
-    # The untuned baseline: nothing is fitted, so in-sample and honest coincide.
-    fixed = th.predict(probs, np.full(NUM_CLASSES, 0.5), top1)
-    rows.append(method_row("fixed_0.5", y, fixed, fixed, chosen=False))
+    rows = [method_row(name, y, fitted, score, chosen=name == method)
+            for (name, (fitted, _)), score in zip(compared.items(), intervals)]
     return record, per_class_report(y, pred, thresholds), pd.DataFrame(rows)
 
 
-def method_row(name: str, y, in_sample, honest, *, chosen: bool) -> dict:
-    """One line of ``threshold_methods.csv``: in-sample and honest macro F1, the honest interval, no-skill."""
-    score = score_with_interval(y, honest)
+def method_row(name: str, y, in_sample, score: dict, *, chosen: bool) -> dict:
+    """One line of ``threshold_methods.csv``: in-sample and honest macro F1 (``score``: the honest
+    predictions' ``score_with_interval``), the honest interval, no-skill."""
     return {"method": name, "oof_macro_f1": round(macro_f1(y, in_sample), 6),
             "honest_macro_f1": round(score["macro_f1"], 6), "honest_low": round(score["low"], 6),
             "honest_high": round(score["high"], 6), "no_skill_macro_f1": round(score["no_skill"], 6),

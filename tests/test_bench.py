@@ -1,0 +1,75 @@
+"""The scale and GPU benchmarks run end to end at a tiny size and print every figure they promise."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+from bench import scale, scale_data
+from bench.scale_stages import STAGES
+
+
+def run_bench(tmp_path, *args):
+    """``python -m bench ARGS`` from tmp_path (results/benchmarks/ lands there); its stdout."""
+    scripts = REPO / "workflow" / "scripts"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(scripts), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_split_sizes_follow_the_real_proportions():
+    assert scale_data.split_sizes("real") == {"train": 31_072, "test": 11_702, "external": 74_606}
+    sizes = scale_data.split_sizes(10_000)
+    assert sum(sizes.values()) == 10_000
+    assert sizes == {"train": 2647, "test": 997, "external": 6356}
+
+
+def test_growth_flags_a_stage_faster_than_n_log_n():
+    def run(images, seconds):
+        return {"images": images, "stages": {"linear": {"cpu_seconds": seconds}, "quadratic": {"cpu_seconds": seconds}}}
+
+    small, large = run(10_000, 1.0), run(100_000, 10.0)
+    large["stages"]["quadratic"]["cpu_seconds"] = 100.0
+    grew = scale.growth(small, large)
+    assert grew["linear"]["holds"] and not grew["quadratic"]["holds"]
+    assert grew["linear"]["nlogn_ratio"] == pytest.approx(12.5, abs=0.01)
+
+
+def test_generated_images_are_links_into_a_pool_of_distinct_planes(tmp_path):
+    layout = scale_data.Layout(tmp_path)
+    scale_data.write_dataset(layout, 200)
+    train = (layout.kaggle / "train.csv").read_text().splitlines()
+    assert train[0] == "Id,Target" and len(train) == 1 + scale_data.split_sizes(200)["train"]
+    first_id = train[1].split(",")[0]
+    assert (layout.kaggle / "train" / f"{first_id}_green.png").stat().st_nlink > 1
+    records = (layout.external / "download.csv").read_text().splitlines()
+    assert len(records) == 1 + scale_data.split_sizes(200)["external"]
+
+
+def test_scale_benchmark_runs_every_stage(tmp_path):
+    out = run_bench(tmp_path, "scale", "--n", "200", "--threads", "1")
+    for stage in STAGES:
+        assert f"[scale] N=200 {stage}: " in out, stage
+    assert "whole run" in out and "peak" in out
+    record = json.loads((tmp_path / "results/benchmarks/scale.json").read_text())
+    stages = record["runs"][0]["stages"]
+    assert list(stages) == list(STAGES)
+    assert all(fig["seconds"] > 0 and fig["peak_mb"] > 10 for fig in stages.values())
+
+
+def test_gpu_benchmark_runs_on_a_cpu_at_tiny_size(tmp_path):
+    out = run_bench(tmp_path, "gpu", "--archs", "resnet34", "--size", "32", "--steps", "2", "--batch", "4",
+                    "--images", "8", "--tta-images", "8", "--compile", "off")
+    assert "[gpu] resnet34 compile=off batch 4: train " in out
+    for field in ("images/s", "data wait", "TTA x8", "peak GPU memory"):
+        assert field in out, field
+    (result,) = json.loads((tmp_path / "results/benchmarks/gpu.json").read_text())["results"]
+    assert result["train_images_per_s"] > 0 and result["tta_images_per_s"] > 0
+    assert 0 <= result["data_wait_fraction"] < 1
+    assert result["batch_size"] == 4 and result["compile"] is False
