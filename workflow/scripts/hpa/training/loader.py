@@ -61,11 +61,13 @@ class CachedImages(Dataset):
     def __getitems__(self, positions: list[int]):
         """A whole batch from one read of its rows in ascending order (the DataLoader's batched fetch)."""
         positions = np.asarray(positions)
-        rows = self.rows[positions]
-        order = np.argsort(rows, kind="stable")
-        x = np.empty((len(rows), *self.cache.shape[1:]), dtype=self.cache.dtype)
-        x[order] = self.cache[rows[order]]
-        x = torch.from_numpy(x)
+        rows, cache = self.rows[positions], self.cache
+        out = np.empty((len(rows), *cache.shape[1:]), dtype=cache.dtype)
+        # Row by row in ascending order, each straight into its slot: one copy per image (a fancy
+        # index and a scatter would be two), and the file is read forward when it is not in memory.
+        for j in np.argsort(rows, kind="stable"):
+            out[j] = cache[rows[j]]
+        x = torch.from_numpy(out)
         return x if self.targets is None else (x, self.targets[positions])
 
 
