@@ -16,10 +16,10 @@ from hpa.embedding.model import EmbeddingConfig, EmbeddingNet, load_embedder
 from hpa.embedding.neighbours import write_embeddings
 from hpa.files import read_json, write_csv
 from hpa.inference.tta import view_outputs
-from hpa.tables import matrix_to_labels, read_manifest
-from hpa.training.device import autocast_dtype, pick_device
+from hpa.tables import matrix_to_labels
 from hpa.training import distributed
-from hpa.training.job import check_gpus, fold_rows, log_files
+from hpa.training.device import autocast_dtype, pick_device
+from hpa.training.job import check_gpus, log_files, read_fold
 from hpa.training.loader import CachedImages, loader_workers, make_loader, progress
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,8 @@ def run_training_job(*, cache_npy, cache_index, stats_json, folds_csv, manifest_
 
 def train_embedding_job(job: dict, ranks: distributed.Ranks) -> pd.DataFrame:
     """Read the cache, labels and folds of a train_embedding job and fit it (on this rank); return the history."""
-    torch.set_num_threads(max(1, job["threads"] // ranks.world))
-    cache, index = open_cache(job["cache_npy"], job["cache_index"])
-    folds = pd.read_csv(job["folds_csv"], dtype={"Id": str})
+    cache, (rows, y), _ = read_fold(job, ranks)
     fold = job["fold"]
-    (rows, y), _ = fold_rows(index, folds, read_manifest(job["manifest_csv"], split="train"), fold)
     log.info("embedding fold %d: %d training images on %s (%d process%s)", fold, len(rows), ranks.device,
              ranks.world, "es" if ranks.distributed else "")
     return fit_embedding(job["cfg"], cache, rows, matrix_to_labels(y), read_json(job["stats_json"]),

@@ -49,13 +49,8 @@ class EmbeddingConfig(LoopConfig):
     processes: int = 1
 
     @classmethod
-    def from_dict(cls, d: dict) -> EmbeddingConfig:
-        unknown = set(d) - cls.known_keys()
-        if unknown:
-            raise ValueError(f"embedding: unknown key(s) {sorted(unknown)}; config/README.md lists the known ones")
-        cfg = cls(**d)
-        cfg.check_loop()
-        return cfg
+    def unknown_keys(cls, unknown: list[str]) -> str:
+        return f"embedding: unknown key(s) {unknown}; config/README.md lists the known ones"
 
 
 class ArcMarginProduct(nn.Module):

@@ -12,7 +12,6 @@ from hpa.training import distributed
 from hpa.training.augment import AugmentConfig
 from hpa.training.distributed import Ranks
 
-
 # Keys that change how fast a model trains, not what it learns (x-runtime-only in the schema):
 # a checkpoint written with one value resumes under another.
 RUNTIME_KEYS = ("compile",)
@@ -52,7 +51,21 @@ class LoopConfig:
     def known_keys(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
 
-    def check_loop(self) -> None:
+    @classmethod
+    def unknown_keys(cls, unknown: list[str]) -> str:
+        return f"unknown key(s) {unknown}; known: {sorted(cls.known_keys())}"
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """The config of a dict from the config file: unknown keys and settings that cannot work refused by name."""
+        unknown = set(d) - cls.known_keys()
+        if unknown:
+            raise ValueError(cls.unknown_keys(sorted(unknown)))
+        cfg = cls(**d)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
         """Normalise ``augment`` and refuse loop settings that cannot work, by key."""
         self.augment = dataclasses.asdict(AugmentConfig.from_dict(self.augment))
         if self.accumulate < 1:
@@ -86,23 +99,21 @@ class TrainConfig(LoopConfig):
     processes: int = 1
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        unknown = set(d) - cls.known_keys()
-        if unknown:
-            raise ValueError(f"unknown model key(s) {sorted(unknown)}; known: {sorted(cls.known_keys())}")
-        cfg = cls(**d)
-        cfg.check_loop()
-        cfg.stage_losses()  # fail at config time, not after hours of the first stage
-        if cfg.keep not in KEEP:
-            raise ValueError(f"keep: {cfg.keep!r}; choose one of {list(KEEP)}")
-        if cfg.validate_every < 1 or (cfg.validate_every > 1 and cfg.keep == "best"):
-            raise ValueError(f"validate_every: {cfg.validate_every}; give 1, or more with keep: last "
+    def unknown_keys(cls, unknown: list[str]) -> str:
+        return f"unknown model key(s) {unknown}; known: {sorted(cls.known_keys())}"
+
+    def check(self) -> None:
+        super().check()
+        self.stage_losses()  # fail at config time, not after hours of the first stage
+        if self.keep not in KEEP:
+            raise ValueError(f"keep: {self.keep!r}; choose one of {list(KEEP)}")
+        if self.validate_every < 1 or (self.validate_every > 1 and self.keep == "best"):
+            raise ValueError(f"validate_every: {self.validate_every}; give 1, or more with keep: last "
                              "(keep: best must see every epoch's validation score)")
-        if cfg.patience is not None and cfg.keep != "best":
+        if self.patience is not None and self.keep != "best":
             raise ValueError("patience stops at the best validation epoch, so it needs keep: best "
                              "(keep: last trains a fixed number of epochs)")
-        distributed.check_batch_size(cfg.batch_size, Ranks(world=cfg.processes))
-        return cfg
+        distributed.check_batch_size(self.batch_size, Ranks(world=self.processes))
 
     def stage_losses(self) -> list[tuple[int, str | dict, float]]:
         """(first epoch, loss, lr multiplier) of each training stage; one stage unless ``stages`` is set.

@@ -98,16 +98,23 @@ def log_files() -> list[str]:
     return [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
 
 
-def train_fold_job(job: dict, ranks: Ranks):
-    """Read the cache, labels and folds of a train job and fit it; returns (history, OOF probs, OOF Ids)."""
+def read_fold(job: dict, ranks: Ranks):
+    """This rank's share of the job's threads, then the cache and the fold's rows of a training job
+    (classifier or embedding): (cache, (train rows, labels), (validation rows, labels, Ids))."""
     torch.set_num_threads(max(1, job["threads"] // ranks.world))
     cache, index = open_cache(job["cache_npy"], job["cache_index"])
     labels = read_manifest(job["manifest_csv"], split="train")
     folds = pd.read_csv(job["folds_csv"], dtype={"Id": str})
+    return (cache, *fold_rows(index, folds, labels, job["fold"]))
+
+
+def train_fold_job(job: dict, ranks: Ranks):
+    """Read the cache, labels and folds of a train job and fit it; returns (history, OOF probs, OOF Ids)."""
+    cache, (train_rows, y_train), (val_rows, y_val, val_ids) = read_fold(job, ranks)
     fold = job["fold"]
-    (train_rows, y_train), (val_rows, y_val, val_ids) = fold_rows(index, folds, labels, fold)
     # A cache larger than the model's input (data.cache_size): train on random crops of it.
-    crop = job.get("image_size") if job.get("image_size") and job["image_size"] < cache.shape[-1] else None
+    size = job.get("image_size")
+    crop = size if size and size < cache.shape[-1] else None
     log.info("%s fold %d: %d training, %d validation images on %s (%d process%s)", job["model_name"], fold,
              len(train_rows), len(val_rows), ranks.device, ranks.world, "es" if ranks.distributed else "")
     history, oof = fit_fold(
