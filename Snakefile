@@ -7,7 +7,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo's config is the base unless --configfile names another, which then replaces it
+# (not merged into it: `--configfile config/hpa.yaml` must not also train the demo's models).
+# Either way --config key=value overrides single keys on top (config/README.md).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
