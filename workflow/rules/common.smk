@@ -1,16 +1,39 @@
 # Config validation, defaults and input functions. No rules here.
 
 import copy
+import sys
+from pathlib import Path
 
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-SCHEMA_PATH = workflow.source_path("../schemas/config.schema.yaml")
-GIVEN = copy.deepcopy(config)  # as the user wrote it: validate() fills in the defaults
-validate(config, schema=SCHEMA_PATH)
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow/scripts"))  # hpa, also without pip install -e
+from hpa.config_errors import ConfigError, ConfigSources, explain
 
+SCHEMA_PATH = workflow.source_path("../schemas/config.schema.yaml")
 with open(SCHEMA_PATH) as fh:
     SCHEMA = yaml.safe_load(fh)
+
+# The config in force came from these files (the demo's, or those --configfile gave, see the
+# Snakefile) and the --config pairs: an error names the one that set the bad value.
+CONFIG_SOURCES = ConfigSources(
+    files=[str(f) for f in workflow.overwrite_configfiles or workflow.configfiles],
+    overrides=dict(workflow.config_settings.config),
+)
+
+
+def checked(check, *args, **kwargs):
+    """Run a config check; a mistake it finds stops the run in a few lines naming the key, what
+    is allowed and the file (hpa.config_errors), not with a schema dump or a traceback."""
+    try:
+        return check(*args, **kwargs)
+    except (WorkflowError, ValueError) as error:
+        raise ConfigError(explain(error, SCHEMA, CONFIG_SOURCES)) from None
+
+
+GIVEN = copy.deepcopy(config)  # as the user wrote it: validate() fills in the defaults
+checked(validate, config, schema=SCHEMA_PATH)
 
 
 def with_defaults(entry, definition):
@@ -47,8 +70,8 @@ def check_dependent_keys(section, entries, definition):
                 )
 
 
-check_dependent_keys("models", GIVEN["models"], "model")
-check_dependent_keys("ensembles", GIVEN["ensembles"], "ensemble")
+checked(check_dependent_keys, "models", GIVEN["models"], "model")
+checked(check_dependent_keys, "ensembles", GIVEN["ensembles"], "ensemble")
 # Model keys that change how fast a model trains, not what it learns (x-runtime-only in the
 # schema): train's params leave them out, so that switching one reruns no training job.
 RUNTIME_KEYS = [k for k, p in SCHEMA["$defs"]["model"]["properties"].items() if p.get("x-runtime-only")]
