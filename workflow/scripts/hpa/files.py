@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from hpa.tables import InputError
+
 
 def _umask() -> int:
     mask = os.umask(0)  # the only portable way to read it is to set it
@@ -75,7 +77,12 @@ def setup_logging(log_path=None, mode: str = "w") -> logging.Logger:
     logger = logging.getLogger("hpa")
 
     def log_uncaught(kind, value, tb):
-        # The rule's log then ends with the reason, not just a silent stop.
+        # The rule's log then ends with the reason, not just a silent stop. Bad input (InputError)
+        # is the user's to fix and its message says how: shown alone, without a traceback.
+        if issubclass(kind, InputError):
+            logger.critical("%s: %s", kind.__name__, value)
+            print(f"{kind.__name__}: {value}", file=sys.stderr)
+            return
         logger.critical("%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
         sys.__excepthook__(kind, value, tb)
 
