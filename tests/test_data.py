@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from hpa.data.ingest import ingest
 from hpa.tables import InputError, labels_to_matrix, matrix_to_labels, parse_target, read_labels
@@ -120,3 +121,22 @@ def test_real_competition_labels_read_cleanly():
     y = labels_to_matrix(labels["Target"])
     assert len(labels) == 31072
     assert y[:, 0].sum() == 12885 and y[:, 27].sum() == 11
+
+
+def test_too_many_broken_images_stop_with_counts_by_kind_a_fitting_hint_and_the_list_written(kaggle_source, tmp_path):
+    for image_id in ("te00", "te01"):
+        (kaggle_source / "test" / f"{image_id}_blue.png").unlink()
+    for image_id in ("te02", "te03", "te04"):  # a channel of another size, not a wrong folder
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(kaggle_source / "test" / f"{image_id}_green.png")
+    listed = tmp_path / "rejected.csv"
+    with pytest.raises(InputError) as stop:
+        ingest(kaggle_source, "kaggle", max_rejected_fraction=0.01, rejected_csv=listed)
+    message = str(stop.value)
+    assert "5 of 5 test images are unusable" in message and f"all are listed in {listed}" in message
+    assert "3 with channels of different sizes, e.g. te02 (channel green is (32, 32)" in message
+    assert "te03, te04" in message and "the four channels of an image must have the same size" in message
+    assert "2 missing a channel, e.g. te00 (missing channel blue" in message and "check that the images are in" in message
+    assert message.index("3 with channels") < message.index("2 missing")  # the most frequent kind first
+    rejected = pd.read_csv(listed)
+    assert dict(zip(rejected["Id"], rejected["kind"])) == {"te00": "missing", "te01": "missing", "te02": "size",
+                                                            "te03": "size", "te04": "size"}

@@ -9,7 +9,10 @@ rule ingest:
         manifest="results/data/manifest.csv",
         rejected="results/data/rejected.csv",
     log:
-        "logs/ingest.log",
+        log="logs/ingest.log",
+        # Every rejected image, also when too many of them stop the run (Snakemake then
+        # removes the outputs, rejected.csv included; logs stay).
+        rejected="logs/ingest_rejected.csv",
     benchmark:
         "benchmarks/ingest.tsv"
     conda:

@@ -5,7 +5,7 @@ from pathlib import Path
 from hpa.data.ingest import FULL_SIZE_DIRS, SPLIT_DIRS, ingest
 from hpa.files import setup_logging, write_csv
 
-setup_logging(snakemake.log[0])
+setup_logging(snakemake.log.log)
 manifest, rejected = ingest(
     # The Kaggle layout: train.csv, sample_submission.csv, train/ and test/ side by side (all inputs).
     Path(snakemake.input.train_csv).parent,
@@ -14,6 +14,7 @@ manifest, rejected = ingest(
     max_rejected_fraction=snakemake.params.max_rejected_fraction,
     external_csv=snakemake.input.get("kept"),
     image_dirs=FULL_SIZE_DIRS if snakemake.params.full_size else SPLIT_DIRS,
+    rejected_csv=snakemake.log.rejected,  # written before a stop for too many
 )
 write_csv(rejected, snakemake.output.rejected)
 write_csv(manifest, snakemake.output.manifest)

@@ -22,6 +22,8 @@ from PIL import Image, UnidentifiedImageError
 
 from hpa.classes import CHANNELS
 from hpa.data.images import COLOUR_MODES, GREY_MODES, channel_problem, list_channels
+from hpa.data.rejections import summary
+from hpa.files import write_csv
 from hpa.tables import (
     MANIFEST_COLUMNS,
     InputError,
@@ -41,15 +43,16 @@ SPLIT_DIRS = {"train": "train", "test": "test"}
 FULL_SIZE_DIRS = {"train": "train_full_size", "test": "test_full_size"}
 
 
-def check_image(image_id: str, files: dict[str, list]) -> tuple[int, int, str]:
+def check_image(image_id: str, files: dict[str, list]) -> tuple[int, int, str, str]:
     """Header-check the four channels (``list_channels`` entry): one file each, readable, same size.
 
-    Returns (width, height, problem); problem is "" when the image is usable.
-    Only headers are read, so this costs milliseconds even for 100k images.
+    Returns (width, height, kind, problem); kind (a key of ``rejections.KINDS``) and problem
+    are "" when the image is usable. Only headers are read, so this costs milliseconds even
+    for 100k images.
     """
     problem = channel_problem(image_id, files)
     if problem:
-        return 0, 0, problem
+        return 0, 0, "missing" if any(c not in files for c in CHANNELS) else "duplicate", problem
     size = None
     for color in CHANNELS:
         path = files[color][0]
@@ -57,16 +60,16 @@ def check_image(image_id: str, files: dict[str, list]) -> tuple[int, int, str]:
             with Image.open(path) as im:
                 mode, this = im.mode, im.size
         except (UnidentifiedImageError, OSError) as err:
-            return 0, 0, f"unreadable channel {color}: {path} ({err})"
+            return 0, 0, "unreadable", f"unreadable channel {color}: {path} ({err})"
         if mode not in MODES:
-            return 0, 0, f"channel {color} has mode {mode}, expected grey (8 or 16-bit) or RGB: {path}"
+            return 0, 0, "mode", f"channel {color} has mode {mode}, expected grey (8 or 16-bit) or RGB: {path}"
         if size is not None and this != size:
-            return 0, 0, f"channel {color} is {this}, the others are {size}: {path}"
+            return 0, 0, "size", f"channel {color} is {this}, the others are {size}: {path}"
         size = this
-    return size[0], size[1], ""
+    return size[0], size[1], "", ""
 
 
-def check_images(table: pd.DataFrame, workers: int) -> list[tuple[int, int, str]]:
+def check_images(table: pd.DataFrame, workers: int) -> list[tuple[int, int, str, str]]:
     """``check_image`` for every row (``Id``, ``image_dir``), listing each folder once."""
     listings = {}
     for folder in table["image_dir"].unique():
@@ -97,11 +100,13 @@ def ingest(
     max_rejected_fraction: float = 0.01,
     external_csv=None,
     image_dirs: dict[str, str] = SPLIT_DIRS,
+    rejected_csv=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate a Kaggle-layout folder, plus cleaned external images if given; return (manifest, rejected).
 
     ``image_dirs`` names each split's image folder inside ``source_dir`` (``FULL_SIZE_DIRS``
-    for Kaggle's full-size TIFFs).
+    for Kaggle's full-size TIFFs). ``rejected_csv``: where the rejected table is written
+    before a stop for too many of them, so that the list is there to read.
     """
     source_dir = Path(source_dir)
     train = read_labels(source_dir / "train.csv").assign(split="train")
@@ -119,20 +124,23 @@ def ingest(
         table = pd.concat([table, read_external(external_csv, known=table["Id"])], ignore_index=True)
 
     checks = check_images(table, workers)
-    table["width"], table["height"], problem = map(list, zip(*checks)) if checks else ([], [], [])
+    table["width"], table["height"], kind, problem = map(list, zip(*checks)) if checks else ([], [], [], [])
     problem = pd.Series(problem, index=table.index, dtype=str)
 
     bad = problem.ne("")
-    rejected = table.loc[bad, ["Id", "source", "split"]].assign(reason=problem[bad])
+    rejected = table.loc[bad, ["Id", "source", "split"]].assign(kind=pd.Series(kind, index=table.index)[bad],
+                                                                 reason=problem[bad])
+    if rejected_csv is not None:
+        write_csv(rejected, rejected_csv)
     for split, group in table.groupby("split"):
         fraction = bad[group.index].mean() if len(group) else 0.0
         if fraction > max_rejected_fraction:
-            example = rejected[rejected["split"] == split].iloc[0]
-            raise InputError(
-                f"{source_dir / image_dirs[split]}: {bad[group.index].sum()} of {len(group)} {split} images "
-                f"are unusable (more than data.max_rejected_fraction={max_rejected_fraction}), "
-                f"e.g. {example['reason']}; check that the images are in {source_dir / image_dirs[split]}"
-            )
+            folder = source_dir / image_dirs[split]
+            listed = f"; all are listed in {rejected_csv}" if rejected_csv is not None else ""
+            raise InputError("\n".join([
+                f"{folder}: {bad[group.index].sum()} of {len(group)} {split} images are unusable "
+                f"(more than data.max_rejected_fraction={max_rejected_fraction}){listed}:",
+                *summary(rejected[rejected["split"] == split], folder)]))
     for _, row in rejected.iterrows():
         log.warning("skipping %s image %s: %s", row["split"], row["Id"], row["reason"])
     manifest = table.loc[~bad, MANIFEST_COLUMNS].reset_index(drop=True)
