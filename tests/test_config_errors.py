@@ -118,6 +118,7 @@ def planned(root, *args) -> dict[str, int]:
 DEMO = yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
+@pytest.mark.workflow  # plans the whole demo
 def test_config_key_value_overrides_one_key_of_the_demo_config(repo_copy):
     """`--config new_images=...` changes that key alone: the demo's models and folds stay (not a
     config of just new_images, which stopped at "'models' is a required property")."""
@@ -127,6 +128,7 @@ def test_config_key_value_overrides_one_key_of_the_demo_config(repo_copy):
     assert counts["predict_new"] == 1 and counts["train"] == DEMO["folds"]["n"] * len(members["models"])
 
 
+@pytest.mark.workflow
 def test_a_configfile_replaces_the_demo_config_and_config_overrides_a_key_of_it(repo_copy, tmp_path):
     (tmp_path / "solo.yaml").write_text(yaml.safe_dump(TINY))
     solo = ["--configfile", str(tmp_path / "solo.yaml")]

@@ -132,6 +132,7 @@ def test_the_extractor_reads_blocks_inline_code_chains_comments_and_placeholders
                         ["snakemake", "--cores", "2", "--config", "a=1"], ["snakemake", "--config", "scratch=$TMPDIR"]]
 
 
+@pytest.mark.workflow  # about 8 s a command on 2 cores: Snakemake plans the whole demo
 @pytest.mark.parametrize("document,command", COMMANDS, ids=[shlex.join(c) for _, c in COMMANDS])
 def test_a_documented_command_dry_runs(document, command, tmp_path):
     reasons = [reason for flag, reason in EXCEPTIONS.items() if flag in command]
@@ -149,6 +150,7 @@ def test_a_documented_command_dry_runs(document, command, tmp_path):
 REPORTS = [(document, command) for document, command in COMMANDS if "--report" in command]
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("document,command", REPORTS, ids=[shlex.join(c) for _, c in REPORTS])
 def test_a_documented_report_command_builds_the_report_after_the_demo(document, command, demo_run, tmp_path):
     """The report needs a finished run: the tiny demo's (its config passed as the run's own)."""

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from conftest import snakemake, write_kaggle_source
 from PIL import Image
@@ -32,6 +33,7 @@ def test_any_other_error_keeps_its_traceback(tmp_path):
     assert result.returncode == 1 and "Traceback" in result.stderr and "Traceback" in log
 
 
+@pytest.mark.workflow
 def test_a_stop_for_broken_images_prints_the_kinds_and_keeps_the_list(tmp_path):
     """Snakemake removes a failed job's outputs: the list survives as the ingest rule's log."""
     source = write_kaggle_source(tmp_path / "src", {"a1": "0", "a2": "1 2", "a3": "5"}, ["t1", "t2", "t3", "t4"])
