@@ -55,10 +55,19 @@ def test_a_value_outside_the_choices_lists_them_and_suggests_one(tmp_path, key, 
     assert "allowed: " in text and listed in text
 
 
-def test_a_wrong_type_says_what_to_give(tmp_path):
-    config = tiny(epochs="ten")
+@pytest.mark.parametrize("key,value,said", [
+    ("epochs", "ten", "models.tiny.epochs: 'ten' is text; give an integer"),
+    ("focal_alpha", "x", "models.tiny.focal_alpha: 'x' is text; give null or a number"),
+])
+def test_a_wrong_type_says_what_to_give(tmp_path, key, value, said):
+    config = tiny(**{key: value})
+    assert said in explain(schema_error(config), SCHEMA, written(tmp_path, config))
+
+
+def test_an_unknown_key_like_no_known_one_lists_the_keys_there(tmp_path):
+    config = tiny(augment={"flipz": True})
     text = explain(schema_error(config), SCHEMA, written(tmp_path, config))
-    assert "models.tiny.epochs: 'ten' is text; give an integer" in text
+    assert "models.tiny.augment.flipz: unknown key\n" in text and "allowed keys here: brightness, " in text
 
 
 def test_a_value_given_with_config_on_the_command_line_is_named_as_such(tmp_path):

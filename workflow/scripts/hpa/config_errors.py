@@ -83,6 +83,11 @@ def listing(values) -> str:
     return ", ".join(values[:MAX_LISTED]) + more
 
 
+def type_words(types) -> str:
+    """A schema's type (one name or a list of them) in words."""
+    return " or ".join(JSON_TYPES.get(t, t) for t in ([types] if isinstance(types, str) else types))
+
+
 def suggestion(word, choices) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -125,13 +130,13 @@ def unknown_keys(error, schema: dict, where: str) -> list[str]:
     unexpected = [k for k in error.instance if k not in allowed] or re.findall(r"'([^']+)'", error.message)
     lines = []
     for key in unexpected:
-        hint = suggestion(key, allowed)
-        lines.append(f"{where}{key}: unknown key{hint}" if hint else f"{where}{key}: unknown key")
         close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
-        if close and allowed[close[0]].get("description"):
+        if not close:
+            lines += [f"{where}{key}: unknown key", f"  allowed keys here: {listing(sorted(allowed))}"]
+            continue
+        lines.append(f"{where}{key}: unknown key; did you mean {close[0]!r}?")
+        if allowed[close[0]].get("description"):
             lines.append(f"  ({close[0]}: {first_sentence(allowed[close[0]]['description'])})")
-        elif not close:
-            lines.append(f"  allowed keys here: {listing(sorted(allowed))}")
     return lines
 
 
@@ -143,7 +148,7 @@ def not_allowed(error, schema: dict, where: str) -> list[str]:
         if "pattern" in branch:
             others.append(f"text matching {branch['pattern']}")
         elif "type" in branch and "enum" not in branch and not branch.get("anyOf") and not branch.get("oneOf"):
-            others.append(JSON_TYPES.get(branch["type"], branch["type"]))
+            others.append(type_words(branch["type"]))
     allowed = listing([shorten(v) for v in values] + others)
     hint = suggestion(error.instance, values) if isinstance(error.instance, str) else ""
     return [f"{where.rstrip('.')}: {shorten(error.instance)!s} is not allowed{hint}", f"  allowed: {allowed}"]
@@ -164,11 +169,9 @@ def schema_lines(error, schema: dict) -> tuple[list, list[str]]:
         missing = key[1] if key else error.message
         return path, [f"{where}{missing}: missing; this key is required"]
     if kind == "type":
-        expected = [error.validator_value] if isinstance(error.validator_value, str) else error.validator_value
-        given = JSON_TYPES.get(PYTHON_TYPES.get(type(error.instance).__name__), type(error.instance).__name__)
+        given = type_words(PYTHON_TYPES.get(type(error.instance).__name__, type(error.instance).__name__))
         value = repr(error.instance) if isinstance(error.instance, str) else shorten(error.instance)
-        return path, [f"{where.rstrip('.')}: {shorten(value)} is {given}; give "
-                      + " or ".join(JSON_TYPES.get(t, t) for t in expected)]
+        return path, [f"{where.rstrip('.')}: {shorten(value)} is {given}; give {type_words(error.validator_value)}"]
     return path, [f"{where.rstrip('.') or 'config'}: {shorten(error.message)}"]
 
 
