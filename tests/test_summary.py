@@ -47,7 +47,7 @@ def run(tmp_path):
 
 def test_a_normal_run_says_what_was_used_scored_and_written(run):
     text = summary(run, ["good"])
-    assert "Images used: 2 test" in text and "Images used: 5 train (3 demo, 2 external)" in text
+    assert "Images used: 5 train (3 demo, 2 external), 2 test" in text
     assert f"Images rejected: 3 (2 train, 1 test): 2 missing channel, 1 unreadable channel; each with its " \
            f"reason in {REJECTED}" in text
     assert "good  honest 0.478 [0.450, 0.500] vs no-skill 0.108; test 0.444 [0.399, 0.475] vs no-skill 0.109" in text
@@ -111,3 +111,17 @@ def test_reason_kinds(reason, kind):
 def test_the_snakefile_can_import_it_without_torch():
     code = "import sys, hpa.postprocess.summary; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.workflow
+def test_the_demo_run_ends_with_the_summary(demo_run):
+    """The real Snakefile's onsuccess prints it last, with the tiny run's images and honest score."""
+    lines = (demo_run / "terminal.txt").read_text().rstrip("\n").splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("HPA run summary"))
+    assert lines[-1].startswith("=====") and "FAILED" not in lines[start]
+    block = "\n".join(lines[start:])
+    manifest = pd.read_csv(demo_run / "results/data/manifest.csv")
+    external = (manifest["source"] == "external").sum()
+    assert f"Images used: {36 + external} train (36 demo, {external} external), 12 test" in block
+    record = json.loads((demo_run / "results/thresholds/main.json").read_text())
+    assert f"main  honest {record['honest_macro_f1']:.3f}" in block and "Submission: results/submission/main.csv" in block

@@ -93,10 +93,12 @@ def image_lines(root: Path) -> list[str]:
     lines = []
     if (root / MANIFEST).is_file():
         manifest = pd.read_csv(root / MANIFEST, usecols=["split", "source"], dtype=str)
-        for split, group in manifest.groupby("split", sort=True):
-            sources = Counter(group["source"])
+        used = []
+        for split in ("train", "test"):
+            sources = Counter(manifest.loc[manifest["split"] == split, "source"])
             detail = f" ({_counts(sources)})" if len(sources) > 1 else ""
-            lines.append(f"Images used: {len(group)} {split}{detail}")
+            used.append(f"{sum(sources.values())} {split}{detail}")
+        lines.append(f"Images used: {', '.join(used)}")
     if (root / REJECTED).is_file():
         rejected = pd.read_csv(root / REJECTED, dtype=str, keep_default_na=False)
         if len(rejected):
@@ -119,9 +121,8 @@ def image_lines(root: Path) -> list[str]:
 
 def warning(ensemble: str, kind: str, score: Score) -> str:
     return (f"!!! NO EVIDENCE OF LEARNING: {ensemble}'s {kind} macro F1 {score.value:.3f} "
-            f"[{score.low:.3f}, {score.high:.3f}] does not clear its no-skill line {score.no_skill:.3f} "
-            f"(every class predicted for every image); do not use it; see its models' learning curves "
-            f"(results/models/*/curves.png) and training logs (logs/train/)")
+            f"[{score.low:.3f}, {score.high:.3f}] does not clear its no-skill line {score.no_skill:.3f}; "
+            f"do not trust its predictions (learning curves: results/models/*/curves.png)")
 
 
 def score_lines(root: Path, ensembles: list[str]) -> list[str]:
