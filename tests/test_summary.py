@@ -80,8 +80,8 @@ def test_a_run_of_one_stage_reads_only_what_exists(tmp_path):
 
 
 def test_a_failed_run_says_so_and_names_the_log(run):
-    text = summary(run, ["good"], failed=True, log=".snakemake/log/x.log")
-    assert "the run FAILED" in text.splitlines()[1] and ".snakemake/log/x.log" in text
+    text = summary(run, ["good"], failed=True, log=[".snakemake/log/x.log"])
+    assert "the run FAILED" in text.splitlines()[1] and "Snakemake's log: .snakemake/log/x.log)" in text
 
 
 def test_unreadable_files_never_fail_the_run(run, capsys):

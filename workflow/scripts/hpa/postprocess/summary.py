@@ -165,17 +165,22 @@ def output_lines(root: Path, ensembles: list[str]) -> list[str]:
     return lines
 
 
-def summary(root, ensembles: list[str], *, failed: bool = False, log: str | None = None) -> str:
-    """The summary's text for the working directory ``root``; ``failed`` for a run that stopped."""
+def summary(root, ensembles: list[str], *, failed: bool = False, log=None) -> str:
+    """The summary's text for the working directory ``root``; ``failed`` for a run that stopped.
+
+    ``log`` is Snakemake's log file (a path, or the list of them Snakemake hands its handlers).
+    """
     root = Path(root)
-    head = "HPA run summary" + (" (the run FAILED: see the error above" if failed else "")
+    head = "HPA run summary"
     if failed:
-        head += f" and {log})" if log else ")"
+        logs = ", ".join(map(str, log)) if isinstance(log, (list, tuple)) else log
+        head += (": the run FAILED (see the error above" + (f"; Snakemake's log: {logs}" if logs else "")
+                 + "). What results/ holds now, from this run or earlier ones:")
     body = image_lines(root) + score_lines(root, list(ensembles)) + output_lines(root, list(ensembles))
     return "\n".join([RULE, head, RULE, *body, RULE])
 
 
-def print_summary(root, ensembles, *, failed: bool = False, log: str | None = None) -> None:
+def print_summary(root, ensembles, *, failed: bool = False, log=None) -> None:
     """Print the summary; a summary that cannot be made says so in one line and never fails the run."""
     try:
         text = summary(root, ensembles, failed=failed, log=log)
