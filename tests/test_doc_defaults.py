@@ -1,5 +1,5 @@
 """Every default the docs state is the schema's: config/README.md's key tables, and the
-"(default `key: value`)" statements of README.md and config/README.md, read against
+"default `key: value`" statements of README.md and config/README.md, read against
 workflow/schemas/config.schema.yaml."""
 
 import re
@@ -12,7 +12,7 @@ from conftest import REPO
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 SECTION = re.compile(r"^## `([\w.]+)`")
 ROW = re.compile(r"^\| (`[^|]+`) \| ([^|]+) \|")
-README_DEFAULT = re.compile(r"\(default `([\w.]+): ([^`]+)`\)")
+README_DEFAULT = re.compile(r"default `([\w.]+): ([^`]+)`")
 
 
 def deref(node: dict) -> dict:
@@ -107,4 +107,4 @@ def test_readme_default_is_the_schema_default(key, stated):
     node = next((n for n in nodes if n is not None), None)
     assert node is not None, f"the docs state a default for `{key}`, which the schema lacks"
     assert yaml.safe_load(stated) == node.get("default"), (
-        f"the docs say (default `{key}: {stated}`), the schema {node.get('default')!r}")
+        f"the docs say default `{key}: {stated}`, the schema {node.get('default')!r}")
