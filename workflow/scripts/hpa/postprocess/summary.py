@@ -160,8 +160,7 @@ def output_lines(root: Path, ensembles: list[str]) -> list[str]:
         lines.append(f"Predictions on new images: {', '.join(new)}")
     if (root / "results/evaluation/comparison.csv").is_file():
         lines.append("Every ensemble side by side: results/evaluation/comparison.csv")
-    built = "; the last one built is report.html" if (root / REPORT).is_file() else ""
-    lines.append(f"Report: {REPORT_COMMAND}, then open {REPORT} in a browser{built}")
+    lines.append(f"Report: {REPORT_COMMAND}, then open {REPORT} in a browser (rebuild it after each run)")
     return lines
 
 
