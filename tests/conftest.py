@@ -71,7 +71,8 @@ def demo_run(tmp_path_factory):
     """TINY run to completion once per session. Tests only read it (dry runs may use another --configfile)."""
     workdir = tmp_path_factory.mktemp("demo_run")
     (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
-    snakemake(workdir)
+    result = snakemake(workdir)
+    (workdir / "terminal.txt").write_text(result.stdout)  # the run's last words (tests/test_summary.py)
     return workdir
 
 

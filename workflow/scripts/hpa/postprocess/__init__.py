@@ -1,1 +1,1 @@
-"""Blending, thresholds, submission, evaluation on test labels, label transfer."""
+"""Blending, thresholds, submission, evaluation on test labels, label transfer, the run's summary."""

@@ -1,0 +1,188 @@
+"""The run's last words: a short summary on the terminal when the workflow ends.
+
+Called by the Snakefile's ``onsuccess``/``onerror`` handlers (workflow/rules/summary.smk),
+so it runs in the Snakemake process itself: torch-free, and it reads only the files that
+exist, since a run of one target (or one that stopped early) may have written few of them.
+It says what a user would otherwise find only in the logs: images left out and why, each
+ensemble's honest score against the no-skill line (loudly when it does not clear it), and
+where the submission and the report are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+MANIFEST = "results/data/manifest.csv"
+REJECTED = "results/data/rejected.csv"
+EXTERNAL_REPORT = "results/external/report.json"
+REPORT = "report.html"
+REPORT_COMMAND = f"snakemake --report {REPORT}"
+RULE = "=" * 78
+
+# A rejection's reason names the image's files; its kind is the reason without them, so that
+# 500 missing files count as one kind. First match wins (ingest's and the images' wording).
+REASON_KINDS = [
+    (re.compile(r"^missing channel"), "missing channel"),
+    (re.compile(r"^channel \w+ has \d+ files"), "two files for one channel"),
+    (re.compile(r"^unreadable channel"), "unreadable channel"),
+    (re.compile(r"^channel \w+ has mode"), "not a grey or RGB image"),
+    (re.compile(r"^channel \w+ is .+, the others are"), "channels of different sizes"),
+]
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a rejection reason (its text up to the first colon when no kind matches)."""
+    for pattern, kind in REASON_KINDS:
+        if pattern.search(reason):
+            return kind
+    return reason.split(":", 1)[0].strip() or "no reason given"
+
+
+@dataclass(frozen=True)
+class Score:
+    """A macro F1 with its 95% interval and the no-skill macro F1 of the same images."""
+
+    value: float
+    low: float
+    high: float
+    no_skill: float
+
+    @property
+    def clears_no_skill(self) -> bool:
+        return self.low > self.no_skill
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}] vs no-skill {self.no_skill:.3f}"
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _score(record: dict | None, value: str, interval: str, no_skill: str) -> Score | None:
+    if not record or record.get(value) is None or record.get(no_skill) is None:
+        return None
+    low, high = record.get(interval) or (record[value], record[value])
+    return Score(record[value], low, high, record[no_skill])
+
+
+def honest_score(root: Path, ensemble: str) -> Score | None:
+    """The ensemble's honest OOF macro F1 (thresholds fitted on the other folds), if fitted yet."""
+    record = _read_json(root / f"results/thresholds/{ensemble}.json")
+    return _score(record, "honest_macro_f1", "honest_macro_f1_interval", "no_skill_macro_f1")
+
+
+def true_test_score(root: Path, ensemble: str) -> Score | None:
+    """The submission's true test macro F1, where the demo's test labels scored it."""
+    record = _read_json(root / f"results/evaluation/{ensemble}.json")
+    return _score(record, "test_macro_f1", "test_macro_f1_interval", "test_no_skill_macro_f1")
+
+
+def _counts(counter: Counter) -> str:
+    return ", ".join(f"{n} {what}" for what, n in counter.most_common())
+
+
+def image_lines(root: Path) -> list[str]:
+    """Images used (by split and source), rejected (by kind of reason) and external ones dropped."""
+    lines = []
+    if (root / MANIFEST).is_file():
+        manifest = pd.read_csv(root / MANIFEST, usecols=["split", "source"], dtype=str)
+        used = []
+        for split in ("train", "test"):
+            sources = Counter(manifest.loc[manifest["split"] == split, "source"])
+            detail = f" ({_counts(sources)})" if len(sources) > 1 else ""
+            used.append(f"{sum(sources.values())} {split}{detail}")
+        lines.append(f"Images used: {', '.join(used)}")
+    if (root / REJECTED).is_file():
+        rejected = pd.read_csv(root / REJECTED, dtype=str, keep_default_na=False)
+        if len(rejected):
+            kinds = Counter(reason_kind(r) for r in rejected["reason"])
+            splits = Counter(rejected["split"])
+            lines.append(f"Images rejected: {len(rejected)} ({_counts(splits)}): {_counts(kinds)}; "
+                         f"each with its reason in {REJECTED}")
+        else:
+            lines.append(f"Images rejected: none ({REJECTED})")
+    external = _read_json(root / EXTERNAL_REPORT)
+    if external:
+        dropped = Counter({k: v for k, v in external.get("dropped", {}).items() if v})
+        leaks = external.get("dropped", {}).get("duplicate_of_test", 0)
+        lines.append(f"External images: {external.get('kept', 0)} of {external.get('list', 0)} kept"
+                     + (f"; dropped {_counts(dropped)}" if dropped else "")
+                     + " (results/external/cleaning.csv"
+                     + (", test leaks in results/external/leaks.csv)" if leaks else ")"))
+    return lines
+
+
+def warning(ensemble: str, kind: str, score: Score) -> str:
+    return (f"!!! NO EVIDENCE OF LEARNING: {ensemble}'s {kind} macro F1 {score.value:.3f} "
+            f"[{score.low:.3f}, {score.high:.3f}] does not clear its no-skill line {score.no_skill:.3f}; "
+            f"do not trust its predictions (learning curves: results/models/*/curves.png)")
+
+
+def score_lines(root: Path, ensembles: list[str]) -> list[str]:
+    """One line per ensemble with a score; a loud line per score whose interval does not clear no-skill."""
+    rows, warnings = [], []
+    width = max((len(e) for e in ensembles), default=0)
+    for name in ensembles:
+        honest, test = honest_score(root, name), true_test_score(root, name)
+        if honest is None and test is None:
+            continue
+        parts = [f"honest {honest}" if honest else "honest (not fitted)"]
+        if test:
+            parts.append(f"test {test}")
+        rows.append(f"  {name:<{width}}  " + "; ".join(parts))
+        warnings += [warning(name, kind, s) for kind, s in (("honest", honest), ("test", test))
+                     if s is not None and not s.clears_no_skill]
+    if not rows:
+        return []
+    head = "Macro F1 [95% interval] (honest: out-of-fold, thresholds fitted on the other folds"
+    head += "; test: the held-aside test labels)" if any("; test " in r for r in rows) else ")"
+    return [head + ":", *rows, *warnings]
+
+
+def output_lines(root: Path, ensembles: list[str]) -> list[str]:
+    """Where the submissions, the comparison and the report are, and how to build the report."""
+    lines = []
+    submissions = [f"results/submission/{e}.csv" for e in ensembles if (root / f"results/submission/{e}.csv").is_file()]
+    if submissions:
+        best = max(ensembles, key=lambda e: (s.value if (s := honest_score(root, e)) else -1.0))
+        pick = f"results/submission/{best}.csv"
+        note = f" (best honest F1: {pick})" if len(submissions) > 1 and pick in submissions else ""
+        lines.append(f"Submission{'s' if len(submissions) > 1 else ''}: {', '.join(submissions)}{note}")
+    new = sorted(p.relative_to(root).as_posix() for p in (root / "results/new_images").glob("*.csv"))
+    if new:
+        lines.append(f"Predictions on new images: {', '.join(new)}")
+    if (root / "results/evaluation/comparison.csv").is_file():
+        lines.append("Every ensemble side by side: results/evaluation/comparison.csv")
+    lines.append(f"Report: {REPORT_COMMAND}, then open {REPORT} in a browser (rebuild it after each run)")
+    return lines
+
+
+def summary(root, ensembles: list[str], *, failed: bool = False, log=None) -> str:
+    """The summary's text for the working directory ``root``; ``failed`` for a run that stopped.
+
+    ``log`` is Snakemake's log file (a path, or the list of them Snakemake hands its handlers).
+    """
+    root = Path(root)
+    head = "HPA run summary"
+    if failed:
+        logs = ", ".join(map(str, log)) if isinstance(log, (list, tuple)) else log
+        head += (": the run FAILED (see the error above" + (f"; Snakemake's log: {logs}" if logs else "")
+                 + "). What results/ holds now, from this run or earlier ones:")
+    body = image_lines(root) + score_lines(root, list(ensembles)) + output_lines(root, list(ensembles))
+    return "\n".join([RULE, head, RULE, *body, RULE])
+
+
+def print_summary(root, ensembles, *, failed: bool = False, log=None) -> None:
+    """Print the summary; a summary that cannot be made says so in one line and never fails the run."""
+    try:
+        text = summary(root, ensembles, failed=failed, log=log)
+    except Exception as err:  # noqa: BLE001 - the run's own result must stand whatever the files hold
+        text = f"(no run summary: {type(err).__name__}: {err})"
+    print(text, flush=True)
