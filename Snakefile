@@ -25,6 +25,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/embedding.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/report.smk"
 
 
 # Seconds-long rules: on a cluster they run in the Snakemake process itself, since an sbatch
@@ -47,6 +48,9 @@ localrules:
     plot_thresholds,
     transfer_labels,
     compare_ensembles,
+    class_table,
+    front_page,
+    plot_confusion,
 
 
 rule all:
