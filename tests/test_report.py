@@ -1,6 +1,7 @@
 """The report a person opens: its front page's scores, checked as reStructuredText and, after a
 workflow run, in a real browser (headless Chromium, where one is installed)."""
 
+import base64
 import html.parser
 import shutil
 import subprocess
@@ -30,8 +31,9 @@ def comparison(test: bool = True) -> pd.DataFrame:
 
 @pytest.mark.parametrize("test", [True, False])
 def test_scores_page_renders_every_score_with_its_interval_and_no_skill(test):
-    body = publish_parts(scores_page(comparison(test), b"png"), writer="html")["html_body"]
-    assert body.count("<tr>") == 3 and 'src="data:image/png;base64,cG5n"' in body
+    png = b"png" * 5000  # a figure's size: docutils drops a line over 10,000 characters
+    body = publish_parts(scores_page(comparison(test), png), writer="html")["html_body"]
+    assert body.count("<tr>") == 3 and f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in body
     assert "0.478 [0.441, 0.512]" in body and "0.108" in body and "no evidence of learning" in body
     assert ("0.474 [0.430, 0.520]" in body) == test and ("no-skill (test)" in body) == test
 
@@ -95,3 +97,34 @@ def test_the_front_page_shows_every_score_and_the_no_skill_line_in_a_browser(dem
     shot = built_report.with_name("front_page.png")
     browser(f"--screenshot={shot}", "--window-size=1280,2400", built_report.as_uri())
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.workflow
+def test_the_demo_run_gives_each_score_one_interval_in_every_file(demo_run):
+    import json
+
+    record = json.loads((demo_run / "results/thresholds/main.json").read_text())
+    evaluation = json.loads((demo_run / "results/evaluation/main.json").read_text())
+    row = pd.read_csv(demo_run / "results/evaluation/comparison.csv").set_index("ensemble").loc["main"]
+    for methods in ("results/metrics/main/threshold_methods.csv", "results/evaluation/main_methods.csv"):
+        chosen = pd.read_csv(demo_run / methods).set_index("method").loc[record["method"]]
+        assert [chosen["honest_low"], chosen["honest_high"]] == record["honest_macro_f1_interval"], methods
+        assert [row["honest_low"], row["honest_high"]] == record["honest_macro_f1_interval"]
+    chosen = pd.read_csv(demo_run / "results/evaluation/main_methods.csv").set_index("method").loc[record["method"]]
+    assert chosen["test_macro_f1"] == evaluation["test_macro_f1"] == row["test_macro_f1"]
+    assert [chosen["test_low"], chosen["test_high"]] == evaluation["test_macro_f1_interval"] == [
+        row["test_low"], row["test_high"]]
+
+
+@pytest.mark.workflow
+def test_the_demo_run_writes_prediction_tables_with_names_and_a_class_table(demo_run):
+    oof = pd.read_csv(demo_run / "results/ensembles/main/oof_predictions.csv", dtype=str, keep_default_na=False)
+    test = pd.read_csv(demo_run / "results/ensembles/main/test_predictions.csv", dtype=str, keep_default_na=False)
+    sub = pd.read_csv(demo_run / "results/submission/main.csv", dtype=str, keep_default_na=False)
+    for table in (oof, test):
+        assert {"Id", "Target", "target_names", "Predicted", "predicted_names", "missed", "extra"} <= set(table)
+    assert list(test["Id"]) == list(sub["Id"]) and list(test["Predicted"]) == list(sub["Predicted"])
+    classes = pd.read_csv(demo_run / "results/data/classes.csv")
+    assert list(classes.columns) == ["class", "name", "train_images", "train_percent"] and len(classes) == 28
+    assert classes["train_images"].sum() == sum(len(t.split()) for t in oof["Target"])
+    assert (demo_run / "results/metrics/main/confusion.png").stat().st_size > 10_000

@@ -23,7 +23,7 @@ def scores_figure(comparison: pd.DataFrame, path) -> None:
     out, beside the no-skill lines of the OOF and the test images."""
     rows = comparison.reset_index(drop=True)
     has_test = "test_macro_f1" in rows and rows["test_macro_f1"].notna().any()
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.9 * len(rows)))
+    fig, ax = plt.subplots(figsize=(7, 2.2 + 0.9 * len(rows)))
     series = [("honest_macro_f1", "honest_low", "honest_high", "honest (out-of-fold)", "tab:blue", 0.15)]
     if has_test:
         series.append(("test_macro_f1", "test_low", "test_high", "test (held-back labels)", "tab:orange", -0.15))
@@ -33,17 +33,18 @@ def scores_figure(comparison: pd.DataFrame, path) -> None:
                     fmt="o", color=colour, capsize=4, label=f"{label}, 95% interval")
         for yi, (s, lo, hi) in zip(y + shift, rows[[score, low, high]].to_numpy()):
             ax.annotate(_interval_text(s, lo, hi), (hi, yi), xytext=(6, 0), textcoords="offset points",
-                        va="center", fontsize=8, color=colour)
+                        va="center", fontsize=10, color=colour)
     ax.axvline(rows["oof_no_skill"].iloc[0], color="grey", ls="--",
                label=f"no-skill, out-of-fold images ({rows['oof_no_skill'].iloc[0]:.3f})")
     if has_test:
         ax.axvline(rows["test_no_skill"].iloc[0], color="grey", ls=":",
                    label=f"no-skill, test images ({rows['test_no_skill'].iloc[0]:.3f})")
     top = max(rows["honest_high"].max(), rows["test_high"].max() if has_test else 0)
-    ax.set(xlim=(0, min(1.0, top + 0.25)), ylim=(y[-1] - 0.6, 0.6), xlabel="macro F1 (the competition's metric)",
-           title="Macro F1 of every ensemble: right of the no-skill line is evidence of learning")
-    ax.set_yticks(y, rows["ensemble"])
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set(xlim=(0, min(1.0, top + 0.3)), ylim=(y[-1] - 0.6, 0.6))
+    ax.set_xlabel("macro F1 (the competition's metric)", fontsize=11)
+    ax.set_title("Macro F1 of every ensemble\nright of the no-skill line: evidence of learning", fontsize=12)
+    ax.set_yticks(y, rows["ensemble"], fontsize=11)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=9, ncol=2, frameon=False)
     _save(fig, path)
 
 
@@ -66,7 +67,7 @@ def confusion_figure(tables: dict[str, pd.DataFrame], path) -> None:
     """One panel per prediction table (``Target``, ``Predicted``): for each true class (row), the
     percentage of its images on which each class is predicted although they do not hold it;
     the diagonal is the class's recall, the last column images given no class at all."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(10.5 * len(tables), 10), squeeze=False)
+    fig, axes = plt.subplots(1, len(tables), figsize=(10.5 * len(tables), 10), squeeze=False, layout="constrained")
     for ax, (title, table) in zip(axes[0], tables.items()):
         _confusion_panel(ax, labels_to_matrix(table["Target"]), labels_to_matrix(table["Predicted"]), title)
     _save(fig, path)
