@@ -11,6 +11,7 @@ import pytest
 from docutils.core import publish_parts
 
 from conftest import snakemake
+from hpa.postprocess.figures import scores_figure
 from hpa.postprocess.front_page import class_table, classes_page, scores_page
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -36,6 +37,16 @@ def test_scores_page_renders_every_score_with_its_interval_and_no_skill(test):
     assert body.count("<tr>") == 3 and f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in body
     assert "0.478 [0.441, 0.512]" in body and "0.108" in body and "no evidence of learning" in body
     assert ("0.474 [0.430, 0.520]" in body) == test and ("no-skill (test)" in body) == test
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_scores_figure_draws_with_and_without_test_labels(test, tmp_path):
+    table = comparison(test)
+    if not test:  # real data: comparison.csv has the test columns, empty
+        table = table.assign(test_macro_f1=float("nan"), test_low=float("nan"), test_high=float("nan"),
+                             test_no_skill=float("nan"))
+    scores_figure(table, tmp_path / "scores.png")
+    assert (tmp_path / "scores.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_class_table_counts_the_training_labels_and_renders_every_class():
