@@ -30,6 +30,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/embedding.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/summary.smk"
 
 
@@ -53,6 +54,9 @@ localrules:
     plot_thresholds,
     transfer_labels,
     compare_ensembles,
+    class_table,
+    front_page,
+    plot_confusion,
 
 
 rule all:

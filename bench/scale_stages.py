@@ -151,7 +151,7 @@ def thresholds(d: Layout, threads: int) -> None:
     from hpa.postprocess.submission import fit_thresholds
     from hpa.tables import read_manifest
     ens = d.results / "ensemble"
-    record, per_class, methods = fit_thresholds(
+    record, per_class, methods, _ = fit_thresholds(
         pd.read_csv(ens / "oof.csv", dtype={"Id": str}), read_manifest(d.results / "manifest.csv", split="train"),
         pd.read_csv(d.results / "folds.csv", dtype={"Id": str}),
         CONFIG["ensembles"]["resnet34_densenet121"]["threshold"])

@@ -7,8 +7,12 @@ from hpa.tables import matrix_to_labels
 from hpa.postprocess.blend import combine, resolve_groups
 from hpa.postprocess.submission import fit_thresholds, submission
 from hpa.tables import PROB_COLUMNS
-from hpa.postprocess.evaluation import comparison_table
-from hpa.metrics import no_skill_macro_f1, score_with_interval
+from hpa.classes import class_names
+from hpa.postprocess.evaluation import comparison_table, evaluate_on_test
+from hpa.postprocess.predictions import submission_table
+from hpa.postprocess.submission import score_submission
+from hpa.metrics import class_confusion, macro_f1, no_skill_macro_f1, score_with_interval
+from hpa.tables import labels_to_matrix
 
 
 def write_probs(path, ids, probs):
@@ -67,7 +71,7 @@ def test_group_combination_takes_each_group_from_its_best_member(two_models):
 def test_fit_thresholds_reports_every_method_in_sample_and_honest(two_models):
     members, labels, folds, _ = two_models
     oof, _, _ = combine(members, labels, "mean")
-    record, per_class, methods = fit_thresholds(oof, labels, folds, "per_class")
+    record, per_class, methods, _ = fit_thresholds(oof, labels, folds, "per_class")
     assert record["method"] == "per_class" and len(record["thresholds"]) == 28
     assert record["oof_macro_f1"] >= record["honest_macro_f1"]
     assert set(methods["method"]) == set(th.METHODS) | {"fixed_0.5"}
@@ -78,14 +82,14 @@ def test_fit_thresholds_reports_every_method_in_sample_and_honest(two_models):
     assert record["no_skill_macro_f1"] == pytest.approx(methods["no_skill_macro_f1"].iloc[0])
     assert (methods["honest_low"] <= methods["honest_macro_f1"]).all()
     assert (methods["honest_macro_f1"] <= methods["honest_high"]).all()
-    again, _, _ = fit_thresholds(oof, labels, folds, "per_class")
+    again, _, _, _ = fit_thresholds(oof, labels, folds, "per_class")
     assert again == record, "seeded: a rerun prints the same intervals"
 
 
 def test_submission_covers_every_id_and_matches_distribution_on_test(two_models):
     members, labels, folds, _ = two_models
     oof, test, _ = combine(members, labels, "mean")
-    record, _, _ = fit_thresholds(oof, labels, folds, "match_distribution")
+    record, _, _, _ = fit_thresholds(oof, labels, folds, "match_distribution")
     sub = submission(test, record, sorted(test["Id"]) + ["unreadable"])
     assert len(sub) == 31 and sub.set_index("Id").at["unreadable", "Predicted"] == ""
     predicted = np.zeros((30, 28), dtype=bool)
@@ -171,3 +175,81 @@ def test_comparison_table_carries_intervals_no_skill_and_paired_differences_to_t
     assert table.loc["poor", "test_low"] < table.loc["poor", "test_macro_f1"] < table.loc["poor", "test_high"]
     assert table.loc["good", "test_no_skill"] == pytest.approx(no_skill_macro_f1(y))
     assert table.loc["good", "honest_low"] == pytest.approx(0.58)
+
+
+def test_one_score_carries_one_interval_in_every_table(two_models):
+    """The chosen method's honest and test F1 get the same interval in the thresholds record, the
+    methods tables and the evaluation, also with shrunk thresholds and an unreadable test image."""
+    members, labels, folds, _ = two_models
+    oof, test, _ = combine(members, labels, "mean")
+    record, _, methods, _ = fit_thresholds(oof, labels, folds, "per_class", shrink_factor=0.7)
+    chosen = methods.set_index("method").loc["per_class"]
+    assert [chosen["honest_low"], chosen["honest_high"]] == record["honest_macro_f1_interval"]
+    assert chosen["honest_macro_f1"] == record["honest_macro_f1"]
+    rng = np.random.default_rng(3)
+    ids = sorted(test["Id"]) + ["unreadable"]
+    truth = pd.DataFrame({"Id": ids[::-1], "Target": matrix_to_labels(rng.random((len(ids), 28)) < 0.2)})
+    sub = submission(test, record, ids)
+    summary, per_method = evaluate_on_test(submission=sub, record=record, oof=oof, test=test, labels=labels,
+                                           folds=folds, methods=methods, truth=truth)
+    row = per_method.set_index("method").loc["per_class"]
+    assert row["test_macro_f1"] == summary["test_macro_f1"] == pytest.approx(score_submission(sub, truth), abs=1e-6)
+    assert [row["test_low"], row["test_high"]] == summary["test_macro_f1_interval"]
+    assert summary["n_test_images"] == len(ids)
+
+
+def test_per_class_table_carries_the_honest_f1_with_intervals(two_models):
+    members, labels, folds, _ = two_models
+    oof, _, _ = combine(members, labels, "mean")
+    record, per_class, _, _ = fit_thresholds(oof, labels, folds, "per_class")
+    assert per_class["honest_f1"].mean() == pytest.approx(record["honest_macro_f1"], abs=1e-3)
+    assert (per_class["honest_low"] <= per_class["honest_f1"]).all()
+    assert (per_class["honest_f1"] <= per_class["honest_high"]).all()
+    assert (per_class["honest_low"] < per_class["honest_high"]).any()
+
+
+def test_oof_prediction_table_lists_true_predicted_missed_and_extra_classes_by_name(two_models):
+    members, labels, folds, _ = two_models
+    oof, _, _ = combine(members, labels, "mean")
+    record, _, _, table = fit_thresholds(oof, labels, folds, "per_class")
+    assert list(table.columns[:8]) == ["Id", "fold", "Target", "target_names", "Predicted", "predicted_names",
+                                       "missed", "extra"]
+    assert list(table["Id"]) == list(oof["Id"]) and list(table.columns[8:]) == PROB_COLUMNS
+    truth = labels.set_index("Id").loc[table["Id"], "Target"]
+    assert list(table["Target"]) == list(truth)
+    assert macro_f1(labels_to_matrix(table["Target"]), labels_to_matrix(table["Predicted"])) == pytest.approx(
+        record["honest_macro_f1"], abs=1e-6), "Predicted holds the honest predictions"
+    for row in table.itertuples():
+        true, pred = set(row.Target.split()), set(row.Predicted.split())
+        assert row.missed == class_names(sorted(int(c) for c in true - pred))
+        assert row.extra == class_names(sorted(int(c) for c in pred - true))
+        assert row.target_names == class_names(int(c) for c in row.Target.split())
+
+
+def test_test_prediction_table_follows_the_submission_and_flags_unread_images(two_models):
+    members, labels, folds, _ = two_models
+    oof, test, _ = combine(members, labels, "mean")
+    record, _, _, _ = fit_thresholds(oof, labels, folds, "per_class")
+    ids = sorted(test["Id"]) + ["unreadable"]
+    sub = submission(test, record, ids)
+    table = submission_table(sub, test)
+    assert "Target" not in table and list(table["Predicted"]) == list(sub["Predicted"])
+    assert table.set_index("Id")["read"].to_dict() == {i: i != "unreadable" for i in ids}
+    truth = pd.DataFrame({"Id": ids, "Target": ["0 25"] * len(ids)})
+    labelled = submission_table(sub, test, truth).set_index("Id")
+    assert labelled.at["unreadable", "missed"] == "Nucleoplasm; Cytosol" and labelled.at["unreadable", "extra"] == ""
+    with pytest.raises(ValueError, match="lack Id unreadable"):
+        submission_table(sub, test, truth[truth["Id"] != "unreadable"])
+
+
+def test_class_confusion_counts_the_classes_predicted_in_place_of_each_true_class():
+    y = np.zeros((4, 28), bool)
+    pred = np.zeros((4, 28), bool)
+    y[:, 7] = True  # four Golgi images: two predicted ER only, one Golgi, one nothing
+    pred[0, 6] = pred[1, 6] = pred[2, 7] = True
+    y[3, 0] = True  # the fourth also holds Nucleoplasm, which is not predicted either
+    shares, n = class_confusion(y, pred)
+    assert n[7] == 4 and n[0] == 1 and shares.shape == (28, 29)
+    assert shares[7, 6] == 0.5 and shares[7, 7] == 0.25 and shares[7, 28] == 0.25
+    assert shares[0, 28] == 1.0 and shares[0, 0] == 0.0
+    assert shares[5].sum() == 0  # a class without images: an empty row

@@ -181,6 +181,11 @@ def ensemble_table(kind):
     return inner
 
 
+def demo_test_labels():
+    """The demo's held-back test labels (none with real data, whose test labels are secret)."""
+    return f"{config['demo']['dir']}/test_labels.csv" if config["source"] == "demo" else []
+
+
 def class_groups(wildcards):
     """The co-occurrence stage's class groups, for ensembles that combine by them (not a preset or lists)."""
     ens = ENSEMBLES[wildcards.ensemble]
@@ -221,6 +226,9 @@ def all_outputs():
     )
     targets += expand("results/models/{model}/curves.png", model=MODELS)
     targets.append("results/evaluation/comparison.csv")
+    # The report's front page (scores, classes) and the per-ensemble class confusion.
+    targets += ["results/report/scores.rst", "results/report/classes.rst"]
+    targets += expand("results/metrics/{ensemble}/confusion.png", ensemble=ENSEMBLES)
     if any(e["transfer"] for e in ENSEMBLES.values()):
         targets.append("results/embedding/duplicates.csv")  # the embeddings exist anyway
     if config["source"] == "demo":

@@ -12,7 +12,7 @@ rule compare_ensembles:
         submissions=(
             expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES) if config["source"] == "demo" else []
         ),
-        test_labels=f"{config['demo']['dir']}/test_labels.csv" if config["source"] == "demo" else [],
+        test_labels=demo_test_labels(),
     output:
         table=report(
             "results/evaluation/comparison.csv",

@@ -44,6 +44,7 @@ rule fit_thresholds:
             category="Thresholds",
             subcategory="{ensemble}",
         ),
+        predictions="results/ensembles/{ensemble}/oof_predictions.csv",
     log:
         "logs/fit_thresholds/{ensemble}.log",
     benchmark:
@@ -62,8 +63,10 @@ rule make_submission:
         thresholds="results/thresholds/{ensemble}.json",
         manifest="results/data/manifest.csv",
         rejected="results/data/rejected.csv",
+        test_labels=demo_test_labels(),
     output:
         submission="results/submission/{ensemble}.csv",
+        predictions="results/ensembles/{ensemble}/test_predictions.csv",
     log:
         "logs/make_submission/{ensemble}.log",
     benchmark:

@@ -1,4 +1,5 @@
-"""Rule fit_thresholds: thresholds fitted on an ensemble's OOF probabilities, every method compared."""
+"""Rule fit_thresholds: thresholds fitted on an ensemble's OOF probabilities, every method compared,
+and the OOF prediction table (honest predictions beside the true labels)."""
 
 import pandas as pd
 
@@ -8,7 +9,7 @@ from hpa.files import setup_logging, write_csv, write_json
 
 setup_logging(snakemake.log[0])
 ens = snakemake.params.ensemble
-record, per_class, methods = fit_thresholds(
+record, per_class, methods, predictions = fit_thresholds(
     pd.read_csv(snakemake.input.oof, dtype={"Id": str}),
     read_manifest(snakemake.input.manifest, split="train"),
     pd.read_csv(snakemake.input.folds, dtype={"Id": str}),
@@ -19,4 +20,5 @@ record, per_class, methods = fit_thresholds(
 )
 write_csv(per_class, snakemake.output.per_class)
 write_csv(methods, snakemake.output.methods)
+write_csv(predictions, snakemake.output.predictions)
 write_json(record, snakemake.output.thresholds)

@@ -1,8 +1,10 @@
-"""Rule make_submission: thresholded test predictions in Kaggle format."""
+"""Rule make_submission: thresholded test predictions in Kaggle format, and as a table with the
+class names (and the true labels where they are known: the demo)."""
 
 import pandas as pd
 
-from hpa.tables import read_manifest
+from hpa.tables import read_labels, read_manifest
+from hpa.postprocess.predictions import submission_table
 from hpa.postprocess.submission import submission
 from hpa.files import read_json, setup_logging, write_csv
 
@@ -11,9 +13,12 @@ test_ids = pd.concat(
     [read_manifest(snakemake.input.manifest, split="test")["Id"],
      read_manifest(snakemake.input.rejected, split="test")["Id"]]
 )
+test = pd.read_csv(snakemake.input.test, dtype={"Id": str})
 sub = submission(
-    pd.read_csv(snakemake.input.test, dtype={"Id": str}),
+    test,
     read_json(snakemake.input.thresholds),
     sorted(test_ids),
 )
 write_csv(sub, snakemake.output.submission)
+truth = read_labels(snakemake.input.test_labels) if snakemake.input.test_labels else None
+write_csv(submission_table(sub, test, truth), snakemake.output.predictions)

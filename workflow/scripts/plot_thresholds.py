@@ -15,6 +15,6 @@ record = read_json(snakemake.input.thresholds)
 threshold_curves(oof[PROB_COLUMNS].to_numpy(), y, record["thresholds"], snakemake.output.curves)
 per_class_f1_bars(
     pd.read_csv(snakemake.input.per_class),
-    f"{snakemake.wildcards.ensemble}: OOF F1 per class ({record['method']} thresholds)",
+    f"{snakemake.wildcards.ensemble}: honest OOF F1 per class ({record['method']} thresholds fitted on the other folds)",
     snakemake.output.f1_bars,
 )

@@ -54,3 +54,8 @@ GROUP_PRESETS = {
         (13, 21, 22),
     ),
 }
+
+
+def class_names(classes) -> str:
+    """The names of class numbers, "; "-separated (names hold spaces and "&", never ";")."""
+    return "; ".join(CLASS_NAMES[int(k)] for k in classes)

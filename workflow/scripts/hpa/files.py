@@ -52,6 +52,11 @@ def write_csv(df: pd.DataFrame, path, **kwargs) -> None:
         df.to_csv(tmp, index=False, **kwargs)
 
 
+def write_text(text: str, path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def write_json(obj, path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")

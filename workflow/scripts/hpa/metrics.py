@@ -82,6 +82,15 @@ def bootstrap_macro_f1(y_true, *predictions, n_boot: int = N_BOOT, seed: int = 0
 
     Every prediction is scored on the same resamples, so rows can be subtracted (paired).
     """
+    return bootstrap_f1_per_class(y_true, *predictions, n_boot=n_boot, seed=seed).mean(2)
+
+
+def bootstrap_f1_per_class(y_true, *predictions, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """F1 of every class of each prediction on ``n_boot`` resamples: shape (predictions, n_boot, classes).
+
+    The resamples are those of ``bootstrap_macro_f1`` (same seed, same images): a class's
+    interval and the macro F1's come from the same draws.
+    """
     y = np.asarray(y_true, dtype=bool)
     cells = []
     for pred in predictions:
@@ -90,22 +99,49 @@ def bootstrap_macro_f1(y_true, *predictions, n_boot: int = N_BOOT, seed: int = 0
             raise ValueError(f"prediction shape {p.shape} does not match the labels' {y.shape}")
         cells.append(np.concatenate([y & p, ~y & p, y & ~p], axis=1).astype(float))
     k = y.shape[1]
-    out = np.empty((len(predictions), n_boot))
+    out = np.empty((len(predictions), n_boot, k))
     done = 0
     for w in _resample_counts(len(y), n_boot, seed):
         for i, c in enumerate(cells):
             counts = w @ c
             tp, fp, fn = counts[:, :k], counts[:, k:2 * k], counts[:, 2 * k:]
             denom = 2 * tp + fp + fn
-            out[i, done:done + len(w)] = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0).mean(1)
+            out[i, done:done + len(w)] = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
         done += len(w)
     return out
 
 
-def _bounds(samples: np.ndarray, level: float) -> tuple[float, float]:
+def f1_per_class_with_intervals(y_true, y_pred, *, n_boot: int = N_BOOT, seed: int = 0,
+                                level: float = LEVEL) -> pd.DataFrame:
+    """``f1, low, high`` per class (rows in class order): each class's F1 with its percentile
+    bootstrap interval over images, from the resamples the macro F1's interval uses."""
+    low, high = _bounds(bootstrap_f1_per_class(y_true, y_pred, n_boot=n_boot, seed=seed)[0], level)
+    return pd.DataFrame({"f1": f1_per_class(y_true, y_pred), "low": low, "high": high})
+
+
+def class_confusion(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    """For each true class, which classes are predicted: (shares, images per true class).
+
+    ``shares[i, j]`` is the share of the images holding class i on which class j is predicted
+    although they do not hold j (a class predicted instead of, or beside, i); the diagonal is
+    the share predicted i (recall); the last column is the share predicted no class at all.
+    Multilabel: an image counts in the row of each of its classes.
+    """
+    y = np.asarray(y_true, dtype=bool)
+    p = np.asarray(y_pred, dtype=bool)
+    n = y.sum(0)
+    wrong = y.T.astype(float) @ (p & ~y).astype(float)  # [i, j]: images of i predicted j, not holding j
+    np.fill_diagonal(wrong, (y & p).sum(0))
+    nothing = y.T.astype(float) @ (~p.any(1)).astype(float)
+    counts = np.column_stack([wrong, nothing])
+    return np.divide(counts, n[:, None], out=np.zeros_like(counts), where=n[:, None] > 0), n
+
+
+def _bounds(samples: np.ndarray, level: float):
+    """Percentile interval over the resamples (the first axis): floats for one score, arrays for many."""
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(samples, [tail, 100 - tail])
-    return float(low), float(high)
+    low, high = np.percentile(samples, [tail, 100 - tail], axis=0)
+    return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
 
 
 def score_with_interval(y_true, y_pred, *, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> dict:

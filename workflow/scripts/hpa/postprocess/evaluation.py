@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from hpa import thresholds as th
-from hpa.metrics import paired_difference, score_with_interval
+from hpa.metrics import paired_difference, scores_with_intervals
 from hpa.postprocess.submission import submission_matrices, threshold_inputs
-from hpa.tables import PROB_COLUMNS, labels_to_matrix
+from hpa.tables import PROB_COLUMNS
 
 
 def _rounded(values) -> list[float]:
@@ -20,22 +20,29 @@ def _rounded(values) -> list[float]:
 
 
 def evaluate_on_test(*, submission, record, oof, test, labels, folds, methods, truth):
-    """The submission's test macro F1 (interval, no-skill), and each threshold method's, beside the OOF estimates."""
+    """The submission's test macro F1 (interval, no-skill), and each threshold method's, beside the OOF estimates.
+
+    Every score is of every test Id in the labels' order (an image the pipeline could not read
+    predicts nothing, as in the submission) and from the same resamples, so the chosen method's
+    row of the table is the submission's score with the same interval.
+    """
     probs, y, _, frequency = threshold_inputs(oof, labels, folds)
-    y_test = labels_to_matrix(truth.set_index("Id").loc[test["Id"], "Target"]).astype(bool)
-    test_probs = test[PROB_COLUMNS].to_numpy()
-    top1 = record.get("top1", False)
-    scores = {}
+    truth_y, sub_y = submission_matrices(submission, truth)
+    row_of = pd.Index(test["Id"]).get_indexer(truth["Id"])  # -1: no probabilities (unreadable)
+    read = row_of >= 0
+    test_probs = test[PROB_COLUMNS].to_numpy()[row_of[read]]
+    predictions = {}
     for name in [*th.METHODS, "fixed_0.5"]:
-        t = th.for_test(name, probs, y, frequency, test_probs)
-        scores[name] = score_with_interval(y_test, th.predict(test_probs, t, top1))
+        predictions[name] = np.zeros_like(truth_y)
+        predictions[name][read] = th.predict(test_probs, th.for_test(name, probs, y, frequency, test_probs),
+                                             record.get("top1", False))
+    predictions[record["method"]] = sub_y  # as configured (shrink, top1): the submission itself
+    scores = dict(zip(predictions, scores_with_intervals(truth_y, *predictions.values())))
     per_method = methods.assign(**{
         column: methods["method"].map(lambda m, key=key: round(scores[m][key], 6))
         for column, key in (("test_macro_f1", "macro_f1"), ("test_low", "low"), ("test_high", "high"))
     })
-    # Every test Id counts, including images the pipeline could not read.
-    truth_y, sub_y = submission_matrices(submission, truth)
-    test_score = score_with_interval(truth_y, sub_y)
+    test_score = scores[record["method"]]
     summary = {
         "test_macro_f1": round(test_score["macro_f1"], 6),
         "test_macro_f1_interval": _rounded([test_score["low"], test_score["high"]]),

@@ -7,7 +7,8 @@ import pandas as pd
 
 from hpa import thresholds as th
 from hpa.classes import NUM_CLASSES
-from hpa.metrics import macro_f1, per_class_report, scores_with_intervals
+from hpa.metrics import f1_per_class_with_intervals, macro_f1, per_class_report, scores_with_intervals
+from hpa.postprocess.predictions import prediction_table
 from hpa.tables import PROB_COLUMNS, labels_to_matrix, matrix_to_labels
 
 
@@ -21,10 +22,11 @@ def threshold_inputs(oof: pd.DataFrame, labels: pd.DataFrame, folds: pd.DataFram
 
 
 def fit_thresholds(oof, labels, folds, method: str, *, top1: bool = False, shrink_factor: float = 1.0,
-                   shrink_toward="global") -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+                   shrink_toward="global") -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Fit ``method`` on the OOF probabilities; compare every method in-sample and honestly.
 
-    Returns the thresholds record, per-class metrics and the method comparison table.
+    Returns the thresholds record, per-class metrics (in-sample, and honest with intervals), the
+    method comparison table, and the OOF prediction table (honest predictions, true labels).
     """
     probs, y, fold, frequency = threshold_inputs(oof, labels, folds)
     options = {"shrink_factor": shrink_factor, "shrink_toward": shrink_toward}
@@ -36,6 +38,8 @@ def fit_thresholds(oof, labels, folds, method: str, *, top1: bool = False, shrin
     # The untuned baseline: nothing is fitted, so in-sample and honest coincide.
     fixed = th.predict(probs, np.full(NUM_CLASSES, 0.5), top1)
     compared["fixed_0.5"] = (fixed, fixed)
+    # The chosen method's row is the method as configured (shrunk too): the record's figures.
+    compared[method] = (pred, honest_pred)
     # Every interval from the same bootstrap resamples, drawn once.
     in_sample, honest, *intervals = scores_with_intervals(y, pred, honest_pred, *(h for _, h in compared.values()))
     record = {
@@ -53,7 +57,10 @@ def fit_thresholds(oof, labels, folds, method: str, *, top1: bool = False, shrin
     }
     rows = [method_row(name, y, fitted, score, chosen=name == method)
             for (name, (fitted, _)), score in zip(compared.items(), intervals)]
-    return record, per_class_report(y, pred, thresholds), pd.DataFrame(rows)
+    honest_per_class = f1_per_class_with_intervals(y, honest_pred).round(4).add_prefix("honest_")
+    per_class = pd.concat([per_class_report(y, pred, thresholds), honest_per_class], axis=1)
+    table = prediction_table(oof["Id"], honest_pred, oof[PROB_COLUMNS], truth=y, fold=fold)
+    return record, per_class, pd.DataFrame(rows), table
 
 
 def method_row(name: str, y, in_sample, score: dict, *, chosen: bool) -> dict:
