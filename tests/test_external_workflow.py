@@ -75,7 +75,11 @@ def test_tuning_the_download_reruns_nothing_and_the_threshold_reruns_from_cleani
 def full_size_run(demo_run, tmp_path_factory):
     """The demo's images as Kaggle's full-size layout (train_full_size/, test_full_size/ only), with the
     demo's mirror as the external source: cleaned up to the leak table, nothing trained."""
-    workdir = tmp_path_factory.mktemp("full_size")
+    return full_size_layout(demo_run, tmp_path_factory.mktemp("full_size"))
+
+
+def full_size_layout(demo_run, workdir):
+    """Lay out and clean the full-size copy of the demo in ``workdir`` (full_size_run)."""
     demo, kaggle = demo_run / "resources/demo", workdir / "resources/kaggle"
     kaggle.mkdir(parents=True)
     for name in ("train.csv", "sample_submission.csv"):
