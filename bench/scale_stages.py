@@ -54,7 +54,8 @@ def clean_external(d: Layout, threads: int) -> None:
     from hpa.external.download import read_list
     result = clean(read_download(d.external / "download.csv"), read_list(d.external / "list.csv"),
                    read_download(d.results / "source_hashes.csv"),
-                   settings_from_config(external_settings(), workers=threads))
+                   settings_from_config(external_settings(), workers=threads),
+                   max_rejected_fraction=CONFIG["data"]["max_rejected_fraction"])
     output = SimpleNamespace(**{name: d.results / "external" / f"{name}.csv"
                                 for name in ("kept", "table", "duplicates", "leaks")})
     write_result(result, SimpleNamespace(**vars(output), report=d.results / "external" / "report.json"),

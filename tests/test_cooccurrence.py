@@ -15,8 +15,6 @@ from hpa.tables import format_target
 
 from conftest import REPO, SHARED_HPA, job_counts, snakemake
 
-SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-
 
 def labels_table(sets, source="kaggle"):
     return pd.DataFrame({"Id": [f"i{i}" for i in range(len(sets))],
@@ -232,20 +230,14 @@ def read_itemsets(path):
     return {parse(s): c for s, c in zip(table["itemset"], table["count"])}
 
 
-WITH_EXTERNAL = {"use", "list"} <= set(SCHEMA["properties"].get("external", {}).get("properties", {}))
-
-
 @pytest.fixture(scope="module")
 def labels_only_run(tmp_path_factory):
     """config/hpa.yaml with only label CSVs in place: Kaggle's train.csv and the external list. No image."""
     workdir = tmp_path_factory.mktemp("labels_only")
     config = yaml.safe_load((REPO / "config/hpa.yaml").read_text())
     write_labels(workdir / "resources/kaggle/train.csv", [sorted(s) for s in random_label_sets(400, seed=6)], "k")
-    if WITH_EXTERNAL:
-        config["external"] = {**config.get("external", {}), "use": True}
-        listed = config["external"].get("list", SCHEMA["properties"]["external"]["properties"]["list"]["default"])
-        config["external"]["list"] = listed
-        write_labels(workdir / listed, [[9, 10], [0, 25], [27]] * 20, "e")
+    assert config["external"]["use"]  # the external list is counted as a source of its own
+    write_labels(workdir / config["external"]["list"], [[9, 10], [0, 25], [27]] * 20, "e")
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake(workdir, *TARGETS)
     return workdir
@@ -290,7 +282,6 @@ def test_a_changed_setting_reruns_only_its_rule(labels_only_run, key, value, rer
 
 
 @pytest.mark.workflow
-@pytest.mark.skipif(not WITH_EXTERNAL, reason="no external: block in the config schema")
 def test_stage_adds_the_external_list_as_listed(labels_only_run):
     root = labels_only_run / "results/analysis"
     counts = pd.read_csv(root / "class_counts.csv")

@@ -6,9 +6,10 @@ import pytest
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from hpa.classes import CHANNELS
-from hpa.external.clean import CleanSettings, clean
-from hpa.tables import labels_to_matrix, read_labels
-from hpa.external.dedup import choose_search, clusters, find_pairs, hash_plane, naive_pairs, to_codes
+from hpa.data.ingest import FULL_SIZE_DIRS, ingest
+from hpa.external.clean import CleanSettings, check_hashed, clean
+from hpa.tables import InputError, labels_to_matrix, read_labels
+from hpa.external.dedup import choose_search, clusters, find_pairs, hash_plane, hash_source, naive_pairs, to_codes
 from hpa.external.download import to_plane
 from hpa.data.folds import make_folds
 from hpa.demo.mirror import jitter, tinted_jpeg
@@ -116,7 +117,7 @@ def scenario():
 
 
 def test_cleaning_decides_per_cluster(scenario):
-    result = clean(*scenario, CleanSettings())
+    result = clean(*scenario, CleanSettings(), max_rejected_fraction=0.5)
     table = result.table.set_index("Id")
     assert table["reason"].to_dict() == {
         "e_t1": "duplicate_of_train", "e_s1": "duplicate_of_test", "e_a": "", "e_b": "duplicate_within_external",
@@ -141,7 +142,7 @@ def test_cleaning_decides_per_cluster(scenario):
 
 
 def test_test_duplicates_are_trained_on_only_when_asked(scenario):
-    result = clean(*scenario, CleanSettings(train_on_test_duplicates=True))
+    result = clean(*scenario, CleanSettings(train_on_test_duplicates=True), max_rejected_fraction=0.5)
     assert result.table.set_index("Id").loc["e_s1", "status"] == "kept"
     assert result.report["leaks"]["test_images"] == 1  # still reported
 
@@ -149,9 +150,32 @@ def test_test_duplicates_are_trained_on_only_when_asked(scenario):
 def test_exact_green_hash_mode_ignores_the_other_channels(scenario):
     download, labels, source = scenario
     download.loc[download["Id"].eq("e_ok"), "phash_green"] = f"{FAR[0]:016x}"  # t1's green, its own red and blue
-    table = clean(download, labels, source, CleanSettings(channels=("green",), max_distance=0)).table.set_index("Id")
+    table = clean(download, labels, source, CleanSettings(channels=("green",), max_distance=0),
+                  max_rejected_fraction=0.5).table.set_index("Id")
     assert table.loc["e_ok", "reason"] == "duplicate_of_train"
     assert table.loc["e_t1", "reason"] == ""  # 2 bits off in green: not equal
+
+
+def test_cleaning_stops_when_more_source_images_than_allowed_have_no_hash(scenario):
+    """1 of 3 train images ("broken") has no hash: allowed at 0.5, refused at 0.2, naming it."""
+    with pytest.raises(InputError, match=r"1 of 3 train images .* could not be hashed .*"
+                                         r"max_rejected_fraction=0.2.* broken: OSError: truncated"):
+        clean(*scenario, CleanSettings(), max_rejected_fraction=0.2)
+
+
+def test_source_images_are_hashed_from_the_folders_ingest_reads(kaggle_source):
+    """Under kaggle.full_size the images sit in train_full_size/ and test_full_size/ only."""
+    for split, folder in FULL_SIZE_DIRS.items():
+        (kaggle_source / split).rename(kaggle_source / folder)
+    hashes = hash_source(kaggle_source, "phash", image_dirs=FULL_SIZE_DIRS)
+    assert len(hashes) == 17 and hashes["error"].eq("").all()
+    manifest, _ = ingest(kaggle_source, "kaggle", max_rejected_fraction=0, image_dirs=FULL_SIZE_DIRS)
+    assert hashes.set_index("Id")["image_dir"].to_dict() == manifest.set_index("Id")["image_dir"].to_dict()
+    # The old lookup (train/ and test/ whatever the config) hashes nothing, and cleaning now says so.
+    wrong = hash_source(kaggle_source, "phash")
+    assert wrong["error"].str.startswith("FileNotFoundError").all()
+    with pytest.raises(InputError, match=r"12 of 12 train images .* first errors: tr00: FileNotFoundError"):
+        check_hashed(wrong, 0.01)
 
 
 def random_labels(n, rng):

@@ -56,7 +56,8 @@ def test_download_and_cleaning_recover_exactly_what_was_planted(mirrored):
     listed = read_list(root / "mirror/list.csv")
     settings = Settings(base_url=f"file:{root / 'mirror/images'}", size=48, workers=2, retries=1, backoff=0.01, rate=0)
     records = download(listed["Id"], root / "external/images", root / "external/journal.jsonl", settings)
-    result = clean(records, listed, hash_source(root / "demo", "phash", workers=2), CleanSettings())
+    result = clean(records, listed, hash_source(root / "demo", "phash", workers=2), CleanSettings(),
+                   max_rejected_fraction=0)
     got = pd.read_csv(root / "mirror/truth.csv", keep_default_na=False).merge(result.table, on="Id")
 
     copies = got[got["kind"].eq("copy_external")]

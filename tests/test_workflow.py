@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from sklearn.metrics import f1_score
+from sklearn.preprocessing import MultiLabelBinarizer
 
 from conftest import REPO, TINY, job_counts, snakemake, write_kaggle_source
 from hpa.classes import CHANNELS
@@ -28,6 +30,26 @@ def test_demo_run_writes_a_submission_for_every_test_id(demo_run):
     for predicted in sub["Predicted"]:
         classes = [int(c) for c in predicted.split()]
         assert classes == sorted(set(classes)) and all(0 <= c < 28 for c in classes)
+    # Each row: the classes whose blended test probability reaches the ensemble's threshold.
+    probs = pd.read_csv(demo_run / "results/ensembles/main/test.csv", dtype={"Id": str}).set_index("Id")
+    thresholds = np.array(json.loads((demo_run / "results/thresholds/main.json").read_text())["thresholds"])
+    reached = probs[[f"p{k}" for k in range(28)]].to_numpy() >= thresholds
+    expected = pd.Series([" ".join(map(str, np.flatnonzero(row))) for row in reached], index=probs.index)
+    assert sub.set_index("Id")["Predicted"].to_dict() == expected.reindex(sub["Id"]).fillna("").to_dict()
+    assert sub["Predicted"].ne("").mean() > 0.5  # a trained model predicts something for most images
+
+
+def test_demo_test_macro_f1_is_the_submission_scored_against_the_held_aside_labels(demo_run):
+    """Recomputed with scikit-learn from the two files alone, not with the pipeline's scoring code."""
+    truth = pd.read_csv(demo_run / "resources/demo/test_labels.csv", dtype=str, keep_default_na=False)
+    sub = pd.read_csv(demo_run / "results/submission/main.csv", dtype=str, keep_default_na=False)
+    predicted = truth[["Id"]].merge(sub, on="Id", how="left").fillna({"Predicted": ""})["Predicted"]
+    binarizer = MultiLabelBinarizer(classes=list(range(28)))
+    y_true = binarizer.fit_transform([[int(c) for c in t.split()] for t in truth["Target"]])
+    y_pred = binarizer.transform([[int(c) for c in p.split()] for p in predicted])
+    evaluation = json.loads((demo_run / "results/evaluation/main.json").read_text())
+    expected = f1_score(y_true, y_pred, average="macro", zero_division=0)
+    assert evaluation["test_macro_f1"] == pytest.approx(expected, abs=1e-6) and expected > 0
 
 
 def test_demo_run_thresholds_and_evaluation(demo_run):

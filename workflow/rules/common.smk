@@ -108,11 +108,16 @@ def source_dir():
     return config["demo"]["dir"] if config["source"] == "demo" else config["kaggle"]["dir"]
 
 
+def full_size():
+    """Whether the source's images are Kaggle's full-size TIFFs (kaggle.full_size): ingest and hash_images read them."""
+    return config["source"] == "kaggle" and config["kaggle"]["full_size"]
+
+
 def source_files():
     """Label files and image folders of the source: produced by make_demo, or put in place by the user."""
     d = source_dir()
     # Kaggle's full-size TIFFs sit in train_full_size/ and test_full_size/ (kaggle.full_size).
-    suffix = "_full_size" if config["source"] == "kaggle" and config["kaggle"]["full_size"] else ""
+    suffix = "_full_size" if full_size() else ""
     return {
         "train_csv": f"{d}/train.csv",
         "sample_submission": f"{d}/sample_submission.csv",

@@ -24,7 +24,7 @@ rule ingest:
     params:
         source=config["source"],
         max_rejected_fraction=config["data"]["max_rejected_fraction"],
-        full_size=config["source"] == "kaggle" and config["kaggle"]["full_size"],
+        full_size=full_size(),
     script:
         "../scripts/ingest.py"
 

@@ -50,6 +50,9 @@ rule hash_images:
         runtime=PER_IMAGE_RUNTIME,
     params:
         hash=EXTERNAL["dedup"]["hash"],
+        # The folders ingest reads, decoded as cache_images decodes them.
+        full_size=full_size(),
+        bit_depth=config["data"]["bit_depth"],
     script:
         "../scripts/hash_images.py"
 
@@ -78,6 +81,8 @@ rule clean_external:
         runtime=sized(10, per_input_mb=5),
     params:
         external={k: EXTERNAL[k] for k in ("dedup", "blank_std")},
+        # More source images without a hash than this stops cleaning (they would go uncompared).
+        max_rejected_fraction=config["data"]["max_rejected_fraction"],
         # Not opened here: written into kept.csv, which tells ingest where the kept images are.
         image_dir=f"{EXTERNAL['dir']}/images",
     script:

@@ -10,5 +10,6 @@ result = clean(
     read_list(snakemake.input.list),
     read_download(snakemake.input.source),
     settings_from_config(snakemake.params.external, workers=snakemake.threads),
+    max_rejected_fraction=snakemake.params.max_rejected_fraction,
 )
 write_result(result, snakemake.output, image_dir=snakemake.params.image_dir)

@@ -2,9 +2,18 @@
 
 from pathlib import Path
 
+from hpa.data.images import BitDepth
+from hpa.data.ingest import image_dirs_of
 from hpa.external.dedup import hash_source
 from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
-hashes = hash_source(Path(snakemake.input.train_csv).parent, snakemake.params.hash, workers=2 * snakemake.threads)
+hashes = hash_source(
+    # The folders ingest reads (kaggle.full_size), decoded as cache_images decodes them (data.bit_depth).
+    Path(snakemake.input.train_csv).parent,
+    snakemake.params.hash,
+    workers=2 * snakemake.threads,
+    image_dirs=image_dirs_of(snakemake.params.full_size),
+    depth=BitDepth(**snakemake.params.bit_depth),
+)
 write_csv(hashes, snakemake.output.hashes)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from hpa.data.ingest import FULL_SIZE_DIRS, SPLIT_DIRS, ingest
+from hpa.data.ingest import image_dirs_of, ingest
 from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log.log)
@@ -13,7 +13,7 @@ manifest, rejected = ingest(
     workers=4 * snakemake.threads,
     max_rejected_fraction=snakemake.params.max_rejected_fraction,
     external_csv=snakemake.input.get("kept"),
-    image_dirs=FULL_SIZE_DIRS if snakemake.params.full_size else SPLIT_DIRS,
+    image_dirs=image_dirs_of(snakemake.params.full_size),
     rejected_csv=snakemake.log.rejected,  # written before a stop for too many
 )
 write_csv(rejected, snakemake.output.rejected)

@@ -82,6 +82,32 @@ def check_images(table: pd.DataFrame, workers: int) -> list[tuple[int, int, str,
         return list(pool.map(check_image, table["Id"], files))
 
 
+def image_dirs_of(full_size: bool) -> dict[str, str]:
+    """Each split's image folder for ``kaggle.full_size``: the one choice ingest and hash_images share."""
+    return FULL_SIZE_DIRS if full_size else SPLIT_DIRS
+
+
+def source_table(source_dir, image_dirs: dict[str, str] = SPLIT_DIRS) -> pd.DataFrame:
+    """Every train and test Id of a Kaggle-layout folder: ``Id,Target,split,image_dir``.
+
+    The one lookup of the source's images: ingest validates them from it (its
+    ``image_dir`` is the manifest's) and hash_images hashes them from it, so the
+    images compared for leaks are the images trained and predicted on.
+    """
+    source_dir = Path(source_dir)
+    train = read_labels(source_dir / "train.csv").assign(split="train")
+    test = read_test_ids(source_dir / "sample_submission.csv").assign(Target="", split="test")
+    clash = set(train["Id"]) & set(test["Id"])
+    if clash:
+        raise InputError(
+            f"{source_dir}: {len(clash)} Id(s) are in both train.csv and "
+            f"sample_submission.csv, e.g. {sorted(clash)[0]}; a test image must not be trained on"
+        )
+    table = pd.concat([train, test], ignore_index=True)
+    table["image_dir"] = [str(source_dir / image_dirs[s]) for s in table["split"]]
+    return table
+
+
 def read_external(path, known) -> pd.DataFrame:
     """Kept external images (``Id,Target,image_dir``) as training rows of source "external"."""
     df = _read_id_table(path, ["Id", "Target", "image_dir"])
@@ -109,17 +135,7 @@ def ingest(
     before a stop for too many of them, so that the list is there to read.
     """
     source_dir = Path(source_dir)
-    train = read_labels(source_dir / "train.csv").assign(split="train")
-    test = read_test_ids(source_dir / "sample_submission.csv").assign(Target="", split="test")
-    clash = set(train["Id"]) & set(test["Id"])
-    if clash:
-        raise InputError(
-            f"{source_dir}: {len(clash)} Id(s) are in both train.csv and "
-            f"sample_submission.csv, e.g. {sorted(clash)[0]}; a test image must not be trained on"
-        )
-    table = pd.concat([train, test], ignore_index=True)
-    table["source"] = source
-    table["image_dir"] = [str(source_dir / image_dirs[s]) for s in table["split"]]
+    table = source_table(source_dir, image_dirs).assign(source=source)
     if external_csv is not None:
         table = pd.concat([table, read_external(external_csv, known=table["Id"])], ignore_index=True)
 

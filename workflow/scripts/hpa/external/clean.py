@@ -27,7 +27,7 @@ import pandas as pd
 from hpa.classes import CHANNELS
 from hpa.external.dedup import choose_search, clusters, find_pairs, to_codes
 from hpa.files import write_csv, write_json
-from hpa.tables import format_target
+from hpa.tables import InputError, format_target
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,35 @@ def _report(ext, table, pool, duplicates, leaks, pair_kinds, method, settings) -
     }
 
 
-def clean(download: pd.DataFrame, labels: pd.DataFrame, source: pd.DataFrame, settings: CleanSettings) -> CleanResult:
-    """Decide, for every external Id of ``download``, whether it is kept, and why not."""
+def check_hashed(source: pd.DataFrame, max_rejected_fraction: float) -> None:
+    """Stop when more than ``max_rejected_fraction`` of a split's source images have no hash.
+
+    An image without a hash is left out of the comparison, so a wrong folder would
+    otherwise find no duplicate and no leak, and say nothing.
+    """
+    error = source["error"].fillna("").astype(str)
+    for split, group in source.groupby("split", sort=False):  # train first, as listed
+        failed = group[error[group.index].ne("")]
+        if len(failed) > max_rejected_fraction * len(group):
+            examples = "; ".join(f"{i}: {e}" for i, e in zip(failed["Id"][:3], failed["error"][:3]))
+            folder = f" in {group['image_dir'].iloc[0]}" if "image_dir" in group else ""
+            raise InputError(
+                f"{len(failed)} of {len(group)} {split} images of the source could not be hashed (more than "
+                f"data.max_rejected_fraction={max_rejected_fraction}), so leaks and duplicates of them would go "
+                f"unseen; first errors: {examples}. Check that the {split} images are{folder}")
+        if len(failed):
+            log.warning("%d of %d %s images of the source could not be hashed and are not compared, e.g. %s: %s",
+                        len(failed), len(group), split, failed["Id"].iloc[0], failed["error"].iloc[0])
+
+
+def clean(download: pd.DataFrame, labels: pd.DataFrame, source: pd.DataFrame, settings: CleanSettings, *,
+          max_rejected_fraction: float) -> CleanResult:
+    """Decide, for every external Id of ``download``, whether it is kept, and why not.
+
+    Stops (``check_hashed``) when more than ``max_rejected_fraction`` of the source's
+    train or test images could not be hashed.
+    """
+    check_hashed(source, max_rejected_fraction)
     ext = download.merge(labels, on="Id", how="left", validate="one_to_one")
     reason, detail = completeness(ext, settings.blank_std)
     pool = _pool(ext, reason.eq(""), source, [f"{settings.hash}_{c}" for c in settings.channels])

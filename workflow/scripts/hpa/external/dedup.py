@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import imagehash
 import numpy as np
@@ -34,8 +33,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from hpa.classes import CHANNELS
-from hpa.data.images import load_image
-from hpa.tables import read_labels, read_test_ids
+from hpa.data.images import BitDepth, load_image
+from hpa.data.ingest import SPLIT_DIRS, source_table
 
 log = logging.getLogger(__name__)
 
@@ -220,25 +219,28 @@ def clusters(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 
 def _summarise(task) -> dict:
-    image_dir, image_id, kind = task
+    image_dir, image_id, kind, depth = task
     try:
-        return {"Id": image_id, "error": "", **plane_summary(load_image(image_dir, image_id), kind)}
-    except Exception as err:  # ingest rejects broken images; here they are just not compared
+        return {"Id": image_id, "error": "", **plane_summary(load_image(image_dir, image_id, depth=depth), kind)}
+    except Exception as err:  # recorded per image; clean_external stops when too many failed
         return {"Id": image_id, "error": f"{type(err).__name__}: {err}"}
 
 
-def hash_source(source_dir, kind: str, workers: int = 1) -> pd.DataFrame:
+def hash_source(source_dir, kind: str, workers: int = 1, image_dirs: dict[str, str] = SPLIT_DIRS,
+                depth: BitDepth = BitDepth()) -> pd.DataFrame:
     """Hashes of every train and test image of a Kaggle-layout folder, computed once.
 
-    Columns ``Id,split,Target,error`` then the hash and std of each channel;
-    images that cannot be read keep their error and no hashes.
+    The images are found as ingest finds them (``source_table``; ``image_dirs`` as
+    ingest's). Columns ``Id,split,Target,image_dir,error`` then the hash and std of
+    each channel; images that cannot be read keep their error and no hashes.
     """
-    source_dir = Path(source_dir)
-    train = read_labels(source_dir / "train.csv").assign(split="train")
-    test = read_test_ids(source_dir / "sample_submission.csv").assign(Target="", split="test")
-    table = pd.concat([train, test], ignore_index=True)
-    tasks = [(source_dir / s, i, kind) for s, i in zip(table["split"], table["Id"])]
+    table = source_table(source_dir, image_dirs)
+    tasks = [(d, i, kind, depth) for d, i in zip(table["image_dir"], table["Id"])]
     # PIL releases the GIL while decoding and resizing, so threads scale.
     with ThreadPoolExecutor(max(1, workers)) as pool:
         rows = pd.DataFrame(list(pool.map(_summarise, tasks)), columns=["Id", "error", *summary_columns(kind)])
-    return pd.concat([table[["Id", "split", "Target"]], rows.drop(columns="Id")], axis=1)
+    failed = rows["error"].ne("")
+    if failed.any():
+        log.warning("%d of %d source images could not be hashed, e.g. %s: %s", failed.sum(), len(rows),
+                    rows["Id"][failed].iloc[0], rows["error"][failed].iloc[0])
+    return pd.concat([table[["Id", "split", "Target", "image_dir"]], rows.drop(columns="Id")], axis=1)

@@ -23,9 +23,3 @@ def image_weights(y: np.ndarray, weights) -> np.ndarray:
     w = np.where(np.asarray(y, dtype=bool), np.asarray(weights, dtype=float)[None, :], 0.0)
     per_image = w.max(axis=1)
     return np.where(per_image > 0, per_image, 1.0)  # an unlabelled image keeps the base rate
-
-
-def expected_class_rate(y: np.ndarray, weights) -> np.ndarray:
-    """Fraction of weighted draws that contain each class."""
-    w = image_weights(y, weights)
-    return (w[:, None] * np.asarray(y, dtype=bool)).sum(0) / w.sum()

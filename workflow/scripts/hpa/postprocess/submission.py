@@ -90,8 +90,3 @@ def submission_matrices(sub: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndar
     """(labels, predictions) of every Id in ``truth`` as boolean matrices; a missing Id predicts nothing."""
     merged = truth.merge(sub, on="Id", how="left", validate="one_to_one").fillna({"Predicted": ""})
     return labels_to_matrix(merged["Target"]).astype(bool), labels_to_matrix(merged["Predicted"]).astype(bool)
-
-
-def score_submission(sub: pd.DataFrame, truth: pd.DataFrame) -> float:
-    """Macro F1 of a Kaggle submission against ``Id,Target`` labels."""
-    return macro_f1(*submission_matrices(sub, truth))

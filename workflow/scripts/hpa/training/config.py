@@ -137,10 +137,6 @@ class TrainConfig(LoopConfig):
             )
         return starts
 
-    def digest(self) -> str:
-        """Identity of this config, so a checkpoint is only resumed by the run that wrote it."""
-        return config_digest(dataclasses.asdict(self))
-
 
 def stage_at(stages: list[tuple[int, str | dict, float]], epoch: int) -> int:
     """Index of the stage (from ``TrainConfig.stage_losses``) that ``epoch`` belongs to."""
