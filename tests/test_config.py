@@ -188,7 +188,7 @@ def test_schema_enums_are_the_codes_choices():
     from hpa.postprocess.transfer import MODES
     from hpa.thresholds import METHODS
     from hpa.training.config import KEEP
-    from hpa.training.device import AMP_DTYPES
+    from hpa.runtime.device import AMP_DTYPES
     from hpa.training.optim import OPTIMIZERS, SCHEDULES
 
     model = SCHEMA["$defs"]["model"]["properties"]

@@ -15,7 +15,7 @@ from hpa.tables import labels_to_matrix
 from hpa.training.checkpoint import load_checkpoint
 from hpa.training.config import TrainConfig
 from hpa.training.fit import fit_fold
-from hpa.training.loader import CachedImages, make_loader
+from hpa.runtime.loader import CachedImages, make_loader
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hpa.tables import matrix_to_labels
-from hpa.training.distributed import Ranks, RankBatches, epoch_batches
+from hpa.runtime.distributed import Ranks, RankBatches, epoch_batches
 from hpa.tables import PROB_COLUMNS
 from hpa.files import write_json
 from hpa.training.config import TrainConfig

@@ -11,6 +11,7 @@ LAYERS = [
     {"data"},
     {"labels", "external", "demo"},
     {"models"},
+    {"runtime"},
     {"training"},
     {"inference"},
     {"embedding"},

@@ -11,11 +11,11 @@ from hpa.training.augment import AugmentConfig, augment_batch, random_affine
 from hpa.models.factory import build_model
 from hpa.training.optim import build_optimizer, build_schedule
 from hpa.labels.sampling import class_weights, expected_class_rate, image_weights
-from hpa.training.distributed import Ranks
+from hpa.runtime.distributed import Ranks
 from hpa.training.checkpoint import load_checkpoint
 from hpa.training.config import TrainConfig
 from hpa.training.fit import fit_fold
-from hpa.training.loader import CachedImages, training_loader
+from hpa.runtime.loader import CachedImages, training_loader
 from hpa.training.classifier import classifier_trainer
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}

@@ -2,7 +2,7 @@
 
 from hpa.data.stage import stage
 from hpa.files import setup_logging
-from hpa.training.gpu_lease import lease_gpus
+from hpa.runtime.gpu_lease import lease_gpus
 
 setup_logging(snakemake.log[0])
 # With scratch set, read the caches from node-local copies (a runtime setting: not a param).

@@ -1,7 +1,7 @@
 """Rule predict_new: a trained ensemble's probabilities and classes for a folder of new images."""
 
 from hpa.files import read_json, setup_logging, write_csv
-from hpa.training.gpu_lease import lease_gpus
+from hpa.runtime.gpu_lease import lease_gpus
 
 setup_logging(snakemake.log[0])
 # This job's GPU is chosen before torch is imported, so CUDA only ever sees that one.

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from hpa.embedding.model import ArcFaceNet, ArcMarginProduct, EmbeddingConfig, build_embedder, label_set_classes
-from hpa.training import distributed
+from hpa.runtime import distributed
 from hpa.training.checkpoint import cpu_state, run_identity
-from hpa.training.device import pick_device, seed_everything
+from hpa.runtime.device import pick_device, seed_everything
 from hpa.training.fit import Plan, epoch_seed, fit
-from hpa.training.loader import CachedImages, training_loader
+from hpa.runtime.loader import CachedImages, training_loader
 from hpa.training.trainer import Trainer
 
 log = logging.getLogger(__name__)

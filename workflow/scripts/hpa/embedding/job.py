@@ -17,10 +17,10 @@ from hpa.embedding.neighbours import write_embeddings
 from hpa.files import read_json, write_csv
 from hpa.inference.tta import view_outputs
 from hpa.tables import matrix_to_labels
-from hpa.training import distributed
-from hpa.training.device import autocast_dtype, pick_device
+from hpa.runtime import distributed
+from hpa.runtime.device import autocast_dtype, pick_device
 from hpa.training.job import check_gpus, log_files, read_fold
-from hpa.training.loader import CachedImages, loader_workers, make_loader, progress
+from hpa.runtime.loader import CachedImages, loader_workers, make_loader, progress
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from hpa.models.factory import build_model
 from hpa.training.config import LoopConfig
-from hpa.training.device import pick_device
+from hpa.runtime.device import pick_device
 
 
 @dataclass

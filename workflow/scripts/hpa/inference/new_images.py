@@ -14,8 +14,8 @@ from hpa.data.images import EXTENSIONS, BitDepth, channel_problem, list_channels
 from hpa.inference.tta import predict_probs
 from hpa.tables import matrix_to_labels, probability_table
 from hpa.training.checkpoint import load_checkpoint
-from hpa.training.device import autocast_dtype, pick_device
-from hpa.training.loader import CachedImages, make_loader
+from hpa.runtime.device import autocast_dtype, pick_device
+from hpa.runtime.loader import CachedImages, make_loader
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from hpa.training.config import TrainConfig, build_from_config, config_digest
-from hpa.training.device import pick_device
+from hpa.runtime.device import pick_device
 
 
 def run_identity(config: dict, *arrays) -> dict:

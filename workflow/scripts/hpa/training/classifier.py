@@ -13,12 +13,12 @@ from hpa.crops import center
 from hpa.metrics import f1_per_class, macro_f1
 from hpa.models.losses import build_loss
 from hpa.thresholds import fit_per_class, predict
-from hpa.training import distributed
+from hpa.runtime import distributed
 from hpa.training.checkpoint import cpu_state
 from hpa.training.config import TrainConfig, build_from_config, stage_at
-from hpa.training.device import pick_device
-from hpa.training.distributed import Ranks
-from hpa.training.loader import progress
+from hpa.runtime.device import pick_device
+from hpa.runtime.distributed import Ranks
+from hpa.runtime.loader import progress
 from hpa.training.trainer import Trainer
 
 # What ``keep: best`` ranks epochs by.

@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass, field
 
 from hpa.models.factory import build_model
-from hpa.training import distributed
+from hpa.runtime import distributed
 from hpa.training.augment import AugmentConfig
-from hpa.training.distributed import Ranks
+from hpa.runtime.distributed import Ranks
 
 # Keys that change how fast a model trains, not what it learns (x-runtime-only in the schema):
 # a checkpoint written with one value resumes under another.

@@ -20,13 +20,13 @@ import torch
 
 from hpa.files import atomic_path
 from hpa.labels import sampling
-from hpa.training import distributed
+from hpa.runtime import distributed
 from hpa.training.checkpoint import run_identity
 from hpa.training.classifier import SCORE, classifier_trainer, evaluate
 from hpa.training.config import TrainConfig, stage_at
-from hpa.training.device import pick_device, seed_everything
-from hpa.training.distributed import Ranks
-from hpa.training.loader import CachedImages, make_loader, progress, training_loader
+from hpa.runtime.device import pick_device, seed_everything
+from hpa.runtime.distributed import Ranks
+from hpa.runtime.loader import CachedImages, make_loader, progress, training_loader
 from hpa.training.trainer import Trainer, train_one_epoch
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ import torch
 from hpa.data.cache import open_cache
 from hpa.files import read_json, setup_logging, write_csv
 from hpa.tables import labels_to_matrix, probability_table, read_manifest
-from hpa.training import distributed
+from hpa.runtime import distributed
 from hpa.training.config import TrainConfig
-from hpa.training.device import pick_device
-from hpa.training.distributed import Ranks
+from hpa.runtime.device import pick_device
+from hpa.runtime.distributed import Ranks
 from hpa.training.fit import fit_fold
-from hpa.training.loader import loader_workers
+from hpa.runtime.loader import loader_workers
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def check_gpus(processes: int) -> None:
 
 
 def train_rank(job: dict):
-    """One rank's life under torchrun (``hpa.training.rank_worker``): join the group, train, leave.
+    """One rank's life under torchrun (``hpa.runtime.rank_worker``): join the group, train, leave.
 
     ``job["entry"]`` names the function (``module:name``, called with the job and the ranks) that
     trains: the classifier's ``train_fold_job`` unless the job says otherwise (the embedding's).

@@ -17,12 +17,12 @@ from typing import Protocol
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from hpa.training import distributed
+from hpa.runtime import distributed
 from hpa.training.augment import AugmentConfig, augment_batch
 from hpa.training.config import LoopConfig
-from hpa.training.device import autocast_dtype, pick_device
-from hpa.training.distributed import Ranks
-from hpa.training.loader import progress
+from hpa.runtime.device import autocast_dtype, pick_device
+from hpa.runtime.distributed import Ranks
+from hpa.runtime.loader import progress
 from hpa.training.optim import build_optimizer, build_schedule
 
 
