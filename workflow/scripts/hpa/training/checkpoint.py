@@ -1,4 +1,5 @@
-"""What a run saves and how it is recognised on resume: identities, CPU copies, loading."""
+"""What a run saves and how it is recognised on resume: identities and CPU copies (``hpa.runtime.checkpoint``
+writes and reads the files)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import hashlib
 import numpy as np
 import torch
 
-from hpa.training.config import TrainConfig, build_from_config, config_digest
-from hpa.runtime.device import pick_device
+from hpa.training.config import config_digest
 
 
 def run_identity(config: dict, *arrays) -> dict:
@@ -20,14 +20,3 @@ def run_identity(config: dict, *arrays) -> dict:
 def cpu_state(module: torch.nn.Module) -> dict:
     """A copy of the module's weights on the CPU, safe to keep while training goes on."""
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-
-
-def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a model from a checkpoint alone: its config carries arch and statistics."""
-    device = device or pick_device()
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    cfg = TrainConfig.from_dict(ckpt["config"]["model"])
-    stats = ckpt["config"]["stats"]
-    model = build_from_config(cfg, stats, pretrained=False)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt

@@ -11,14 +11,15 @@ import torch.nn.functional as F
 from hpa.classes import NUM_CLASSES
 from hpa.crops import center
 from hpa.metrics import f1_per_class, macro_f1
+from hpa.models.factory import build_from_config
 from hpa.models.losses import build_loss
-from hpa.thresholds import fit_per_class, predict
 from hpa.runtime import distributed
-from hpa.training.checkpoint import cpu_state
-from hpa.training.config import TrainConfig, build_from_config, stage_at
 from hpa.runtime.device import pick_device
 from hpa.runtime.distributed import Ranks
 from hpa.runtime.loader import progress
+from hpa.thresholds import fit_per_class, predict
+from hpa.training.checkpoint import cpu_state
+from hpa.training.config import TrainConfig, stage_at
 from hpa.training.trainer import Trainer
 
 # What ``keep: best`` ranks epochs by.
@@ -61,7 +62,7 @@ def classifier_trainer(cfg: TrainConfig, stats: dict, y_train: np.ndarray, steps
                        ranks: Ranks | None = None, crop: int | None = None) -> Trainer:
     """A ``Trainer`` of the network ``cfg`` describes, with its classification task."""
     ranks = ranks or distributed.single(pick_device())
-    model = build_from_config(cfg, stats)
+    model = build_from_config(dataclasses.asdict(cfg), stats)
     return Trainer(cfg, model, ClassifierTask(cfg, y_train, ranks.device), steps_per_epoch, ranks, crop=crop)
 
 

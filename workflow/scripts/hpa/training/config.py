@@ -7,10 +7,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from hpa.models.factory import build_model
 from hpa.runtime import distributed
-from hpa.training.augment import AugmentConfig
 from hpa.runtime.distributed import Ranks
+from hpa.training.augment import AugmentConfig
 
 # Keys that change how fast a model trains, not what it learns (x-runtime-only in the schema):
 # a checkpoint written with one value resumes under another.
@@ -153,14 +152,6 @@ def stage_at(stages: list[tuple[int, str | dict, float]], epoch: int) -> int:
 # end of a cosine or one-cycle schedule) leaves the OOF images unseen by any choice.
 KEEP = ("last", "best")
 
-
-def build_from_config(cfg: TrainConfig, stats: dict, *, pretrained: bool = True):
-    """The model a config describes; ``pretrained=False`` skips weights a checkpoint will replace."""
-    return build_model(
-        cfg.arch, stats["mean"], stats["std"], cfg.pretrained if pretrained else None, cfg.dropout,
-        cfg.stem, cfg.weights if pretrained else None, head=cfg.head, se_reduction=cfg.se_reduction,
-        extra_blocks=cfg.extra_blocks, decoder=cfg.reconstruction_weight > 0, normalize=cfg.normalize,
-    )
 
 def config_digest(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

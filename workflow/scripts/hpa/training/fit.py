@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hpa.files import atomic_path
 from hpa.labels import sampling
 from hpa.runtime import distributed
-from hpa.training.checkpoint import run_identity
-from hpa.training.classifier import SCORE, classifier_trainer, evaluate
-from hpa.training.config import TrainConfig, stage_at
+from hpa.runtime.checkpoint import read_checkpoint, save_checkpoint
 from hpa.runtime.device import pick_device, seed_everything
 from hpa.runtime.distributed import Ranks
 from hpa.runtime.loader import CachedImages, make_loader, progress, training_loader
+from hpa.training.checkpoint import run_identity
+from hpa.training.classifier import SCORE, classifier_trainer, evaluate
+from hpa.training.config import TrainConfig, stage_at
 from hpa.training.trainer import Trainer, train_one_epoch
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,15 @@ class Run:
     history: list[dict] = field(default_factory=list)
     kept: dict | None = None  # the checkpoint of the epoch kept so far
     kept_probs: np.ndarray | None = None  # its validation probabilities (the OOF table)
+
+    def to_data(self) -> dict:
+        """The run as plain values for ``last.pt`` (no pickled class: a safe ``torch.load`` opens it)."""
+        return {"history": self.history, "kept": self.kept, "kept_probs": self.kept_probs}
+
+    @classmethod
+    def from_data(cls, data: dict) -> Run:
+        probs = data["kept_probs"]
+        return cls(data["history"], data["kept"], None if probs is None else probs.cpu().numpy())
 
     @property
     def epoch(self) -> int:
@@ -70,13 +79,14 @@ class Plan:
 def resume(trainer: Trainer, plan: Plan) -> Run:
     if not plan.last.exists():
         return Run()
-    saved = torch.load(plan.last, map_location=trainer.device, weights_only=False)
+    saved = read_checkpoint(plan.last, trainer.device)
     if saved.get("identity") != plan.identity:
         log.info("ignoring %s: written by a different config or fold", plan.last)
         return Run()
     trainer.load_state(saved["state"])
-    log.info("resuming from %s after epoch %d", plan.last, saved["run"].epoch)
-    return saved["run"]
+    run = Run.from_data(saved["run"])
+    log.info("resuming from %s after epoch %d", plan.last, run.epoch)
+    return run
 
 
 def epoch_seed(cfg, epoch: int) -> int:
@@ -97,22 +107,20 @@ def keep_epoch(trainer: Trainer, plan: Plan, run: Run, row: dict, probs) -> None
     """Keep this epoch if the plan says so: always with keep: last, on a better score with keep: best."""
     kept = run.kept
     if plan.keep == "last" or kept is None or row[SCORE] > kept["metrics"][SCORE]:
-        # Weights, config, metrics and epoch, CPU tensors only: a plain torch.load opens it
-        # anywhere. The optimizer's state belongs to last.pt, which resumes training.
+        # Weights, config, metrics and epoch, CPU tensors and plain values only: a plain
+        # torch.load (weights_only) opens it anywhere. The optimizer's state belongs to last.pt, which resumes training.
         run.kept = {**trainer.task.snapshot(trainer), "epoch": row["epoch"], "config": plan.config, "metrics": row}
         run.kept_probs = probs
 
 
 def save_progress(trainer: Trainer, plan: Plan, run: Run) -> None:
     if trainer.ranks.main:
-        with atomic_path(plan.last) as tmp:
-            torch.save({"identity": plan.identity, "state": trainer.state(), "run": run}, tmp)
+        save_checkpoint({"identity": plan.identity, "state": trainer.state(), "run": run.to_data()}, plan.last)
 
 
 def finish(trainer: Trainer, plan: Plan, run: Run) -> None:
     if trainer.ranks.main:
-        with atomic_path(plan.checkpoint) as tmp:
-            torch.save(run.kept, tmp)
+        save_checkpoint(run.kept, plan.checkpoint)
         plan.last.unlink(missing_ok=True)
 
 
