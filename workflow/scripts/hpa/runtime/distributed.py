@@ -62,8 +62,9 @@ def leave(ranks: Ranks) -> None:
         dist.destroy_process_group()
 
 
-def launch(processes: int, job: dict):
-    """Run ``job`` on ``processes`` local ranks with the ``torchrun`` command; return rank 0's result.
+def launch(processes: int, job):
+    """Run ``job`` (an ``hpa.runtime.job.FoldJob``) on ``processes`` local ranks with the ``torchrun``
+    command; return rank 0's result.
 
     torchrun starts fresh interpreters on ``hpa.runtime.rank_worker`` (never this
     process's main script, which under Snakemake is the rule's script), so the

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from hpa.runtime.distributed import RESULT_NAME
-from hpa.training.job import train_rank
+from hpa.runtime.job import train_rank
 
 job_path = Path(sys.argv[1])
 result = train_rank(pickle.loads(job_path.read_bytes()))
