@@ -32,12 +32,12 @@ import yaml
 
 from hpa.inference.tta import predict_probs
 from hpa.labels.sampling import image_weights
+from hpa.loop.trainer import train_one_epoch
 from hpa.runtime import distributed
-from hpa.training.classifier import classifier_trainer
-from hpa.training.config import TrainConfig
 from hpa.runtime.device import pick_device
 from hpa.runtime.loader import CachedImages, loader_workers, make_loader, training_loader
-from hpa.training.trainer import train_one_epoch
+from hpa.training.classifier import classifier_trainer
+from hpa.training.config import TrainConfig
 
 from .common import report
 

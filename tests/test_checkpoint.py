@@ -4,6 +4,7 @@ import os
 import pickle
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -11,11 +12,12 @@ import torch
 from test_train import run
 
 from hpa.embedding.model import load_embedder
+from hpa.loop.convert_checkpoint import convert
+from hpa.loop.fit import Run
+import hpa.loop.fit as loop_fit
 from hpa.runtime.checkpoint import load_checkpoint, read_checkpoint
-from hpa.runtime.convert_checkpoint import convert
+import hpa.training.classifier as classifier
 from hpa.training.config import TrainConfig
-from hpa.training.fit import Run
-import hpa.training.fit as fit_module
 
 
 class Payload:
@@ -25,9 +27,14 @@ class Payload:
         return (os.system, ("echo pwned",))
 
 
+def zip_names(path) -> list[str]:
+    with zipfile.ZipFile(path) as z:
+        return [z.read(n).decode("latin-1") for n in z.namelist() if n.endswith("data.pkl")]
+
+
 def killed_after(tmp_path, cfg, epochs_saved: int):
     """Train ``cfg`` in ``tmp_path`` until it is killed after ``epochs_saved`` epochs; last.pt is left."""
-    real, calls = fit_module.evaluate, {"n": 0}
+    real, calls = classifier.evaluate, {"n": 0}
 
     def evaluate_then_die(*args, **kwargs):
         calls["n"] += 1
@@ -35,12 +42,12 @@ def killed_after(tmp_path, cfg, epochs_saved: int):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    fit_module.evaluate = evaluate_then_die
+    classifier.evaluate = evaluate_then_die
     try:
         with pytest.raises(KeyboardInterrupt):
             run(tmp_path, cfg)
     finally:
-        fit_module.evaluate = real
+        classifier.evaluate = real
     return tmp_path / "last.pt"
 
 
@@ -75,15 +82,21 @@ def test_a_tampered_last_pt_stops_the_resume_instead_of_running(tmp_path):
         run(tmp_path, TrainConfig(epochs=1, batch_size=8))
 
 
-def test_an_old_last_pt_with_a_pickled_run_converts_and_resumes_to_the_same_model(tmp_path):
+def test_an_old_last_pt_with_a_pickled_run_converts_and_resumes_to_the_same_model(tmp_path, monkeypatch):
     cfg = TrainConfig(epochs=3, batch_size=8, seed=5)
     full_history, full_oof = run(tmp_path / "full", cfg)
     last = killed_after(tmp_path / "old", cfg, epochs_saved=2)
-    # Rewrite it the way this pipeline wrote last.pt before: the Run object pickled, numpy inside.
+    # Rewrite it the way this pipeline wrote last.pt before: the Run object pickled under its old
+    # module (hpa.training.fit, which no longer exists), numpy inside.
     saved = torch.load(last)
     old_run = Run.from_data(saved["run"])
-    old_run.history = [{k: np.float64(v) for k, v in row.items()} for row in old_run.history]
-    torch.save({**saved, "run": old_run}, last)
+    old_run.history = [{k: np.float64(v) if isinstance(v, float) else v for k, v in row.items()}
+                       for row in old_run.history]
+    with monkeypatch.context() as old_layout:
+        old_layout.setattr(Run, "__module__", "hpa.training.fit")
+        old_layout.setitem(sys.modules, "hpa.training.fit", loop_fit)
+        torch.save({**saved, "run": old_run}, last)
+    assert "hpa.training.fit" in "".join(zip_names(last)), "pickled under the old module, as old files are"
     with pytest.raises(pickle.UnpicklingError):
         torch.load(last)
     with pytest.raises(ValueError, match="convert_checkpoint"):
@@ -98,6 +111,6 @@ def test_an_old_last_pt_with_a_pickled_run_converts_and_resumes_to_the_same_mode
 def test_the_conversion_runs_as_a_command(tmp_path):
     path = tmp_path / "model.pt"
     torch.save({"model": {"w": torch.ones(2)}, "epoch": 1, "metrics": {"val_loss": np.float64(0.5)}}, path)
-    subprocess.run([sys.executable, "-m", "hpa.runtime.convert_checkpoint", str(path)], check=True,
+    subprocess.run([sys.executable, "-m", "hpa.loop.convert_checkpoint", str(path)], check=True,
                    capture_output=True)
     assert torch.load(path)["metrics"] == {"val_loss": 0.5}

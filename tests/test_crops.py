@@ -14,8 +14,8 @@ from hpa.inference.tta import predict_probs, predict_views
 from hpa.runtime.checkpoint import load_checkpoint
 from hpa.runtime.loader import CachedImages, make_loader
 from hpa.tables import labels_to_matrix
+from hpa.training.classifier import fit_fold
 from hpa.training.config import TrainConfig
-from hpa.training.fit import fit_fold
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
 

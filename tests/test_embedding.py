@@ -12,15 +12,15 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, TINY, job_counts, snakemake
-from hpa.training.augment import AugmentConfig
-from hpa.tables import labels_to_matrix, matrix_to_labels
 from hpa.embedding.fit import fit_embedding
 from hpa.embedding.job import embed_rows
 from hpa.embedding.model import ArcMarginProduct, EmbeddingConfig, label_set_classes, load_embedder
-from hpa.postprocess.submission import submission
-from hpa.tables import PROB_COLUMNS, probability_table
 from hpa.embedding.neighbours import duplicate_pairs, find_neighbours, mean_embedding, nearest, oof_neighbours, pairs_above, read_embeddings, write_embeddings
+from hpa.loop.augment import AugmentConfig
+from hpa.postprocess.submission import submission
 from hpa.postprocess.transfer import TransferSettings, apply_transfer, fit_similarity_threshold, threshold_score, transfer_labels
+from hpa.tables import PROB_COLUMNS, probability_table
+from hpa.tables import labels_to_matrix, matrix_to_labels
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -172,7 +172,7 @@ def test_embeddings_are_unit_float32_and_flip_invariant_with_flips(toy_embedding
 
 
 def test_a_killed_embedding_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
-    import hpa.training.fit as module
+    import hpa.loop.fit as module
 
     cfg = dataclasses.replace(TOY_CFG, epochs=2, dim=8)
     cache, label_sets = toy_cache(n_per_set=6, size=16)

@@ -8,15 +8,14 @@ import pytest
 import torch
 
 from hpa.labels.sampling import class_weights, expected_class_rate, image_weights
+from hpa.loop.augment import AugmentConfig, augment_batch, random_affine
+from hpa.loop.optim import build_optimizer, build_schedule
 from hpa.models.factory import build_model
 from hpa.runtime.checkpoint import load_checkpoint
 from hpa.runtime.distributed import Ranks
 from hpa.runtime.loader import CachedImages, training_loader
-from hpa.training.augment import AugmentConfig, augment_batch, random_affine
-from hpa.training.classifier import classifier_trainer
+from hpa.training.classifier import classifier_trainer, fit_fold
 from hpa.training.config import TrainConfig
-from hpa.training.fit import fit_fold
-from hpa.training.optim import build_optimizer, build_schedule
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
 
@@ -63,7 +62,7 @@ def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeyp
     cfg = TrainConfig(epochs=3, batch_size=8, seed=5)
     full_history, full_oof = run(tmp_path / "full", cfg)
 
-    import hpa.training.fit as train_module
+    import hpa.training.classifier as train_module
 
     calls = {"n": 0}
     real_evaluate = train_module.evaluate

@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hpa.loop.config import LoopConfig
 from hpa.models.factory import build_model
 from hpa.runtime.checkpoint import read_checkpoint
 from hpa.runtime.device import pick_device
-from hpa.training.config import LoopConfig
 
 
 @dataclass

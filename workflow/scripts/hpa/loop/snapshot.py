@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import torch
 
-from hpa.training.config import config_digest
+from hpa.loop.config import config_digest
 
 
 def run_identity(config: dict, *arrays) -> dict:

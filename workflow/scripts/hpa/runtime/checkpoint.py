@@ -18,7 +18,7 @@ from hpa.files import atomic_path
 from hpa.models.factory import build_from_config
 from hpa.runtime.device import pick_device
 
-CONVERT = "python -m hpa.runtime.convert_checkpoint"
+CONVERT = "python -m hpa.loop.convert_checkpoint"
 
 
 def plain(value):

@@ -13,8 +13,8 @@ from hpa.runtime.distributed import Ranks
 from hpa.runtime.job import FoldJob, read_fold, run_fold_job
 from hpa.runtime.loader import loader_workers
 from hpa.tables import probability_table
+from hpa.training.classifier import fit_fold
 from hpa.training.config import TrainConfig
-from hpa.training.fit import fit_fold
 
 log = logging.getLogger(__name__)
 
