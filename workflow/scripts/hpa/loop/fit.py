@@ -70,7 +70,9 @@ class Plan:
 def resume(trainer: Trainer, plan: Plan) -> Run:
     if not plan.last.exists():
         return Run()
-    saved = read_checkpoint(plan.last, trainer.device)
+    # On the CPU: load_state puts weights and optimizer state on the trainer's device, while the
+    # kept epoch's weights must stay CPU tensors, since model.pt is written from them.
+    saved = read_checkpoint(plan.last, torch.device("cpu"))
     if saved.get("identity") != plan.identity:
         log.info("ignoring %s: written by a different config or fold", plan.last)
         return Run()
