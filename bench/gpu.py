@@ -5,7 +5,7 @@
 For each architecture and compile setting: the model as ``config/hpa.yaml``
 trains it (bf16 autocast, channels_last, its loss, batch size and augmentation;
 random weights, since the weights do not change the speed), fed through the
-real loader (``hpa.training.loader``) from a memory-mapped uint8 cache written
+real loader (``hpa.runtime.loader``) from a memory-mapped uint8 cache written
 to disk here, timed by ``train_one_epoch``: images/s and the fraction of the
 epoch spent waiting for data. One warm-up epoch first (cuDNN autotuning,
 compilation, loader workers starting), then the measured one over the same
@@ -32,12 +32,12 @@ import yaml
 
 from hpa.inference.tta import predict_probs
 from hpa.labels.sampling import image_weights
-from hpa.training import distributed
+from hpa.loop.trainer import train_one_epoch
+from hpa.runtime import distributed
+from hpa.runtime.device import pick_device
+from hpa.runtime.loader import CachedImages, loader_workers, make_loader, training_loader
 from hpa.training.classifier import classifier_trainer
 from hpa.training.config import TrainConfig
-from hpa.training.device import pick_device
-from hpa.training.loader import CachedImages, loader_workers, make_loader, training_loader
-from hpa.training.trainer import train_one_epoch
 
 from .common import report
 

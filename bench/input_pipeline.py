@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hpa.loop.trainer import train_one_epoch
+from hpa.runtime.distributed import Ranks
+from hpa.runtime.loader import CachedImages, loader_workers, training_loader
 from hpa.training.classifier import classifier_trainer
 from hpa.training.config import TrainConfig
-from hpa.training.distributed import Ranks
-from hpa.training.loader import CachedImages, loader_workers, training_loader
-from hpa.training.trainer import train_one_epoch
 
 from .common import report
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from hpa.labels.sampling import image_weights
-from hpa.training.distributed import Ranks
-from hpa.training.loader import CachedImages, training_loader
+from hpa.runtime.distributed import Ranks
+from hpa.runtime.loader import CachedImages, training_loader
 
 from .common import report
 

@@ -14,12 +14,12 @@ import time
 import numpy as np
 import torch
 
+from hpa.loop.trainer import Trainer, train_one_epoch
+from hpa.runtime.device import pick_device
+from hpa.runtime.distributed import Ranks
+from hpa.runtime.loader import CachedImages, training_loader
 from hpa.training.classifier import classifier_trainer
 from hpa.training.config import TrainConfig
-from hpa.training.device import pick_device
-from hpa.training.distributed import Ranks
-from hpa.training.loader import CachedImages, training_loader
-from hpa.training.trainer import Trainer, train_one_epoch
 
 from .common import report
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from hpa.training.config import RUNTIME_KEYS, TrainConfig
+from hpa.loop.config import RUNTIME_KEYS
+from hpa.training.config import TrainConfig
 
 from conftest import REPO
 
@@ -188,8 +189,8 @@ def test_schema_enums_are_the_codes_choices():
     from hpa.postprocess.transfer import MODES
     from hpa.thresholds import METHODS
     from hpa.training.config import KEEP
-    from hpa.training.device import AMP_DTYPES
-    from hpa.training.optim import OPTIMIZERS, SCHEDULES
+    from hpa.runtime.device import AMP_DTYPES
+    from hpa.loop.optim import OPTIMIZERS, SCHEDULES
 
     model = SCHEMA["$defs"]["model"]["properties"]
     embedding = SCHEMA["properties"]["embedding"]["properties"]
@@ -210,7 +211,7 @@ def test_schema_enums_are_the_codes_choices():
 
 
 def test_the_loop_keys_have_one_default_for_the_classifier_and_the_embedding():
-    from hpa.training.config import LoopConfig
+    from hpa.loop.config import LoopConfig
 
     model = SCHEMA["$defs"]["model"]["properties"]
     embedding = SCHEMA["properties"]["embedding"]["properties"]

@@ -11,11 +11,11 @@ from hpa.data.cache import build_cache
 from hpa.data.ingest import ingest
 from hpa.dihedral import transforms_for
 from hpa.inference.tta import predict_probs, predict_views
+from hpa.runtime.checkpoint import load_checkpoint
+from hpa.runtime.loader import CachedImages, make_loader
 from hpa.tables import labels_to_matrix
-from hpa.training.checkpoint import load_checkpoint
+from hpa.training.classifier import fit_fold
 from hpa.training.config import TrainConfig
-from hpa.training.fit import fit_fold
-from hpa.training.loader import CachedImages, make_loader
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
 

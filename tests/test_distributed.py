@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from hpa.tables import matrix_to_labels
-from hpa.training.distributed import Ranks, RankBatches, epoch_batches
-from hpa.tables import PROB_COLUMNS
 from hpa.files import write_json
+from hpa.runtime.distributed import Ranks, RankBatches, epoch_batches
+from hpa.tables import PROB_COLUMNS
+from hpa.tables import matrix_to_labels
 from hpa.training.config import TrainConfig
 from hpa.training.job import run_job
 from test_train import STATS, toy_problem
@@ -51,7 +51,7 @@ def run(job, out, **model):
             fold=0, checkpoint=out / "model.pt", history_csv=out / "history.csv", oof_csv=out / "oof.csv",
             threads=2)
     oof = pd.read_csv(out / "oof.csv").set_index("Id")[PROB_COLUMNS].to_numpy()
-    return pd.read_csv(out / "history.csv"), oof, torch.load(out / "model.pt", weights_only=False)
+    return pd.read_csv(out / "history.csv"), oof, torch.load(out / "model.pt")
 
 
 def test_two_gloo_processes_train_like_one(tmp_path):

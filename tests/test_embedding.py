@@ -12,7 +12,7 @@ from hpa.embedding.fit import fit_embedding
 from hpa.embedding.job import embed_rows
 from hpa.embedding.model import ArcMarginProduct, EmbeddingConfig, label_set_classes, load_embedder
 from hpa.embedding.neighbours import nearest
-from hpa.training.augment import AugmentConfig
+from hpa.loop.augment import AugmentConfig
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -159,7 +159,7 @@ def test_embeddings_are_unit_float32_and_flip_invariant_with_flips(toy_embedding
 
 
 def test_a_killed_embedding_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
-    import hpa.training.fit as module
+    import hpa.loop.fit as module
 
     cfg = dataclasses.replace(TOY_CFG, epochs=2, dim=8)
     cache, label_sets = toy_cache(n_per_set=6, size=16)

@@ -10,13 +10,13 @@ import time
 
 import pytest
 from conftest import REPO
-from hpa.training.gpu_lease import lease_gpus, machine_gpus
+from hpa.runtime.gpu_lease import lease_gpus, machine_gpus
 
 # A GPU job in miniature: lease n GPUs, print what CUDA would see, hold them until told to stop.
 JOB = """
 import logging, os, sys, time
 from pathlib import Path
-from hpa.training.gpu_lease import lease_gpus
+from hpa.runtime.gpu_lease import lease_gpus
 
 logging.basicConfig(level=logging.INFO)
 n, stop = int(sys.argv[1]), Path(sys.argv[2])
@@ -216,15 +216,15 @@ def test_every_gpu_job_leases_its_gpus_before_importing_anything_that_holds_torc
     for rule, script in scripts.items():
         body = ast.parse((REPO / "workflow/scripts" / script).read_text()).body
         lease = next((i for i, node in enumerate(body) if isinstance(node, ast.With)
-                      and "lease_gpus(snakemake.resources.gpu" in ast.unparse(node.items[0])), None)
-        assert lease is not None, f"{script} (rule {rule}) does not lease its GPUs"
+                      and "gpu_job(snakemake" in ast.unparse(node.items[0])), None)
+        assert lease is not None, f"{script} (rule {rule}) does not lease its GPUs through gpu_job"
         before = {node.module for node in body[:lease] if isinstance(node, ast.ImportFrom)}
         before |= {a.name for node in body[:lease] if isinstance(node, ast.Import) for a in node.names}
-        # The cache is staged to scratch before the lease, so that no GPU waits on the copy.
-        allowed = {"hpa.files", "hpa.training.gpu_lease", "hpa.data.stage"}
+        allowed = {"hpa.files", "hpa.runtime.gpu_job"}
         assert before <= allowed, f"{script} imports {before} before its lease"
     from test_config import imports_of
 
-    for module in ("training/gpu_lease.py", "data/stage.py"):
+    # gpu_job stages the cache to scratch before the lease, so that no GPU waits on the copy.
+    for module in ("runtime/gpu_job.py",):
         outside = imports_of(REPO / "workflow/scripts/hpa" / module) - set(sys.stdlib_module_names)
         assert outside <= {"__future__", "pandas"}, f"{module} imports {outside}: it runs before torch may be imported"

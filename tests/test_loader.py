@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from hpa.training import distributed
-from hpa.training.distributed import Ranks
-from hpa.training.loader import CachedImages, make_loader, training_loader
+from hpa.runtime import distributed
+from hpa.runtime.distributed import Ranks
+from hpa.runtime.loader import CachedImages, make_loader, training_loader
 
 
 def disk_cache(path, n, size=16):

@@ -5,8 +5,8 @@ from PIL import Image
 from hpa.classes import CHANNELS
 from hpa.data.images import BitDepth
 from hpa.inference.new_images import predict_folder
+from hpa.training.classifier import fit_fold
 from hpa.training.config import TrainConfig
-from hpa.training.fit import fit_fold
 
 from test_train import STATS, toy_problem
 

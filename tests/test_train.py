@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from hpa.training.augment import AugmentConfig, augment_batch, random_affine
-from hpa.models.factory import build_model
-from hpa.training.optim import build_optimizer, build_schedule
 from hpa.labels.sampling import class_weights, image_weights
-from hpa.training.distributed import Ranks
-from hpa.training.checkpoint import load_checkpoint
+from hpa.loop.augment import AugmentConfig, augment_batch, random_affine
+from hpa.loop.optim import build_optimizer, build_schedule
+from hpa.models.factory import build_model
+from hpa.runtime.checkpoint import load_checkpoint
+from hpa.runtime.distributed import Ranks
+from hpa.runtime.loader import CachedImages, training_loader
+from hpa.training.classifier import classifier_trainer, fit_fold
 from hpa.training.config import TrainConfig
-from hpa.training.fit import fit_fold
-from hpa.training.loader import CachedImages, training_loader
-from hpa.training.classifier import classifier_trainer
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
 
@@ -50,7 +49,7 @@ def test_training_learns_a_separable_toy_problem_and_is_reproducible(tmp_path):
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     again, oof2 = run(tmp_path, cfg, "b.pt")
     assert np.array_equal(oof, oof2), "same config, same seed: same model on CPU"
-    ckpt = torch.load(tmp_path / "a.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "a.pt")
     assert set(ckpt) == {"model", "epoch", "config", "metrics"}, "no optimizer state in model.pt"
     assert all(t.device.type == "cpu" for t in ckpt["model"].values())
     untrained, _ = run(tmp_path, dataclasses.replace(cfg, lr=0.0), "c.pt")
@@ -63,7 +62,7 @@ def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeyp
     cfg = TrainConfig(epochs=3, batch_size=8, seed=5)
     full_history, full_oof = run(tmp_path / "full", cfg)
 
-    import hpa.training.fit as train_module
+    import hpa.training.classifier as train_module
 
     calls = {"n": 0}
     real_evaluate = train_module.evaluate
@@ -252,11 +251,11 @@ def test_keep_last_keeps_the_last_epoch_and_best_the_best(tmp_path):
     (tmp_path / "last").mkdir(), (tmp_path / "best").mkdir()
     last = TrainConfig(epochs=3, batch_size=8, lr=3e-3, keep="last")
     run(tmp_path / "last", last)
-    saved = torch.load(tmp_path / "last" / "model.pt", weights_only=False)
+    saved = torch.load(tmp_path / "last" / "model.pt")
     assert saved["epoch"] == 3
     best = TrainConfig(epochs=3, batch_size=8, lr=3e-3, keep="best")
     history, _ = run(tmp_path / "best", best)
-    saved = torch.load(tmp_path / "best" / "model.pt", weights_only=False)
+    saved = torch.load(tmp_path / "best" / "model.pt")
     assert saved["epoch"] == int(np.argmax(history["val_macro_f1_fitted"].to_numpy())) + 1
 
 
@@ -277,7 +276,7 @@ def test_validate_every_skips_epochs_but_always_scores_the_kept_last_one(tmp_pat
 
 def test_model_pt_opens_with_a_plain_torch_load_in_a_fresh_process(tmp_path):
     run(tmp_path, TrainConfig(epochs=1, batch_size=8))
-    code = ("import sys, torch; c = torch.load(sys.argv[1], map_location='cpu', weights_only=False); "
+    code = ("import sys, torch; c = torch.load(sys.argv[1], map_location='cpu'); "
             "print(sorted(c), c['epoch'], c['config']['model']['arch'])")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.pt")], capture_output=True,
                          text=True, check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}).stdout

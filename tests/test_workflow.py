@@ -149,7 +149,7 @@ def test_a_timm_model_trains_in_the_workflow_and_predicts_new_images_of_any_form
     result = snakemake(workdir, "results/new_images/timm.csv", configfile="timm.yaml")
     counts = job_counts(result.stdout + result.stderr)
     assert counts["train"] == TINY["folds"]["n"] and "cache_images" not in counts  # nothing upstream again
-    ckpt = torch.load(workdir / "results/models/timm/fold0/model.pt", weights_only=False)
+    ckpt = torch.load(workdir / "results/models/timm/fold0/model.pt")
     assert ckpt["config"]["model"]["arch"] == "timm/resnet10t" and ckpt["epoch"] == 1
     table = pd.read_csv(workdir / "results/new_images/timm.csv", dtype={"Id": str}).set_index("Id")
     assert set(table.index) == {*ids, "tiff16", "colour"} and table["ok"].all()

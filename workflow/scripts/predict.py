@@ -1,17 +1,9 @@
 """Rule predict: one trained fold's probabilities on each TTA view, OOF and test images."""
 
-from hpa.data.stage import stage
-from hpa.files import setup_logging
-from hpa.training.gpu_lease import lease_gpus
+from hpa.runtime.gpu_job import gpu_job
 
-setup_logging(snakemake.log[0])
-# With scratch set, read the caches from node-local copies (a runtime setting: not a param).
-train_npy, train_index, test_npy, test_index = stage(
-    [snakemake.input.train_npy, snakemake.input.train_index, snakemake.input.test_npy, snakemake.input.test_index],
-    snakemake.config.get("scratch"),
-)
-# This job's GPUs are chosen before torch is imported, so CUDA only ever sees those.
-with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
+caches = [snakemake.input.train_npy, snakemake.input.train_index, snakemake.input.test_npy, snakemake.input.test_index]
+with gpu_job(snakemake, caches) as (train_npy, train_index, test_npy, test_index):
     from hpa.inference.predict import run_job
 
     run_job(

@@ -1,11 +1,9 @@
 """Rule predict_new: a trained ensemble's probabilities and classes for a folder of new images."""
 
-from hpa.files import read_json, setup_logging, write_csv
-from hpa.training.gpu_lease import lease_gpus
+from hpa.files import read_json, write_csv
+from hpa.runtime.gpu_job import gpu_job
 
-setup_logging(snakemake.log[0])
-# This job's GPU is chosen before torch is imported, so CUDA only ever sees that one.
-with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
+with gpu_job(snakemake):
     import torch
 
     from hpa.data.images import BitDepth

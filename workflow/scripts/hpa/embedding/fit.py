@@ -12,18 +12,20 @@ import torch
 import torch.nn.functional as F
 
 from hpa.embedding.model import ArcFaceNet, ArcMarginProduct, EmbeddingConfig, build_embedder, label_set_classes
-from hpa.training import distributed
-from hpa.training.checkpoint import cpu_state, run_identity
-from hpa.training.device import pick_device, seed_everything
-from hpa.training.fit import Plan, epoch_seed, fit
-from hpa.training.loader import CachedImages, training_loader
-from hpa.training.trainer import Trainer
+from hpa.loop.fit import Plan, epoch_seed, fit
+from hpa.loop.snapshot import cpu_state, run_identity
+from hpa.loop.trainer import Trainer
+from hpa.runtime import distributed
+from hpa.runtime.device import pick_device, seed_everything
+from hpa.runtime.loader import CachedImages, training_loader
 
 log = logging.getLogger(__name__)
 
 
 class ArcFaceTask:
     """Cross-entropy on ArcFace logits of the label-set classes; reports the margin-free accuracy."""
+
+    score = None  # the last epoch is kept (see fit_embedding): nothing ranks epochs
 
     def lr_factor(self, epoch: int) -> float:
         return 1.0
@@ -41,6 +43,9 @@ class ArcFaceTask:
     def epoch_metrics(self, sums: dict[str, float], seen: int) -> dict:
         return {"train_accuracy": sums["correct"] / max(seen, 1)}
 
+    def logged(self, row: dict) -> dict:
+        return row
+
     def snapshot(self, trainer: Trainer) -> dict:
         """The embedder (what ``embed`` needs) and the ArcFace weights."""
         return {"model": cpu_state(trainer.model.embedder), "arc": cpu_state(trainer.model.arc)}
@@ -53,7 +58,7 @@ def fit_embedding(cfg: EmbeddingConfig, cache: np.ndarray, rows, label_sets, sta
 
     The last epoch is kept: choosing one on the fold's held-out images would
     let them shape the model that later searches them. Resumable from ``last.pt``
-    like ``hpa.training.fit.fit_fold`` (the same loop), and data-parallel under ``ranks`` like it.
+    like ``hpa.training.classifier.fit_fold`` (the same loop), and data-parallel under ``ranks`` like it.
     """
     ranks = ranks or distributed.single(pick_device())
     distributed.check_batch_size(cfg.batch_size, ranks)

@@ -16,11 +16,11 @@ from hpa.embedding.model import EmbeddingConfig, EmbeddingNet, load_embedder
 from hpa.embedding.neighbours import write_embeddings
 from hpa.files import read_json, write_csv
 from hpa.inference.tta import view_outputs
+from hpa.runtime.device import autocast_dtype
+from hpa.runtime.distributed import Ranks
+from hpa.runtime.job import FoldJob, read_fold, run_fold_job
+from hpa.runtime.loader import CachedImages, loader_workers, make_loader, progress
 from hpa.tables import matrix_to_labels
-from hpa.training import distributed
-from hpa.training.device import autocast_dtype, pick_device
-from hpa.training.job import check_gpus, log_files, read_fold
-from hpa.training.loader import CachedImages, loader_workers, make_loader, progress
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +43,20 @@ def run_training_job(*, cache_npy, cache_index, stats_json, folds_csv, manifest_
 
     With ``processes: N``, N ranks train it together (torchrun, as a classifier's job does).
     """
-    cfg = EmbeddingConfig.from_dict(embedding)
-    job = {"entry": f"{__name__}:train_embedding_job", "cache_npy": cache_npy, "cache_index": cache_index,
-           "stats_json": stats_json, "folds_csv": folds_csv, "manifest_csv": manifest_csv, "cfg": cfg,
-           "fold": fold, "checkpoint": checkpoint, "threads": threads, "log_files": log_files()}
-    if cfg.processes > 1:
-        check_gpus(cfg.processes)
-        history = distributed.launch(cfg.processes, job)
-    else:
-        history = train_embedding_job(job, distributed.single(pick_device()))
-    write_csv(history.round(6), history_csv)
+    job = FoldJob(train=train_embedding_job, cfg=EmbeddingConfig.from_dict(embedding), fold=fold,
+                  cache_npy=cache_npy, cache_index=cache_index, stats_json=stats_json, folds_csv=folds_csv,
+                  manifest_csv=manifest_csv, checkpoint=checkpoint, threads=threads)
+    write_csv(run_fold_job(job).round(6), history_csv)
 
 
-def train_embedding_job(job: dict, ranks: distributed.Ranks) -> pd.DataFrame:
+def train_embedding_job(job: FoldJob, ranks: Ranks) -> pd.DataFrame:
     """Read the cache, labels and folds of a train_embedding job and fit it (on this rank); return the history."""
     cache, (rows, y), _ = read_fold(job, ranks)
-    fold = job["fold"]
-    log.info("embedding fold %d: %d training images on %s (%d process%s)", fold, len(rows), ranks.device,
+    log.info("embedding fold %d: %d training images on %s (%d process%s)", job.fold, len(rows), ranks.device,
              ranks.world, "es" if ranks.distributed else "")
-    return fit_embedding(job["cfg"], cache, rows, matrix_to_labels(y), read_json(job["stats_json"]),
-                         checkpoint_path=job["checkpoint"], workers=loader_workers(job["threads"] // ranks.world),
-                         extra={"fold": fold, "image_size": int(cache.shape[-1])}, ranks=ranks)
+    return fit_embedding(job.cfg, cache, rows, matrix_to_labels(y), read_json(job.stats_json),
+                         checkpoint_path=job.checkpoint, workers=loader_workers(job.threads // ranks.world),
+                         extra={"fold": job.fold, "image_size": int(cache.shape[-1])}, ranks=ranks)
 
 
 def run_embed_job(*, checkpoint, train_npy, train_index, test_npy, test_index, embeddings,

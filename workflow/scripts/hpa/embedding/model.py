@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hpa.loop.config import LoopConfig
 from hpa.models.factory import build_model
-from hpa.training.config import LoopConfig
-from hpa.training.device import pick_device
+from hpa.runtime.checkpoint import read_checkpoint
+from hpa.runtime.device import pick_device
 
 
 @dataclass
@@ -139,7 +140,7 @@ def label_set_classes(label_sets, min_class_size: int) -> tuple[list[str], np.nd
 def load_embedder(path, device=None) -> tuple[EmbeddingNet, dict]:
     """Rebuild the embedding network from its checkpoint alone (config and statistics inside)."""
     device = device or pick_device()
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    ckpt = read_checkpoint(path, device)
     model = build_embedder(EmbeddingConfig.from_dict(ckpt["config"]["embedding"]), ckpt["config"]["stats"],
                            load_weights=False)
     model.load_state_dict(ckpt["model"])

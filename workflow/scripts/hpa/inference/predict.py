@@ -19,10 +19,10 @@ from hpa.data.cache import open_cache
 from hpa.dihedral import transforms_for
 from hpa.files import atomic_path, write_csv
 from hpa.inference.tta import AGGREGATES, predict_views
+from hpa.runtime.checkpoint import load_checkpoint
+from hpa.runtime.device import autocast_dtype, pick_device
+from hpa.runtime.loader import CachedImages, loader_workers, make_loader
 from hpa.tables import probability_table
-from hpa.training.checkpoint import load_checkpoint
-from hpa.training.device import autocast_dtype, pick_device
-from hpa.training.loader import CachedImages, loader_workers, make_loader
 
 log = logging.getLogger(__name__)
 

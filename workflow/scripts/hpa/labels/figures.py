@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import matplotlib
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import PowerNorm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import PowerNorm
 
 from hpa.classes import CLASS_NAMES
-from hpa.files import atomic_path
+from hpa.figures import save_figure
 from hpa.labels.cooccurrence import conditional_probability
-
-matplotlib.use("Agg")  # before pyplot: cluster nodes and CI have no display
-
-
-def _save(fig, path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
 
 
 def cooccurrence_heatmap(counts: np.ndarray, groups: dict, path) -> None:
@@ -49,7 +40,7 @@ def cooccurrence_heatmap(counts: np.ndarray, groups: dict, path) -> None:
     ax.set_title(f"P(j | i) in % of the images holding class i; {len(groups['groups'])} class groups "
                  f"({groups['method']}) bordered in white")
     fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02, label="P(j | i)")
-    _save(fig, path)
+    save_figure(fig, path, dpi=110)
 
 
 def class_frequency_chart(class_counts: pd.DataFrame, path) -> None:
@@ -72,4 +63,4 @@ def class_frequency_chart(class_counts: pd.DataFrame, path) -> None:
     ax.set_xlim(0.8, table[sources].to_numpy().max() * 3)
     ax.grid(axis="x", which="major", alpha=0.3)
     ax.legend(loc="lower right")
-    _save(fig, path)
+    save_figure(fig, path, dpi=110)

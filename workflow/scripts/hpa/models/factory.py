@@ -122,3 +122,14 @@ def _with_heads(extractor, head_modules, taps, channels, mean, std, adapter, hea
     gap_head = GAPHead(taps, channels, num_classes, dropout, se_reduction) if head == "gapnet" else None
     recon = Decoder(taps[-1], channels[-1]) if decoder else None
     return HPANet(extractor, head_modules, mean, std, adapter, gap_head, recon, normalize)
+
+
+def build_from_config(cfg: dict, stats: dict, *, pretrained: bool = True):
+    """The classifier a ``models:`` entry describes (every key given, as ``dataclasses.asdict`` of the
+    training config and a checkpoint's ``config["model"]`` hold it); ``pretrained=False`` skips weights a
+    checkpoint will replace. Takes the plain dict so that reading a checkpoint needs no training code."""
+    return build_model(
+        cfg["arch"], stats["mean"], stats["std"], cfg["pretrained"] if pretrained else None, cfg["dropout"],
+        cfg["stem"], cfg["weights"] if pretrained else None, head=cfg["head"], se_reduction=cfg["se_reduction"],
+        extra_blocks=cfg["extra_blocks"], decoder=cfg["reconstruction_weight"] > 0, normalize=cfg["normalize"],
+    )

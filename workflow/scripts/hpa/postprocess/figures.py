@@ -10,7 +10,7 @@ import pandas as pd
 from hpa.classes import CLASS_NAMES
 from hpa.metrics import class_confusion
 from hpa.tables import labels_to_matrix
-from hpa.training.curves import _save
+from hpa.figures import save_figure
 
 
 def _interval_text(score, low, high) -> str:
@@ -45,7 +45,7 @@ def scores_figure(comparison: pd.DataFrame, path) -> None:
     ax.set_title("Macro F1 of every ensemble\nright of the no-skill line: evidence of learning", fontsize=12)
     ax.set_yticks(y, rows["ensemble"], fontsize=11)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=9, ncol=2, frameon=False)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _confusion_panel(ax, y, pred, title) -> None:
@@ -70,4 +70,4 @@ def confusion_figure(tables: dict[str, pd.DataFrame], path) -> None:
     fig, axes = plt.subplots(1, len(tables), figsize=(10.5 * len(tables), 10), squeeze=False, layout="constrained")
     for ax, (title, table) in zip(axes[0], tables.items()):
         _confusion_panel(ax, labels_to_matrix(table["Target"]), labels_to_matrix(table["Predicted"]), title)
-    _save(fig, path)
+    save_figure(fig, path)

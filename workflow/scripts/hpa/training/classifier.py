@@ -1,32 +1,38 @@
-"""The classification task of the shared training loop: staged losses, the decoder's loss, validation."""
+"""The classification task of the shared training loop (staged losses, the decoder's loss, validation), and
+``fit_fold``, which trains a classifier on one fold with it."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from hpa.classes import NUM_CLASSES
 from hpa.crops import center
+from hpa.labels import sampling
+from hpa.loop.fit import Plan, epoch_seed, fit
+from hpa.loop.snapshot import cpu_state, run_identity
+from hpa.loop.trainer import Trainer
 from hpa.metrics import f1_per_class, macro_f1
+from hpa.models.factory import build_from_config
 from hpa.models.losses import build_loss
+from hpa.runtime import distributed
+from hpa.runtime.device import pick_device, seed_everything
+from hpa.runtime.distributed import Ranks
+from hpa.runtime.loader import CachedImages, make_loader, progress, training_loader
 from hpa.thresholds import fit_per_class, predict
-from hpa.training import distributed
-from hpa.training.checkpoint import cpu_state
-from hpa.training.config import TrainConfig, build_from_config, stage_at
-from hpa.training.device import pick_device
-from hpa.training.distributed import Ranks
-from hpa.training.loader import progress
-from hpa.training.trainer import Trainer
-
-# What ``keep: best`` ranks epochs by.
-SCORE = "val_macro_f1_fitted"
+from hpa.training.config import TrainConfig, stage_at
 
 
 class ClassifierTask:
     """28 sigmoid outputs trained with the loss of the current stage (plus reconstruction, if any)."""
+
+    # What ``keep: best`` ranks epochs by.
+    score = "val_macro_f1_fitted"
 
     def __init__(self, cfg: TrainConfig, y_train: np.ndarray, device: torch.device):
         self.cfg = cfg
@@ -53,6 +59,10 @@ class ClassifierTask:
     def epoch_metrics(self, sums: dict[str, float], seen: int) -> dict:
         return {}
 
+    def logged(self, row: dict) -> dict:
+        """The epoch's log line: everything but the 28 per-class F1s (they go to the history)."""
+        return {k: v for k, v in row.items() if not k.startswith("f1_")}
+
     def snapshot(self, trainer: Trainer) -> dict:
         return {"model": cpu_state(trainer.model)}
 
@@ -61,7 +71,7 @@ def classifier_trainer(cfg: TrainConfig, stats: dict, y_train: np.ndarray, steps
                        ranks: Ranks | None = None, crop: int | None = None) -> Trainer:
     """A ``Trainer`` of the network ``cfg`` describes, with its classification task."""
     ranks = ranks or distributed.single(pick_device())
-    model = build_from_config(cfg, stats)
+    model = build_from_config(dataclasses.asdict(cfg), stats)
     return Trainer(cfg, model, ClassifierTask(cfg, y_train, ranks.device), steps_per_epoch, ranks, crop=crop)
 
 
@@ -90,6 +100,54 @@ def evaluate(trainer: Trainer, loader) -> tuple[np.ndarray, dict]:
     # what the threshold stage will make of them.
     fitted = predict(p, fit_per_class(p, y))
     metrics = {"val_loss": float(loss.sum() / len(p)), "val_macro_f1": macro_f1(y, p >= 0.5),
-               SCORE: macro_f1(y, fitted)}
+               ClassifierTask.score: macro_f1(y, fitted)}
     metrics.update({f"f1_{k}": v for k, v in enumerate(f1_per_class(y, fitted))})
     return p, metrics
+
+
+def fit_fold(
+    cfg: TrainConfig,
+    cache: np.ndarray,
+    train_rows,
+    y_train: np.ndarray,
+    val_rows,
+    y_val: np.ndarray,
+    stats: dict,
+    *,
+    checkpoint_path,
+    workers: int = 0,
+    class_weights=None,
+    extra: dict | None = None,
+    ranks: Ranks | None = None,
+    crop: int | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Train a classifier, keep the last epoch (or the best by validation macro F1); return (history, OOF probs).
+
+    With ``crop``, training sees random ``crop`` px windows of the cache images (``hpa.crops``).
+    """
+    ranks = ranks or distributed.single(pick_device())
+    distributed.check_batch_size(cfg.batch_size, ranks)
+    seed_everything(cfg.seed)
+    train_set = CachedImages(cache, train_rows, y_train)
+    weights = None
+    if cfg.oversample:
+        if class_weights is None:
+            class_weights = sampling.class_weights(y_train.sum(0))
+        weights = sampling.image_weights(train_set.targets.numpy(), class_weights)
+    loader = training_loader(train_set, cfg.batch_size, ranks, weights=weights, workers=workers,
+                             seed_of=lambda epoch: epoch_seed(cfg, epoch))
+    trainer = classifier_trainer(cfg, stats, y_train, len(loader), ranks, crop)
+    mine = distributed.shard(len(val_rows), ranks)
+    val_set = CachedImages(cache, np.asarray(val_rows)[mine], np.asarray(y_val)[mine])
+    val_loader = make_loader(val_set, max(1, cfg.batch_size * 2 // ranks.world), workers=workers)
+    plan = Plan(
+        checkpoint=Path(checkpoint_path),
+        identity=run_identity(cfg.learning_keys(), train_rows),
+        config={"model": dataclasses.asdict(cfg), "stats": stats, **(extra or {})},
+        validate=lambda trainer: evaluate(trainer, val_loader),
+        validate_every=cfg.validate_every, keep=cfg.keep, patience=cfg.patience,
+    )
+    done = fit(trainer, loader, plan)
+    history = pd.DataFrame([{"epoch": row["epoch"], "stage": stage_at(trainer.task.stages, row["epoch"]), **row}
+                            for row in done.history])
+    return history, done.kept_probs

@@ -1,75 +1,13 @@
-"""A model's training config (one entry under ``models:``) and the network it describes."""
+"""A model's training config: one entry under ``models:`` (the loop's keys come from ``LoopConfig``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 
-from hpa.models.factory import build_model
-from hpa.training import distributed
-from hpa.training.augment import AugmentConfig
-from hpa.training.distributed import Ranks
-
-# Keys that change how fast a model trains, not what it learns (x-runtime-only in the schema):
-# a checkpoint written with one value resumes under another.
-RUNTIME_KEYS = ("compile",)
-
-
-@dataclass
-class LoopConfig:
-    """The keys the training loop reads, shared by a classifier (``models:``) and the embedding.
-
-    Defaults match the schema (``workflow/schemas/config.schema.yaml``); tests/test_config.py checks.
-    """
-
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    body_lr_mult: float = 1.0
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    step_epochs: int = 10
-    step_gamma: float = 0.1
-    epochs: int = 5
-    batch_size: int = 32
-    accumulate: int = 1
-    clip_grad_norm: float | None = None
-    freeze_epochs: int = 0
-    augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
-    amp: str | None = None
-    channels_last: bool = True
-    compile: bool = False
-    seed: int = 0
-
-    def learning_keys(self) -> dict:
-        """The config without its runtime-only keys: what a resumed run must share with the saved one."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_KEYS}
-
-    @classmethod
-    def known_keys(cls) -> set[str]:
-        return {f.name for f in dataclasses.fields(cls)}
-
-    @classmethod
-    def unknown_keys(cls, unknown: list[str]) -> str:
-        return f"unknown key(s) {unknown}; known: {sorted(cls.known_keys())}"
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        """The config of a dict from the config file: unknown keys and settings that cannot work refused by name."""
-        unknown = set(d) - cls.known_keys()
-        if unknown:
-            raise ValueError(cls.unknown_keys(sorted(unknown)))
-        cfg = cls(**d)
-        cfg.check()
-        return cfg
-
-    def check(self) -> None:
-        """Normalise ``augment`` and refuse loop settings that cannot work, by key."""
-        self.augment = dataclasses.asdict(AugmentConfig.from_dict(self.augment))
-        if self.accumulate < 1:
-            raise ValueError(f"accumulate: {self.accumulate}; give 1 or more batches per update")
+from hpa.loop.config import LoopConfig
+from hpa.runtime import distributed
+from hpa.runtime.distributed import Ranks
 
 
 @dataclass
@@ -148,15 +86,3 @@ def stage_at(stages: list[tuple[int, str | dict, float]], epoch: int) -> int:
 # honest estimate: a selection those numbers cannot see. "last" (a fixed epoch count, the
 # end of a cosine or one-cycle schedule) leaves the OOF images unseen by any choice.
 KEEP = ("last", "best")
-
-
-def build_from_config(cfg: TrainConfig, stats: dict, *, pretrained: bool = True):
-    """The model a config describes; ``pretrained=False`` skips weights a checkpoint will replace."""
-    return build_model(
-        cfg.arch, stats["mean"], stats["std"], cfg.pretrained if pretrained else None, cfg.dropout,
-        cfg.stem, cfg.weights if pretrained else None, head=cfg.head, se_reduction=cfg.se_reduction,
-        extra_blocks=cfg.extra_blocks, decoder=cfg.reconstruction_weight > 0, normalize=cfg.normalize,
-    )
-
-def config_digest(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import matplotlib
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 from hpa.classes import CLASS_NAMES
-from hpa.files import atomic_path
-
-matplotlib.use("Agg")  # before pyplot: cluster nodes and CI have no display
-
-
-def _save(fig, path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)
+from hpa.figures import save_figure
 
 
 def training_curves(histories: dict[int, pd.DataFrame], title: str, path) -> None:
@@ -32,7 +23,7 @@ def training_curves(histories: dict[int, pd.DataFrame], title: str, path) -> Non
     ax_f1.set(xlabel="epoch", ylabel="validation macro F1", title=f"{title}: macro F1", ylim=(0, None))
     ax_loss.legend(fontsize=7)
     ax_f1.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def f1_curve(scores: np.ndarray, positives: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -60,7 +51,7 @@ def threshold_curves(probs: np.ndarray, y: np.ndarray, thresholds, path) -> None
         ax.set_xlabel("threshold")
     for ax in axes[:, 0]:
         ax.set_ylabel("OOF F1")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def per_class_f1_bars(per_class: pd.DataFrame, title: str, path) -> None:
@@ -80,4 +71,4 @@ def per_class_f1_bars(per_class: pd.DataFrame, title: str, path) -> None:
     ax.set_xticks(x, labels, rotation=75, ha="right", fontsize=8)
     ax.set(ylabel="OOF F1", ylim=(0, 1.05), title=title)
     ax.legend(fontsize=7, ncol=5, loc="upper right")
-    _save(fig, path)
+    save_figure(fig, path)

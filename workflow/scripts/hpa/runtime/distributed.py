@@ -62,10 +62,11 @@ def leave(ranks: Ranks) -> None:
         dist.destroy_process_group()
 
 
-def launch(processes: int, job: dict):
-    """Run ``job`` on ``processes`` local ranks with the ``torchrun`` command; return rank 0's result.
+def launch(processes: int, job):
+    """Run ``job`` (an ``hpa.runtime.job.FoldJob``) on ``processes`` local ranks with the ``torchrun``
+    command; return rank 0's result.
 
-    torchrun starts fresh interpreters on ``hpa.training.rank_worker`` (never this
+    torchrun starts fresh interpreters on ``hpa.runtime.rank_worker`` (never this
     process's main script, which under Snakemake is the rule's script), so the
     job travels as a pickle file and rank 0's result comes back the same way.
     """
@@ -75,7 +76,7 @@ def launch(processes: int, job: dict):
         library = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [library, os.environ.get("PYTHONPATH")]))}
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-                   "-m", "hpa.training.rank_worker", str(job_path)]
+                   "-m", "hpa.runtime.rank_worker", str(job_path)]
         done = subprocess.run(command, env=env)
         result = job_path.with_name(RESULT_NAME)
         if done.returncode != 0 or not result.exists():

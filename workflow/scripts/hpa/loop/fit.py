@@ -1,4 +1,4 @@
-"""The epoch loop every training task shares (resume, train an epoch, evaluate, keep, save), and ``fit_fold``.
+"""The epoch loop every training task shares: resume, train an epoch, evaluate, keep, save.
 
 After every epoch the full training state goes to ``last.pt`` beside the checkpoint
 (atomically), and a rerun of the same config on the same rows resumes from it: batches
@@ -8,26 +8,17 @@ Under several ranks every rank runs the loop and takes the same decisions; rank 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
-from hpa.files import atomic_path
-from hpa.labels import sampling
-from hpa.training import distributed
-from hpa.training.checkpoint import run_identity
-from hpa.training.classifier import SCORE, classifier_trainer, evaluate
-from hpa.training.config import TrainConfig, stage_at
-from hpa.training.device import pick_device, seed_everything
-from hpa.training.distributed import Ranks
-from hpa.training.loader import CachedImages, make_loader, progress, training_loader
-from hpa.training.trainer import Trainer, train_one_epoch
+from hpa.loop.trainer import Trainer, train_one_epoch
+from hpa.runtime.checkpoint import read_checkpoint, save_checkpoint
+from hpa.runtime.loader import progress
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +30,15 @@ class Run:
     history: list[dict] = field(default_factory=list)
     kept: dict | None = None  # the checkpoint of the epoch kept so far
     kept_probs: np.ndarray | None = None  # its validation probabilities (the OOF table)
+
+    def to_data(self) -> dict:
+        """The run as plain values for ``last.pt`` (no pickled class: a safe ``torch.load`` opens it)."""
+        return {"history": self.history, "kept": self.kept, "kept_probs": self.kept_probs}
+
+    @classmethod
+    def from_data(cls, data: dict) -> Run:
+        probs = data["kept_probs"]
+        return cls(data["history"], data["kept"], None if probs is None else probs.cpu().numpy())
 
     @property
     def epoch(self) -> int:
@@ -59,7 +59,7 @@ class Plan:
     config: dict  # stored in the checkpoint, enough to rebuild the model
     validate: Callable[[Trainer], tuple[np.ndarray, dict]] | None = None
     validate_every: int = 1
-    keep: str = "last"  # or "best" by SCORE
+    keep: str = "last"  # or "best" by the task's score
     patience: int | None = None
 
     @property
@@ -70,13 +70,16 @@ class Plan:
 def resume(trainer: Trainer, plan: Plan) -> Run:
     if not plan.last.exists():
         return Run()
-    saved = torch.load(plan.last, map_location=trainer.device, weights_only=False)
+    # On the CPU: load_state puts weights and optimizer state on the trainer's device, while the
+    # kept epoch's weights must stay CPU tensors, since model.pt is written from them.
+    saved = read_checkpoint(plan.last, torch.device("cpu"))
     if saved.get("identity") != plan.identity:
         log.info("ignoring %s: written by a different config or fold", plan.last)
         return Run()
     trainer.load_state(saved["state"])
-    log.info("resuming from %s after epoch %d", plan.last, saved["run"].epoch)
-    return saved["run"]
+    run = Run.from_data(saved["run"])
+    log.info("resuming from %s after epoch %d", plan.last, run.epoch)
+    return run
 
 
 def epoch_seed(cfg, epoch: int) -> int:
@@ -95,24 +98,22 @@ def train_epoch(trainer: Trainer, loader, epoch: int) -> dict:
 
 def keep_epoch(trainer: Trainer, plan: Plan, run: Run, row: dict, probs) -> None:
     """Keep this epoch if the plan says so: always with keep: last, on a better score with keep: best."""
-    kept = run.kept
-    if plan.keep == "last" or kept is None or row[SCORE] > kept["metrics"][SCORE]:
-        # Weights, config, metrics and epoch, CPU tensors only: a plain torch.load opens it
-        # anywhere. The optimizer's state belongs to last.pt, which resumes training.
+    kept, score = run.kept, trainer.task.score
+    if plan.keep == "last" or kept is None or row[score] > kept["metrics"][score]:
+        # Weights, config, metrics and epoch, CPU tensors and plain values only: a plain
+        # torch.load (weights_only) opens it anywhere. The optimizer's state belongs to last.pt, which resumes training.
         run.kept = {**trainer.task.snapshot(trainer), "epoch": row["epoch"], "config": plan.config, "metrics": row}
         run.kept_probs = probs
 
 
 def save_progress(trainer: Trainer, plan: Plan, run: Run) -> None:
     if trainer.ranks.main:
-        with atomic_path(plan.last) as tmp:
-            torch.save({"identity": plan.identity, "state": trainer.state(), "run": run}, tmp)
+        save_checkpoint({"identity": plan.identity, "state": trainer.state(), "run": run.to_data()}, plan.last)
 
 
 def finish(trainer: Trainer, plan: Plan, run: Run) -> None:
     if trainer.ranks.main:
-        with atomic_path(plan.checkpoint) as tmp:
-            torch.save(run.kept, tmp)
+        save_checkpoint(run.kept, plan.checkpoint)
         plan.last.unlink(missing_ok=True)
 
 
@@ -133,57 +134,9 @@ def fit(trainer: Trainer, loader, plan: Plan) -> Run:
             probs, metrics = plan.validate(trainer)
             row.update(metrics)
         run.history.append(row)
-        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if not k.startswith("f1_")})
+        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in trainer.task.logged(row).items()})
         if validate or plan.validate is None:
             keep_epoch(trainer, plan, run, row, probs)
         save_progress(trainer, plan, run)
     finish(trainer, plan, run)
     return run
-
-
-def fit_fold(
-    cfg: TrainConfig,
-    cache: np.ndarray,
-    train_rows,
-    y_train: np.ndarray,
-    val_rows,
-    y_val: np.ndarray,
-    stats: dict,
-    *,
-    checkpoint_path,
-    workers: int = 0,
-    class_weights=None,
-    extra: dict | None = None,
-    ranks: Ranks | None = None,
-    crop: int | None = None,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Train a classifier, keep the last epoch (or the best by validation macro F1); return (history, OOF probs).
-
-    With ``crop``, training sees random ``crop`` px windows of the cache images (``hpa.crops``).
-    """
-    ranks = ranks or distributed.single(pick_device())
-    distributed.check_batch_size(cfg.batch_size, ranks)
-    seed_everything(cfg.seed)
-    train_set = CachedImages(cache, train_rows, y_train)
-    weights = None
-    if cfg.oversample:
-        if class_weights is None:
-            class_weights = sampling.class_weights(y_train.sum(0))
-        weights = sampling.image_weights(train_set.targets.numpy(), class_weights)
-    loader = training_loader(train_set, cfg.batch_size, ranks, weights=weights, workers=workers,
-                             seed_of=lambda epoch: epoch_seed(cfg, epoch))
-    trainer = classifier_trainer(cfg, stats, y_train, len(loader), ranks, crop)
-    mine = distributed.shard(len(val_rows), ranks)
-    val_set = CachedImages(cache, np.asarray(val_rows)[mine], np.asarray(y_val)[mine])
-    val_loader = make_loader(val_set, max(1, cfg.batch_size * 2 // ranks.world), workers=workers)
-    plan = Plan(
-        checkpoint=Path(checkpoint_path),
-        identity=run_identity(cfg.learning_keys(), train_rows),
-        config={"model": dataclasses.asdict(cfg), "stats": stats, **(extra or {})},
-        validate=lambda trainer: evaluate(trainer, val_loader),
-        validate_every=cfg.validate_every, keep=cfg.keep, patience=cfg.patience,
-    )
-    done = fit(trainer, loader, plan)
-    history = pd.DataFrame([{"epoch": row["epoch"], "stage": stage_at(trainer.task.stages, row["epoch"]), **row}
-                            for row in done.history])
-    return history, done.kept_probs

@@ -1,6 +1,6 @@
-"""One rank of a multi-process training job: ``torchrun ... -m hpa.training.rank_worker JOB_PICKLE``.
+"""One rank of a multi-process training job: ``torchrun ... -m hpa.runtime.rank_worker JOB_PICKLE``.
 
-Started by ``hpa.training.distributed.launch``; rank 0 leaves its result beside the job file.
+Started by ``hpa.runtime.distributed.launch``; rank 0 leaves its result beside the job file.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pickle
 import sys
 from pathlib import Path
 
-from hpa.training.distributed import RESULT_NAME
-from hpa.training.job import train_rank
+from hpa.runtime.distributed import RESULT_NAME
+from hpa.runtime.job import train_rank
 
 job_path = Path(sys.argv[1])
 result = train_rank(pickle.loads(job_path.read_bytes()))

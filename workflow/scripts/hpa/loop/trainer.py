@@ -17,13 +17,13 @@ from typing import Protocol
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from hpa.training import distributed
-from hpa.training.augment import AugmentConfig, augment_batch
-from hpa.training.config import LoopConfig
-from hpa.training.device import autocast_dtype, pick_device
-from hpa.training.distributed import Ranks
-from hpa.training.loader import progress
-from hpa.training.optim import build_optimizer, build_schedule
+from hpa.loop.augment import AugmentConfig, augment_batch
+from hpa.loop.config import LoopConfig
+from hpa.loop.optim import build_optimizer, build_schedule
+from hpa.runtime import distributed
+from hpa.runtime.device import autocast_dtype, pick_device
+from hpa.runtime.distributed import Ranks
+from hpa.runtime.loader import progress
 
 
 class Task(Protocol):
@@ -37,6 +37,12 @@ class Task(Protocol):
         """The batch's mean loss, and sums over its images of anything else the epoch reports."""
 
     def epoch_metrics(self, sums: dict[str, float], seen: int) -> dict: ...
+
+    # The validation metric ``keep: best`` ranks epochs by (higher is better); None if the task has none.
+    score: str | None
+
+    def logged(self, row: dict) -> dict:
+        """What of an epoch's history row goes to the log line."""
 
     def snapshot(self, trainer: Trainer) -> dict:
         """The weights a checkpoint keeps (CPU copies), by name."""

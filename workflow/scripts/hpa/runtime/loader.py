@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from hpa.training import distributed
-from hpa.training.device import pick_device
-from hpa.training.distributed import Ranks
+from hpa.runtime import distributed
+from hpa.runtime.device import pick_device
+from hpa.runtime.distributed import Ranks
 
 
 def memmap_source(array: np.ndarray) -> dict | None:

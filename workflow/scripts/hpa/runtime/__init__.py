@@ -1,0 +1,1 @@
+"""What every GPU job runs on: device, loader, ranks, GPU lease, checkpoint reading, the job that travels to ranks."""
