@@ -7,7 +7,8 @@ HPA = Path(__file__).resolve().parents[1] / "workflow/scripts/hpa"
 
 # Bottom to top. A unit is a sub-package, or one module of the foundation layer.
 LAYERS = [
-    {"classes", "files", "tables", "metrics", "thresholds", "parallel", "dihedral", "crops"},
+    {"classes", "files", "tables", "metrics", "thresholds", "parallel", "dihedral", "crops",
+     "spec", "config_checks"},
     {"data"},
     {"labels", "external", "demo"},
     {"models"},
