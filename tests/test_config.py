@@ -5,6 +5,7 @@ import copy
 import dataclasses
 import inspect
 import re
+import subprocess
 import sys
 import time
 import tomllib
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+from hpa.config_checks import schema_properties
 from hpa.training.config import RUNTIME_KEYS, TrainConfig
 
 from conftest import REPO
@@ -25,8 +27,13 @@ DISTRIBUTIONS = {"PIL": "pillow", "sklearn": "scikit-learn", "iterstrat": "itera
                  "yaml": "pyyaml"}
 
 
+def props_of(node) -> dict:
+    """A schema node's properties, with those it takes from $defs/training by $ref."""
+    return schema_properties(SCHEMA, node)
+
+
 def schema_leaves(node, path=()):
-    for key, prop in node.get("properties", {}).items():
+    for key, prop in props_of(node).items():
         extra = prop.get("additionalProperties")
         if isinstance(extra, dict) and "$ref" in extra:
             ref = extra["$ref"].split("/")[-1]
@@ -48,12 +55,33 @@ def test_every_schema_key_has_type_description_and_default():
 
 
 def test_the_runtime_only_keys_are_the_schemas():
-    props = SCHEMA["$defs"]["model"]["properties"]
+    props = props_of(SCHEMA["$defs"]["model"])
     assert {k for k, p in props.items() if p.get("x-runtime-only")} == set(RUNTIME_KEYS) == {"compile"}
 
 
+def test_the_keys_a_model_and_the_embedding_share_are_written_once():
+    """In $defs/training; each section's own properties add only what differs (arch's choices, the
+    epochs' and batch's defaults and minimum, compile being runtime-only for a model alone)."""
+    from hpa.spec import LoopConfig
+
+    model, embedding = SCHEMA["$defs"]["model"], SCHEMA["properties"]["embedding"]
+    shared = set(SCHEMA["$defs"]["training"]["properties"])
+    assert model["$ref"] == embedding["$ref"] == "#/$defs/training"
+    assert set(model["properties"]) & set(embedding["properties"]) == {"arch", "epochs", "batch_size", "compile"}
+    assert shared == LoopConfig.known_keys() - {"epochs", "batch_size", "compile"}
+
+
+@pytest.mark.parametrize("section,entry", [("models", {"margin": 0.3}), ("embedding", {"head": "gapnet"}),
+                                           ("models", {"augment": {"flip": True}})])
+def test_a_key_of_the_other_section_is_still_unknown(section, entry):
+    from snakemake.exceptions import WorkflowError
+
+    with pytest.raises(WorkflowError, match="Unevaluated properties are not allowed|Additional properties"):
+        validate(with_entry(section, entry), str(SCHEMA_PATH))
+
+
 def test_model_defaults_are_the_training_defaults():
-    props = SCHEMA["$defs"]["model"]["properties"]
+    props = props_of(SCHEMA["$defs"]["model"])
     defaults = dataclasses.asdict(TrainConfig())
     assert set(props) == set(defaults)
     for name, value in defaults.items():
@@ -178,6 +206,13 @@ def shipped_config(name: str) -> dict:
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_every_shipped_config_passes_the_startup_checks_without_a_warning(name):
     assert startup_checks(shipped_config(name)) == []
+
+
+def test_the_startup_checks_import_no_torch():
+    """common.smk imports them in the Snakemake process, which need not have torch (or numpy)."""
+    code = "import sys, hpa.config_checks; print(sorted({'torch', 'numpy', 'pandas'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 # (section, entry of TINY replaced or merged, the error's start). Each a setting the train job
@@ -326,8 +361,8 @@ def test_schema_enums_are_the_codes_choices():
     from hpa.training.device import AMP_DTYPES
     from hpa.training.optim import OPTIMIZERS, SCHEDULES
 
-    model = SCHEMA["$defs"]["model"]["properties"]
-    embedding = SCHEMA["properties"]["embedding"]["properties"]
+    model = props_of(SCHEMA["$defs"]["model"])
+    embedding = props_of(SCHEMA["properties"]["embedding"])
     ensemble = SCHEMA["$defs"]["ensemble"]["properties"]
     pairs = {
         "stem": (model["stem"], STEMS), "head": (model["head"], HEADS), "normalize": (model["normalize"], NORMALIZATIONS),
@@ -351,8 +386,8 @@ def test_schema_enums_are_the_codes_choices():
 def test_the_loop_keys_have_one_default_for_the_classifier_and_the_embedding():
     from hpa.training.config import LoopConfig
 
-    model = SCHEMA["$defs"]["model"]["properties"]
-    embedding = SCHEMA["properties"]["embedding"]["properties"]
+    model = props_of(SCHEMA["$defs"]["model"])
+    embedding = props_of(SCHEMA["properties"]["embedding"])
     for name in LoopConfig.known_keys() - {"epochs", "augment"}:
         assert model[name]["default"] == embedding[name]["default"] == getattr(LoopConfig(), name), name
 
@@ -373,7 +408,7 @@ def test_every_library_default_of_a_config_key_is_the_schemas():
     from hpa.labels.sampling import class_weights
     from hpa.models.losses import FocalLoss, HardBCE, pos_weights
 
-    top, model = SCHEMA["properties"], SCHEMA["$defs"]["model"]["properties"]
+    top, model = SCHEMA["properties"], props_of(SCHEMA["$defs"]["model"])
     external, dedup = top["external"]["properties"], top["external"]["properties"]["dedup"]["properties"]
     # (the library's defaults, {its name: the schema property that configures it})
     pairs = [

@@ -16,6 +16,7 @@ from hpa.training.augment import AugmentConfig
 from hpa.tables import labels_to_matrix, matrix_to_labels
 from hpa.embedding.fit import fit_embedding
 from hpa.embedding.job import embed_rows
+from hpa.config_checks import schema_properties
 from hpa.embedding.model import ArcMarginProduct, EmbeddingConfig, label_set_classes, load_embedder
 from hpa.postprocess.submission import submission
 from hpa.tables import PROB_COLUMNS, probability_table
@@ -44,7 +45,7 @@ def unit(rng, n, d):
 
 
 def test_embedding_schema_defaults_are_the_code_defaults():
-    props = SCHEMA["properties"]["embedding"]["properties"]
+    props = schema_properties(SCHEMA, SCHEMA["properties"]["embedding"])
     defaults = dataclasses.asdict(EmbeddingConfig())
     search_keys = {"flips", "duplicate_similarity"}  # read by embed and embedding_duplicates, not training
     assert set(props) == set(defaults) | search_keys
