@@ -101,8 +101,8 @@ def check_needs(section: str, name: str | None, entry: dict, filled: dict, confi
     where = f"{section}.{name}" if name else section
     for need in NEEDS[section]:
         if given(entry, need.key) and not need.holds(filled, config):
-            raise ValueError(f"{where}.{need.key} only applies with {need.what}, which {where} does not "
-                             f"have, so it would be ignored; set that or remove {need.key}")
+            raise ValueError(f"{where}.{need.key} only applies with {need.what}, so here it would be "
+                             f"ignored; set that or remove {need.key}")
 
 
 def check_models(given_models: dict, models: dict, config: dict) -> None:
