@@ -10,6 +10,7 @@ import yaml
 from conftest import REPO
 from hpa.embedding.fit import fit_embedding
 from hpa.embedding.job import embed_rows
+from hpa.config_checks import schema_properties
 from hpa.embedding.model import ArcMarginProduct, EmbeddingConfig, label_set_classes, load_embedder
 from hpa.embedding.neighbours import nearest
 from hpa.loop.augment import AugmentConfig
@@ -31,7 +32,7 @@ def one_thread():
 
 
 def test_embedding_schema_defaults_are_the_code_defaults():
-    props = SCHEMA["properties"]["embedding"]["properties"]
+    props = schema_properties(SCHEMA, SCHEMA["properties"]["embedding"])
     defaults = dataclasses.asdict(EmbeddingConfig())
     search_keys = {"flips", "duplicate_similarity"}  # read by embed and embedding_duplicates, not training
     assert set(props) == set(defaults) | search_keys

@@ -14,7 +14,8 @@ HPA = Path(__file__).resolve().parents[1] / "workflow/scripts/hpa"
 
 # Bottom to top. A unit is a sub-package, or one module of the foundation layer.
 LAYERS = [
-    {"classes", "files", "figures", "tables", "metrics", "thresholds", "parallel", "dihedral", "crops", "config_errors"},
+    {"classes", "files", "figures", "tables", "metrics", "thresholds", "parallel", "dihedral", "crops",
+     "config_errors", "spec", "config_checks"},
     {"data"},
     {"labels", "external", "demo"},
     {"models"},

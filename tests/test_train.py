@@ -189,8 +189,8 @@ def test_augmentations_keep_content_and_vary():
 def test_config_defaults_round_trip():
     cfg = TrainConfig.from_dict({"augment": {"rotate": 10}})
     assert cfg.augment["rotate"] == 10 and cfg.augment["dihedral"] is True
-    with pytest.raises(ValueError, match="unknown model key"):
-        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match="models.m.epochz: unknown key"):
+        TrainConfig.from_dict({"epochz": 3}, where="models.m")
     assert dataclasses.asdict(TrainConfig())["amp"] is None
 
 

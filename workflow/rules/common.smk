@@ -1,14 +1,17 @@
 # Config validation, defaults and input functions. No rules here.
 
 import copy
+import re
 import sys
 from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow/scripts"))  # hpa, also without pip install -e
+from hpa.config_checks import SEARCH_KEYS, check_config, schema_defaults, schema_properties
 from hpa.config_errors import ConfigError, ConfigSources, explain
 
 SCHEMA_PATH = workflow.source_path("../schemas/config.schema.yaml")
@@ -42,61 +45,26 @@ def with_defaults(entry, definition):
     Snakemake's validate() fills defaults only for fixed keys; these maps have
     user-chosen keys, so their defaults are filled here, from the same schema.
     """
-    props = SCHEMA["$defs"][definition]["properties"]
-    filled = {k: p["default"] for k, p in props.items() if "default" in p}
-    filled.update(entry)
-    return filled
+    return schema_defaults(SCHEMA, definition) | entry
 
 
-# A key that only matters beside another one: (section, key) -> (key that reads it, values it
-# reads it at). Given alone it would be silently ignored, so it is refused by name instead.
-DEPENDENT_KEYS = {
-    ("models", "se_reduction"): ("head", ["gapnet"]),
-    ("ensembles", "weights"): ("combine", ["weighted"]),
-    ("ensembles", "groups"): ("combine", ["groups"]),
-    ("ensembles", "transfer_mode"): ("transfer", [True]),
-    ("ensembles", "transfer_weight"): ("transfer", [True]),
-}
-
-
-def check_dependent_keys(section, entries, definition):
-    for name, entry in entries.items():
-        filled = with_defaults(entry, definition)
-        for (where, key), (needs, values) in DEPENDENT_KEYS.items():
-            if where == section and key in entry and filled[needs] not in values:
-                raise ValueError(
-                    f"{section}.{name}.{key} only applies with {needs}: {values[0]} (it has {needs}: "
-                    f"{filled[needs]}); set {needs}: {values[0]} or remove {key}"
-                )
-
-
-checked(check_dependent_keys, "models", GIVEN["models"], "model")
-checked(check_dependent_keys, "ensembles", GIVEN["ensembles"], "ensemble")
 # Model keys that change how fast a model trains, not what it learns (x-runtime-only in the
 # schema): train's params leave them out, so that switching one reruns no training job.
-RUNTIME_KEYS = [k for k, p in SCHEMA["$defs"]["model"]["properties"].items() if p.get("x-runtime-only")]
+RUNTIME_KEYS = [k for k, p in schema_properties(SCHEMA, SCHEMA["$defs"]["model"]).items() if p.get("x-runtime-only")]
 MODELS = {name: with_defaults(m, "model") for name, m in config["models"].items()}
 ENSEMBLES = {name: with_defaults(e, "ensemble") for name, e in config["ensembles"].items()}
 FOLDS = list(range(config["folds"]["n"]))
 
-if config["data"]["cache_size"] is not None and config["data"]["cache_size"] < config["data"]["image_size"]:
-    raise ValueError(
-        f"data.cache_size {config['data']['cache_size']} is below data.image_size {config['data']['image_size']}: "
-        "the models take image_size crops of the cached images; raise cache_size or set it to null"
-    )
-
-for _name, _ens in ENSEMBLES.items():
-    _unknown = [m for m in _ens["models"] if m not in MODELS]
-    if _unknown:
-        raise ValueError(
-            f"ensembles.{_name}.models names {_unknown}, which are not under models: "
-            f"(known: {sorted(MODELS)}); add them there or fix the name"
-        )
+# Every model and the embedding built as their jobs build them, and the settings they would
+# ignore refused by name, now rather than when a train job starts (hpa.config_checks).
+for _warning in checked(check_config, GIVEN, config, MODELS, ENSEMBLES):
+    logger.warning(f"Config: {_warning}")
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
-    ensemble="|".join(ENSEMBLES),
+    # Names are plain (the schema's pattern), escaped all the same: a "." must match only itself.
+    model="|".join(map(re.escape, MODELS)),
+    ensemble="|".join(map(re.escape, ENSEMBLES)),
     fold=r"\d+",
     split="train|test",
     tta="none|flips|dihedral",

@@ -18,7 +18,6 @@ place used antibody identities, which the Kaggle images do not carry.)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,32 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpa.loop.config import LoopConfig
 from hpa.models.factory import build_model
 from hpa.runtime.checkpoint import read_checkpoint
 from hpa.runtime.device import pick_device
-
-
-@dataclass
-class EmbeddingConfig(LoopConfig):
-    """The training keys of the config's ``embedding:`` section; the loop's keys come from ``LoopConfig``."""
-
-    arch: str = "resnet50"
-    pretrained: str | None = None
-    weights: str | None = None
-    stem: str = "mean_rg"
-    dim: int = 512
-    dropout: float = 0.0
-    margin: float = 0.5
-    scale: float = 30.0
-    easy_margin: bool = False
-    min_class_size: int = 2
-    epochs: int = 10
-    processes: int = 1
-
-    @classmethod
-    def unknown_keys(cls, unknown: list[str]) -> str:
-        return f"embedding: unknown key(s) {unknown}; config/README.md lists the known ones"
+from hpa.spec import EmbeddingConfig  # noqa: F401 (its settings, torch-free; re-exported)
 
 
 class ArcMarginProduct(nn.Module):

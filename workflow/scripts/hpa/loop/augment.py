@@ -8,35 +8,13 @@ critical path, which at 512 px is what starves a GPU.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from hpa.crops import random_crops
 from hpa.dihedral import random_dihedral
-
-
-@dataclass
-class AugmentConfig:
-    dihedral: bool = True
-    rotate: float = 0.0  # max degrees, uniform in [-rotate, rotate]
-    zoom: tuple[float, float] = (1.0, 1.0)  # >1 crops in (random position), <1 zooms out
-    brightness: float = 0.0  # per-channel gain in [1 - b, 1 + b]
-    contrast: float = 0.0  # per-channel contrast factor in [1 - c, 1 + c]
-    crop_scale: tuple[float, float] = (1.0, 1.0)  # random rescale before the crop (data.cache_size only)
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "AugmentConfig":
-        d = dict(d or {})
-        for key in ("zoom", "crop_scale"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**d)
-
-    @property
-    def geometric(self) -> bool:
-        return self.rotate > 0 or self.zoom != (1.0, 1.0)
+from hpa.spec import AugmentConfig  # noqa: F401 (its settings, torch-free; re-exported)
 
 
 def _uniform(n, low, high, generator):

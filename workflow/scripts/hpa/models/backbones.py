@@ -23,7 +23,7 @@ STEMS = ("mean_rg", "copy_r", "zeros", "adapter")
 
 # Config name -> constructor. Stem and head are found by structure (first
 # 3-channel conv, last linear layer), so any torchvision classifier works.
-SCRATCH = {"branchnet": BranchNet}  # no pretrained weights; four channels natively
+SCRATCH = {"branchnet": BranchNet}  # no pretrained weights; four channels natively (hpa.spec.SCRATCH_ARCHS)
 
 
 ARCHITECTURES = {

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hpa.spec import TrainConfig
+
 
 class FocalLoss(nn.Module):
     """Focal loss (Lin et al. 2017): BCE scaled by (1 - p_t)^gamma, optionally alpha-balanced."""
@@ -121,6 +123,9 @@ def pos_weights(y, power: float = 0.5, cap: float = 50.0) -> torch.Tensor:
     return ratio.clamp(min=1.0).pow(power).clamp(max=cap)
 
 
+# The model keys the losses read (build_loss's params).
+LOSS_KEYS = ("focal_gamma", "focal_alpha", "pos_weight_power", "hard_fraction")
+
 LOSSES = {
     "bce": lambda p, y: nn.BCEWithLogitsLoss(),
     "weighted_bce": lambda p, y: WeightedBCE(pos_weights(y, p["pos_weight_power"])),
@@ -137,8 +142,8 @@ def build_loss(spec: str | dict[str, float], params: dict | None = None, y_train
     ``params`` holds the losses' settings (focal_gamma, focal_alpha,
     pos_weight_power, hard_fraction); ``y_train`` the training labels weighted BCE needs.
     """
-    defaults = {"focal_gamma": 2.0, "focal_alpha": None, "pos_weight_power": 0.5, "hard_fraction": 0.1}
-    params = {**defaults, **(params or {})}
+    defaults = TrainConfig()  # the schema's defaults (tests/test_config.py)
+    params = {**{k: getattr(defaults, k) for k in LOSS_KEYS}, **(params or {})}
     weights = {spec: 1.0} if isinstance(spec, str) else dict(spec)
     unknown = sorted(set(weights) - set(LOSSES))
     if unknown or not weights:

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from hpa import spec
+
 
 @dataclass(frozen=True)
 class Ranks:
@@ -120,11 +122,7 @@ class RankBatches(torch.utils.data.Sampler):
 
 
 def check_batch_size(batch_size: int, ranks: Ranks) -> None:
-    if batch_size % ranks.world:
-        raise ValueError(
-            f"batch_size {batch_size} is the global batch and must divide evenly over "
-            f"{ranks.world} processes; set batch_size to a multiple of processes"
-        )
+    spec.check_batch_size(batch_size, ranks.world)
 
 
 def gather_rows(ranks: Ranks, *arrays: np.ndarray) -> list[np.ndarray]:

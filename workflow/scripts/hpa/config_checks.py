@@ -1,0 +1,161 @@
+"""Checks of a whole config when the workflow starts (``common.smk``), without torch.
+
+Each model and the embedding are built as the dataclasses their jobs build
+(``hpa.spec``), so every check those make runs in seconds under ``snakemake -n``. Then
+the settings that only take effect beside another one are looked for: given alone they
+would be silently ignored, so they are refused by name, or warned about where a documented
+use of a shipped config gives them on purpose. Errors are plain ``ValueError``s that name
+section.name.key, the problem and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from hpa.spec import SCRATCH_ARCHS, EmbeddingConfig, TrainConfig
+
+# Keys of embedding: read by embed and embedding_duplicates, not by the training job.
+SEARCH_KEYS = ("flips", "duplicate_similarity")
+
+
+@dataclass(frozen=True)
+class Needs:
+    """A key that only takes effect when ``holds(entry, config)``; ``what`` says when, as a fix would."""
+
+    key: str
+    what: str
+    holds: Callable[[dict, dict], bool]
+
+
+def uses_loss(name: str) -> Callable[[dict, dict], bool]:
+    return lambda entry, config: name in TrainConfig.from_dict(entry).loss_names()
+
+
+def step_schedule(entry, config):
+    return entry["schedule"] == "step"
+
+
+def cached_larger(entry, config):
+    return config["data"]["cache_size"] is not None
+
+
+LOOP_NEEDS = [
+    Needs("step_epochs", "schedule: step", step_schedule),
+    Needs("step_gamma", "schedule: step", step_schedule),
+    Needs("augment.crop_scale", "data.cache_size (crops of a larger cache)", cached_larger),
+]
+NEEDS = {
+    "models": LOOP_NEEDS + [
+        Needs("se_reduction", "head: gapnet", lambda m, c: m["head"] == "gapnet"),
+        Needs("focal_gamma", "a focal loss (loss or a stage's loss)", uses_loss("focal")),
+        Needs("focal_alpha", "a focal loss (loss or a stage's loss)", uses_loss("focal")),
+        Needs("pos_weight_power", "a weighted_bce loss (loss or a stage's loss)", uses_loss("weighted_bce")),
+        Needs("hard_fraction", "a hard_bce loss (loss or a stage's loss)", uses_loss("hard_bce")),
+        Needs("stem", f"an arch other than {', '.join(SCRATCH_ARCHS)} (it takes the four channels natively)",
+              lambda m, c: m["arch"] not in SCRATCH_ARCHS),
+    ],
+    "ensembles": [
+        Needs("weights", "combine: weighted", lambda e, c: e["combine"] == "weighted"),
+        Needs("groups", "combine: groups", lambda e, c: e["combine"] == "groups"),
+        Needs("transfer_mode", "transfer: true", lambda e, c: e["transfer"]),
+        Needs("transfer_weight", "transfer: true", lambda e, c: e["transfer"]),
+    ],
+    "embedding": LOOP_NEEDS,
+}
+
+
+def schema_properties(schema: dict, node: dict) -> dict:
+    """The properties of a schema ``node``, with those of the ``$ref``s it includes (``#/$defs/...``)."""
+    props = {}
+    for ref in [node.get("$ref")] + [part.get("$ref") for part in node.get("allOf", [])]:
+        if ref:
+            props |= schema_properties(schema, resolve(schema, ref))
+    return props | node.get("properties", {})
+
+
+def resolve(schema: dict, ref: str) -> dict:
+    node = schema
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def schema_defaults(schema: dict, definition: str) -> dict:
+    """The defaults of an entry of models: or ensembles: (``$defs/<definition>``), key by key."""
+    props = schema_properties(schema, schema["$defs"][definition])
+    return {k: p["default"] for k, p in props.items() if "default" in p}
+
+
+def given(entry: dict, dotted: str) -> bool:
+    """Whether the user's ``entry`` sets ``dotted`` (``augment.crop_scale`` looks one level down)."""
+    for part in dotted.split("."):
+        if not isinstance(entry, dict) or part not in entry:
+            return False
+        entry = entry[part]
+    return True
+
+
+def check_needs(section: str, name: str | None, entry: dict, filled: dict, config: dict) -> None:
+    """Refuse a key of ``entry`` (as the user wrote it) that ``filled`` (with defaults) would ignore."""
+    where = f"{section}.{name}" if name else section
+    for need in NEEDS[section]:
+        if given(entry, need.key) and not need.holds(filled, config):
+            raise ValueError(f"{where}.{need.key} only applies with {need.what}, so here it would be "
+                             f"ignored; set that or remove {need.key}")
+
+
+def check_models(given_models: dict, models: dict, config: dict) -> None:
+    """Every model as its train job reads it (``models``, with defaults), then its ignored keys."""
+    for name, model in models.items():
+        TrainConfig.from_dict(model, where=f"models.{name}")
+        check_needs("models", name, given_models.get(name, {}), model, config)
+
+
+def check_ensembles(given_ensembles: dict, ensembles: dict, models: dict, config: dict) -> None:
+    for name, ens in ensembles.items():
+        unknown = [m for m in ens["models"] if m not in models]
+        if unknown:
+            raise ValueError(f"ensembles.{name}.models names {unknown}, which are not under models: "
+                             f"(known: {sorted(models)}); add them there or fix the name")
+        check_needs("ensembles", name, given_ensembles.get(name, {}), ens, config)
+
+
+def check_embedding(given_config: dict, config: dict, ensembles: dict) -> list[str]:
+    """The embedding as train_embedding reads it; a warning when no ensemble transfers."""
+    embedding = config["embedding"]
+    EmbeddingConfig.from_dict({k: v for k, v in embedding.items() if k not in SEARCH_KEYS}, where="embedding")
+    check_needs("embedding", None, given_config.get("embedding", {}), embedding, config)
+    if "embedding" in given_config and not any(e["transfer"] for e in ensembles.values()):
+        # Not refused: results/embedding/duplicates.csv, asked for by name, reads it too.
+        return ["embedding: no ensemble has transfer: true, so the section only serves "
+                "results/embedding/duplicates.csv when asked for by name; set transfer: true on an "
+                "ensemble or remove the section"]
+    return []
+
+
+def check_data(given_config: dict, config: dict) -> list[str]:
+    data, crops = config["data"], config["predict"]["crops"]
+    if data["cache_size"] is not None and data["cache_size"] < data["image_size"]:
+        raise ValueError(
+            f"data.cache_size {data['cache_size']} is below data.image_size {data['image_size']}: "
+            "the models take image_size crops of the cached images; raise cache_size or set it to null"
+        )
+    # crops: none is accepted: an overlay switching the crops off (config/whole_images.yaml) says so.
+    if data["cache_size"] is None and crops != "none":
+        raise ValueError(f"predict.crops: {crops} only applies with data.cache_size (crops of a larger "
+                         "cache), which is null, so it would be ignored; set data.cache_size or crops: none")
+    external = sorted(set(given_config.get("external", {})) - {"use"})
+    if external and not config["external"]["use"]:
+        # Not refused: switching use off in a config that sets the rest is the documented way to drop them.
+        return [f"external: use is false, so {external} are ignored; set use: true to use the "
+                "external images, or remove those keys"]
+    return []
+
+
+def check_config(given_config: dict, config: dict, models: dict, ensembles: dict) -> list[str]:
+    """Refuse what ``config`` (validated, defaults filled; ``models``/``ensembles`` filled too)
+    cannot do or would ignore of ``given_config`` (as written); return the warnings."""
+    check_models(given_config.get("models", {}), models, config)
+    check_ensembles(given_config.get("ensembles", {}), ensembles, models, config)
+    return check_embedding(given_config, config, ensembles) + check_data(given_config, config)
