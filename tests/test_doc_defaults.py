@@ -21,7 +21,8 @@ def deref(node: dict) -> dict:
         target = SCHEMA
         for part in node["$ref"].removeprefix("#/").split("/"):
             target = target[part]
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        node = {**target, **rest, "properties": {**target.get("properties", {}), **rest.get("properties", {})}}
     for part in node.get("allOf", []):
         part = deref(part)
         node = {**part, **node, "properties": {**part.get("properties", {}), **node.get("properties", {})}}

@@ -99,7 +99,10 @@ def resolve(node: dict, schema: dict) -> dict:
         target = schema
         for part in node["$ref"][2:].split("/"):
             target = target[part]
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        # A node adds its own properties to those it refers to ($defs/training under model).
+        properties = {**target.get("properties", {}), **rest.get("properties", {})}
+        node = {**target, **rest} | ({"properties": properties} if properties else {})
     return node
 
 
