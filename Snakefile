@@ -25,6 +25,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/embedding.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/new_images.smk"
 
 
 # Seconds-long rules: on a cluster they run in the Snakemake process itself, since an sbatch

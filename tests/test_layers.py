@@ -15,6 +15,7 @@ LAYERS = [
     {"inference"},
     {"embedding"},
     {"postprocess"},
+    {"new_images"},
 ]
 LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 

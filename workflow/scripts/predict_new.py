@@ -1,5 +1,7 @@
 """Rule predict_new: a trained ensemble's probabilities and classes for a folder of new images."""
 
+import pandas as pd
+
 from hpa.files import read_json, setup_logging, write_csv
 from hpa.training.gpu_lease import lease_gpus
 
@@ -9,13 +11,16 @@ with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
     import torch
 
     from hpa.data.images import BitDepth
-    from hpa.inference.new_images import predict_folder
+    from hpa.new_images.ensemble import predict_folder
 
-    torch.set_num_threads(max(1, snakemake.threads))
     ens = snakemake.params.ensemble
+    torch.set_num_threads(max(1, snakemake.threads))
     n_folds = len(snakemake.params.folds)
     paths = snakemake.input.checkpoints
     checkpoints = {m: paths[i * n_folds:(i + 1) * n_folds] for i, m in enumerate(ens["models"])}
+    # match_distribution re-matches rates on a folder at least as large as the smallest fold it
+    # was matched on when its honest F1 was estimated (config/README.md, new_images).
+    folds = pd.read_csv(snakemake.input.folds, dtype={"Id": str})
     table = predict_folder(
         snakemake.input.folder,
         checkpoints,
@@ -26,5 +31,7 @@ with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
         batch_size=snakemake.params.batch_size,
         depth=BitDepth(**snakemake.params.bit_depth),
         crops=snakemake.params.crops,
+        min_images=int(folds["fold"].value_counts().min()),
+        workers=snakemake.threads,
     )
     write_csv(table, snakemake.output.predictions)
