@@ -13,7 +13,7 @@ from hpa.inference.tta import predict_probs
 from hpa.new_images.ensemble import blended_probabilities, classify, predict_folder
 from hpa.new_images.folder import batches
 from hpa.postprocess.blend import combine
-from hpa.postprocess.submission import MATCHED, OUT_OF_FOLD, fit_thresholds, submission
+from hpa.postprocess.submission import MATCHED, OUT_OF_FOLD, fit_thresholds, images_to_match, submission
 from hpa.tables import PROB_COLUMNS, matrix_to_labels, probability_table
 from hpa.training.checkpoint import load_checkpoint
 from hpa.training.config import TrainConfig
@@ -142,6 +142,18 @@ def test_match_distribution_falls_back_to_the_out_of_fold_thresholds_on_a_small_
     assert "needs at least 25 images to match rates; these are 24" in ok["thresholds"].iloc[0]
     matched = submission(test, record, USABLE)["Predicted"]
     assert list(ok["Predicted"]) != list(matched)  # the fallback is not what matching would give
+
+
+def test_match_distribution_needs_one_image_per_rarest_class_frequency(pipeline, blended):
+    assert images_to_match([0.0, 0.004, 0.5]) == 250  # a class without positives is never matched anyway
+    _, labels, folds = pipeline
+    oof, _, probs, skipped = blended["mean"]
+    record, _, _ = fit_thresholds(oof, labels, folds, "match_distribution")
+    n = images_to_match(record["train_frequency"])
+    assert n <= 24
+    assert set(classify(probs, skipped, record).query("ok")["thresholds"]) == {MATCHED}
+    record["train_frequency"] = [1 / 25, *record["train_frequency"][1:]]
+    assert classify(probs, skipped, record).query("ok")["thresholds"].str.startswith(OUT_OF_FOLD).all()
 
 
 def test_every_skipped_image_gets_its_reason_and_readable_ones_of_any_size_are_classified(folder, checkpoints):

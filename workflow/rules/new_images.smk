@@ -7,16 +7,15 @@ rule predict_new:
 
     Blended by the ensemble's combination.json and thresholded as its submission is: fitted
     thresholds as fitted on the out-of-fold predictions; match_distribution re-matched to the
-    training rates on the folder's own images when it has at least as many as the smallest
-    fold (the size its honest F1 was estimated on), else its out-of-fold thresholds (the
-    table's `thresholds` column says which). A label-transferring ensemble is refused by name.
+    training rates on the folder's own images when it has at least 1 / (the rarest class's
+    training frequency) of them (fewer could not predict that class at all), else its
+    out-of-fold thresholds (the table's `thresholds` column says which). A label-transferring ensemble is refused by name.
     Images stream through in batches; a skipped one gets ok=False and its reason.
     """
     input:
         checkpoints=new_image_checkpoints,
         thresholds="results/thresholds/{ensemble}.json",
         combination="results/ensembles/{ensemble}/combination.json",
-        folds="results/splits/folds.csv",
         folder=config["new_images"],
     output:
         predictions="results/new_images/{ensemble}.csv",

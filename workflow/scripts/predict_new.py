@@ -1,7 +1,5 @@
 """Rule predict_new: a trained ensemble's probabilities and classes for a folder of new images."""
 
-import pandas as pd
-
 from hpa.files import read_json, setup_logging, write_csv
 from hpa.training.gpu_lease import lease_gpus
 
@@ -18,9 +16,6 @@ with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
     n_folds = len(snakemake.params.folds)
     paths = snakemake.input.checkpoints
     checkpoints = {m: paths[i * n_folds:(i + 1) * n_folds] for i, m in enumerate(ens["models"])}
-    # match_distribution re-matches rates on a folder at least as large as the smallest fold it
-    # was matched on when its honest F1 was estimated (config/README.md, new_images).
-    folds = pd.read_csv(snakemake.input.folds, dtype={"Id": str})
     table = predict_folder(
         snakemake.input.folder,
         checkpoints,
@@ -31,7 +26,6 @@ with lease_gpus(snakemake.resources.gpu, holder=snakemake.log[0]):
         batch_size=snakemake.params.batch_size,
         depth=BitDepth(**snakemake.params.bit_depth),
         crops=snakemake.params.crops,
-        min_images=int(folds["fold"].value_counts().min()),
         workers=snakemake.threads,
     )
     write_csv(table, snakemake.output.predictions)

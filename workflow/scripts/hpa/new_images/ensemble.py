@@ -5,7 +5,7 @@ are (``probability_table``, ``average_folds``), the models blended by the ensemb
 ``combination.json`` (``apply_combination``) and thresholded by ``predict_classes``:
 on the images of the competition's test folder the table therefore equals the
 submission row for row. What each threshold method does on a folder is
-``predict_classes``'s rule, with ``min_images`` the smallest fold (config/README.md).
+``predict_classes``'s rule, with ``images_to_match`` as the folder size (config/README.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from hpa.data.images import BitDepth
 from hpa.inference.tta import predict_probs
 from hpa.new_images.folder import batches, list_images
 from hpa.postprocess.blend import apply_combination, average_folds
-from hpa.postprocess.submission import predict_classes
+from hpa.postprocess.submission import images_to_match, predict_classes
 from hpa.tables import PROB_COLUMNS, matrix_to_labels, probability_table
 from hpa.training.checkpoint import load_checkpoint
 from hpa.training.device import autocast_dtype, pick_device
@@ -86,12 +86,16 @@ def blended_probabilities(folder, checkpoints: dict[str, list[str]], combination
     return probability_table(done, apply_combination(per_model, combination)), broken + failed
 
 
-def classify(table: pd.DataFrame, skipped: list[tuple[str, str]], record: dict, min_images: int = 0) -> pd.DataFrame:
+def classify(table: pd.DataFrame, skipped: list[tuple[str, str]], record: dict,
+             min_images: int | None = None) -> pd.DataFrame:
     """The predict_new table: one row per Id with its probabilities, ``ok``, the ``reason`` it was skipped,
     where its ``thresholds`` came from, and its classes (``Predicted``, ``Predicted_names``).
 
-    ``record``: the ensemble's thresholds json, applied by the submission's ``predict_classes``.
+    ``record``: the ensemble's thresholds json, applied by the submission's ``predict_classes``;
+    match_distribution matches rates on at least ``min_images`` images (default: ``images_to_match``).
     """
+    if min_images is None:
+        min_images = images_to_match(record["train_frequency"])
     pred, source = predict_classes(table[PROB_COLUMNS].to_numpy(), record, min_images)
     log.info("%d images predicted, %d skipped; thresholds: %s", len(table), len(skipped), source)
     table = table.assign(ok=True, reason="", thresholds=source, Predicted=matrix_to_labels(pred),
@@ -104,7 +108,7 @@ def classify(table: pd.DataFrame, skipped: list[tuple[str, str]], record: dict, 
 
 
 def predict_folder(folder, checkpoints: dict[str, list[str]], combination: dict, record: dict, *,
-                   min_images: int = 0, **options) -> pd.DataFrame:
+                   min_images: int | None = None, **options) -> pd.DataFrame:
     """A trained ensemble on a folder of 4-channel images of any size and format, without retraining:
     ``classify`` of ``blended_probabilities`` (``options`` are the latter's)."""
     return classify(*blended_probabilities(folder, checkpoints, combination, **options), record, min_images)

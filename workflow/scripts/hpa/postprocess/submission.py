@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -67,6 +69,12 @@ def method_row(name: str, y, in_sample, score: dict, *, chosen: bool) -> dict:
 
 OUT_OF_FOLD = "out_of_fold"
 MATCHED = "matched_on_these_images"
+
+
+def images_to_match(train_frequency) -> int:
+    """The fewest images on which matching the training rates predicts the rarest class at all:
+    1 / its frequency (match_distribution predicts a class on round(frequency * n) images)."""
+    return math.ceil(1 / min(f for f in train_frequency if f > 0))
 
 
 def applied_thresholds(record: dict, probs: np.ndarray, min_images: int = 0) -> tuple[np.ndarray, str]:
