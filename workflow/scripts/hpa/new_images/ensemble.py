@@ -94,8 +94,8 @@ def classify(table: pd.DataFrame, skipped: list[tuple[str, str]], record: dict,
     ``record``: the ensemble's thresholds json, applied by the submission's ``predict_classes``;
     match_distribution matches rates on at least ``min_images`` images (default: ``images_to_match``).
     """
-    if min_images is None:
-        min_images = images_to_match(record["train_frequency"])
+    if min_images is None:  # only match_distribution reads it
+        min_images = images_to_match(record["train_frequency"]) if record["method"] == "match_distribution" else 0
     pred, source = predict_classes(table[PROB_COLUMNS].to_numpy(), record, min_images)
     log.info("%d images predicted, %d skipped; thresholds: %s", len(table), len(skipped), source)
     table = table.assign(ok=True, reason="", thresholds=source, Predicted=matrix_to_labels(pred),
