@@ -30,6 +30,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/embedding.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/new_images.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/summary.smk"
 

@@ -12,7 +12,7 @@ from hpa.data.cache import build_cache
 from hpa.data.images import BitDepth, find_channel, list_channels, load_image, percentiles
 from hpa.data.ingest import FULL_SIZE_DIRS, ingest
 from hpa.external.download import to_plane
-from hpa.inference.new_images import list_images
+from hpa.new_images.folder import list_images
 
 # Each channel's 16-bit value in the TIFF images: distinct high bytes 0x12, 0x34, 0x56, 0x78.
 TIFF_VALUES = {"red": 0x12FF, "green": 0x3401, "blue": 0x5680, "yellow": 0x78AB}

@@ -24,6 +24,7 @@ LAYERS = [
     {"training", "inference"},  # predicting reads a checkpoint (runtime), never the training code
     {"embedding"},
     {"postprocess"},
+    {"new_images"},
 ]
 LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 MODULE_PATH = re.compile(r"hpa(\.\w+)+(:\w+)?")

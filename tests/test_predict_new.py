@@ -1,56 +1,190 @@
+"""predict_new: a folder of new images through the submission's own blend and thresholds."""
+
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
-from hpa.classes import CHANNELS
-from hpa.data.images import BitDepth
-from hpa.inference.new_images import predict_folder
-from hpa.training.classifier import fit_fold
+from hpa import thresholds as th
+from hpa.classes import CHANNELS, NUM_CLASSES
+from hpa.data.images import BitDepth, load_image
+from hpa.inference.tta import predict_probs
+from hpa.new_images.ensemble import blended_probabilities, classify, predict_folder
+from hpa.new_images.folder import batches
+from hpa.postprocess.blend import combine
+from hpa.postprocess.submission import MATCHED, OUT_OF_FOLD, fit_thresholds, images_to_match, submission
+from hpa.tables import PROB_COLUMNS, matrix_to_labels, probability_table
+from hpa.runtime.checkpoint import load_checkpoint
 from hpa.training.config import TrainConfig
+from hpa.runtime.device import pick_device
+from hpa.training.classifier import fit_fold
+from hpa.runtime.loader import CachedImages, make_loader
 
 from test_train import STATS, toy_problem
 
+MEAN = {"combine": "mean", "weights": {"m": 1.0}}
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
+
+def train(folder, epochs, seed=0):
     cache, y = toy_problem()
-    fit_fold(TrainConfig(epochs=2, batch_size=8), cache, np.arange(32), y[:32], np.arange(32, 48), y[32:],
-             STATS, checkpoint_path=folder / "model.pt", extra={"image_size": 16, "fold": 0})
+    fit_fold(TrainConfig(epochs=epochs, batch_size=8, seed=seed), cache, np.arange(32), y[:32], np.arange(32, 48),
+             y[32:], STATS, checkpoint_path=folder / "model.pt", extra={"image_size": 16, "fold": 0})
     return str(folder / "model.pt")
 
 
-def write_image(folder, image_id, size, green_square: bool, colors=CHANNELS):
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Two toy checkpoints: models a (folds c1, c2) and b (fold c2) of a two-model ensemble."""
+    return [train(tmp_path_factory.mktemp(f"model{seed}"), 1, seed) for seed in (0, 5)]
+
+
+def members_of(checkpoints):
+    return {"a": checkpoints, "b": checkpoints[1:]}
+
+
+def write_image(folder, image_id, size, green_square: bool, colors=CHANNELS, sizes=None):
     for color in colors:
-        plane = np.full((size, size), 10, dtype=np.uint8)
+        side = (sizes or {}).get(color, size)
+        plane = np.full((side, side), 10, dtype=np.uint8)
         if color == "green" and green_square:
-            plane[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 200
+            plane[side // 4 : 3 * side // 4, side // 4 : 3 * side // 4] = 200
         Image.fromarray(plane).save(folder / f"{image_id}_{color}.png")
 
 
-def test_predict_folder_classifies_images_of_any_size_and_skips_broken_ones(tmp_path, checkpoint):
-    write_image(tmp_path, "big", 64, True)  # 4x the training size
-    write_image(tmp_path, "small", 16, False)
-    write_image(tmp_path, "partial", 16, True, colors=("red", "green", "blue"))
-    (tmp_path / "corrupt_red.png").write_bytes(b"junk")
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """24 readable images of assorted sizes, and one of each kind of broken image."""
+    path = tmp_path_factory.mktemp("new")
+    rng = np.random.default_rng(1)
+    for i in range(24):
+        write_image(path, f"img{i:02d}", int(rng.choice([16, 24, 64])), bool(rng.integers(2)))
+    write_image(path, "partial", 16, True, colors=("red", "green", "blue"))
+    write_image(path, "twosizes", 16, True, sizes={"green": 32})
+    write_image(path, "truncated", 64, True)
+    Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(path / "truncated_blue.png")
+    data = (path / "truncated_blue.png").read_bytes()
+    (path / "truncated_blue.png").write_bytes(data[: len(data) // 2])  # the header reads, the pixels do not
+    (path / "corrupt_red.png").write_bytes(b"junk")
     for color in ("green", "blue", "yellow"):
-        write_image(tmp_path, "corrupt", 16, False, colors=(color,))
-    record = {"thresholds": [0.5] * 28, "top1": True}
-    table = predict_folder(tmp_path, {"m": [checkpoint, checkpoint]}, {"combine": "mean", "weights": {"m": 1.0}},
-                           record, tta="flips", aggregate="mean").set_index("Id")
-    assert set(table.index) == {"big", "small", "partial", "corrupt"}
-    assert table.loc["big", "ok"] and table.loc["small", "ok"]
-    assert not table.loc["partial", "ok"] and not table.loc["corrupt", "ok"]
-    assert table.loc["big", "Predicted"] != ""  # top1: at least one class
-    names = table.loc["big", "Predicted_names"].split("; ")
-    assert len(names) == len(table.loc["big", "Predicted"].split())
-    assert 0 <= table.loc["big", "p0"] <= 1
+        write_image(path, "corrupt", 16, False, colors=(color,))
+    return path
 
 
-def test_missing_folder_says_what_to_set(tmp_path, checkpoint):
+USABLE = [f"img{i:02d}" for i in range(24)]
+
+
+@pytest.fixture(scope="module")
+def pipeline(folder, checkpoints, tmp_path_factory):
+    """What the workflow's predict and combine_views jobs write for these images: each fold's test table;
+    and random OOF tables of 40 labelled training images in 2 folds, for blend and fit_thresholds."""
+    tmp_path = tmp_path_factory.mktemp("tables")
+    device = pick_device()
+    images = np.stack([load_image(folder, i, 16) for i in USABLE])
+    rng = np.random.default_rng(0)
+    train_ids = [f"t{i:02d}" for i in range(40)]
+    y = rng.random((40, NUM_CLASSES)) < 0.3
+    labels = pd.DataFrame({"Id": train_ids, "Target": matrix_to_labels(y)})
+    folds = pd.DataFrame({"Id": train_ids, "fold": np.arange(40) % 2})
+    members = {}
+    for name, paths in members_of(checkpoints).items():
+        members[name] = {"oof": [], "test": []}
+        for k, path in enumerate(paths):
+            model, _ = load_checkpoint(path, device)
+            probs = predict_probs(model, make_loader(CachedImages(images, np.arange(len(USABLE))), 5), device,
+                                  tta="flips")
+            members[name]["test"].append(tmp_path / f"{name}{k}_test.csv")
+            probability_table(USABLE, probs).to_csv(members[name]["test"][-1], index=False)
+        for k in range(2):  # a model's OOF covers every training image once, whatever its test folds
+            held = (folds["fold"] == k).to_numpy()
+            oof = np.clip(0.5 * y[held] + 0.6 * rng.random((held.sum(), NUM_CLASSES)), 0, 1)
+            members[name]["oof"].append(tmp_path / f"{name}{k}_oof.csv")
+            probability_table(folds["Id"][held], oof).to_csv(members[name]["oof"][-1], index=False)
+    return members, labels, folds
+
+
+@pytest.fixture(scope="module")
+def blended(folder, checkpoints, pipeline):
+    """predict_new's probabilities for each way of combining, and the blend's own tables, computed once."""
+    members, labels, _ = pipeline
+    found = {}
+    for combine_as in ("mean", "groups", "weighted"):
+        oof, test, how = combine(members, labels, combine_as, weights="fit", groups=[[0, 1], list(range(2, 28))])
+        probs, skipped = blended_probabilities(folder, members_of(checkpoints), how, tta="flips", aggregate="mean",
+                                               batch_size=5, batch=7)
+        found[combine_as] = oof, test, probs, skipped
+    return found
+
+
+@pytest.mark.parametrize("method,combine_as", [(m, "mean") for m in sorted(th.METHODS)]
+                         + [("per_class", "groups"), ("match_distribution", "weighted")])
+def test_the_table_equals_the_submission_row_for_row(pipeline, blended, method, combine_as):
+    """Every threshold method and combination: predict_new's probabilities and classes are the submission's
+    (match_distribution matched on the folder, which is at least min_images large)."""
+    _, labels, folds = pipeline
+    oof, test, probs, skipped = blended[combine_as]
+    record, _, _, _ = fit_thresholds(oof, labels, folds, method, top1=method == "global")
+    table = classify(probs, skipped, record, min_images=20).set_index("Id")
+    ok = table[table["ok"]]
+    assert list(ok.index) == USABLE
+    assert np.array_equal(ok[PROB_COLUMNS].to_numpy(), test.set_index("Id").loc[USABLE].to_numpy())
+    assert list(ok["Predicted"]) == list(submission(test, record, USABLE)["Predicted"])
+    assert set(ok["thresholds"]) == {MATCHED if method == "match_distribution" else OUT_OF_FOLD}
+
+
+def test_match_distribution_falls_back_to_the_out_of_fold_thresholds_on_a_small_folder(pipeline, blended):
+    _, labels, folds = pipeline
+    oof, test, probs, skipped = blended["mean"]
+    record, _, _, _ = fit_thresholds(oof, labels, folds, "match_distribution")
+    ok = classify(probs, skipped, record, min_images=25).set_index("Id").query("ok")
+    assert list(ok["Predicted"]) == matrix_to_labels(th.predict(ok[PROB_COLUMNS].to_numpy(), record["thresholds"]))
+    assert ok["thresholds"].str.startswith(OUT_OF_FOLD).all()
+    assert "needs at least 25 images to match rates; these are 24" in ok["thresholds"].iloc[0]
+    matched = submission(test, record, USABLE)["Predicted"]
+    assert list(ok["Predicted"]) != list(matched)  # the fallback is not what matching would give
+
+
+def test_match_distribution_needs_one_image_per_rarest_class_frequency(pipeline, blended):
+    assert images_to_match([0.0, 0.004, 0.5]) == 250  # a class without positives is never matched anyway
+    _, labels, folds = pipeline
+    oof, _, probs, skipped = blended["mean"]
+    record, _, _, _ = fit_thresholds(oof, labels, folds, "match_distribution")
+    n = images_to_match(record["train_frequency"])
+    assert n <= 24
+    assert set(classify(probs, skipped, record).query("ok")["thresholds"]) == {MATCHED}
+    record["train_frequency"] = [1 / 25, *record["train_frequency"][1:]]
+    assert classify(probs, skipped, record).query("ok")["thresholds"].str.startswith(OUT_OF_FOLD).all()
+
+
+def test_every_skipped_image_gets_its_reason_and_readable_ones_of_any_size_are_classified(folder, checkpoints):
+    table = predict_folder(folder, {"m": checkpoints}, MEAN, {"method": "per_class", "thresholds": [0.5] * 28,
+                                                                  "top1": True},
+                           tta="flips", aggregate="mean").set_index("Id")
+    assert set(table.index) == {*USABLE, "partial", "twosizes", "truncated", "corrupt"}
+    assert table.loc[USABLE, "ok"].all() and (table.loc[USABLE, "reason"].fillna("") == "").all()
+    reasons = table.loc[~table["ok"], "reason"]
+    assert reasons["partial"].startswith("missing channel yellow")
+    assert reasons["twosizes"].startswith("channel green is (32, 32), the others are (16, 16)")
+    assert reasons["corrupt"].startswith("unreadable channel red")
+    assert reasons["truncated"].startswith("could not decode")
+    assert table.loc[~table["ok"], PROB_COLUMNS].isna().all().all() and (table.loc[~table["ok"], "Predicted"] == "").all()
+    assert (table.loc[USABLE, "Predicted"] != "").all()  # top1: at least one class
+    names = table.loc[USABLE[0], "Predicted_names"].split("; ")
+    assert len(names) == len(table.loc[USABLE[0], "Predicted"].split())
+
+
+def test_images_stream_through_in_batches(folder):
+    seen = []
+    for good, arrays, bad in batches(folder, [*USABLE, "truncated"], {16, 8}, BitDepth(), batch=5):
+        assert len(good) + len(bad) <= 5 and arrays[16].shape[0] == arrays[8].shape[0] == len(good)
+        seen += good + [i for i, _ in bad]
+    assert seen == [*USABLE, "truncated"]
+
+
+def test_missing_folder_says_what_to_set(tmp_path, checkpoints):
     with pytest.raises(FileNotFoundError, match="new_images"):
-        predict_folder(tmp_path / "nope", {"m": [checkpoint]}, {"combine": "mean", "weights": {"m": 1.0}},
-                       {"thresholds": [0.5] * 28}, tta="none", aggregate="mean")
+        predict_folder(tmp_path / "nope", {"m": checkpoints[:1]}, MEAN, {"method": "per_class",
+                       "thresholds": [0.5] * 28}, tta="none", aggregate="mean")
 
 
 def test_a_timm_checkpoint_predicts_a_folder_of_mixed_formats(tmp_path):
@@ -64,9 +198,22 @@ def test_a_timm_checkpoint_predicts_a_folder_of_mixed_formats(tmp_path):
     for color in CHANNELS:  # the same image as 16-bit TIFFs, 4 bits of headroom: bits=4 gives it back
         plane = np.asarray(Image.open(folder / f"png_{color}.png")).astype(np.uint16)
         Image.fromarray(plane << 4).save(folder / f"tiff_{color}.tiff")
-    table = predict_folder(folder, {"m": [str(path)]}, {"combine": "mean", "weights": {"m": 1.0}},
-                           {"thresholds": [0.5] * 28}, tta="none", aggregate="mean",
-                           depth=BitDepth(bits=4)).set_index("Id")
+    table = predict_folder(folder, {"m": [str(path)]}, MEAN, {"method": "per_class", "thresholds": [0.5] * 28},
+                           tta="none", aggregate="mean", depth=BitDepth(bits=4)).set_index("Id")
     assert table["ok"].all() and list(table.index) == ["png", "tiff"]
-    probs = table[[f"p{k}" for k in range(28)]]
+    probs = table[PROB_COLUMNS]
     assert np.allclose(probs.loc["png"], probs.loc["tiff"], atol=1e-6)
+
+
+def test_a_label_transferring_ensemble_is_refused_by_name_before_any_job(tmp_path):
+    from conftest import TINY, snakemake
+
+    (tmp_path / "new").mkdir()
+    config = {**TINY, "new_images": "new", "ensembles": {"near": {"models": ["tiny"], "transfer": True}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "results/new_images/near.csv", check=False)
+    assert result.returncode != 0
+    assert "predict_new: ensembles.near has transfer: true" in result.stdout + result.stderr
+    config["ensembles"]["near"]["transfer"] = False
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert snakemake(tmp_path, "-n", "results/new_images/near.csv", check=False).returncode == 0

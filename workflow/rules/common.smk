@@ -159,6 +159,23 @@ def demo_test_labels():
     return f"{config['demo']['dir']}/test_labels.csv" if config["source"] == "demo" else []
 
 
+def new_image_checkpoints(wildcards):
+    """Input function of predict_new: the ensemble's checkpoints, model by model in its order.
+
+    A label-transferring ensemble is refused: predict_new would need the new images'
+    embeddings and a neighbour search among the training images, and the ensemble's
+    thresholds were fitted on transferred probabilities, not on untransferred ones.
+    """
+    ens = ENSEMBLES[wildcards.ensemble]
+    if ens["transfer"]:
+        raise ValueError(
+            f"predict_new: ensembles.{wildcards.ensemble} has transfer: true, which predict_new does not "
+            "apply to new images, and its thresholds were fitted on transferred probabilities; predict "
+            "with an ensemble of the same models and transfer: false (add one under ensembles:)"
+        )
+    return [f"results/models/{m}/fold{k}/model.pt" for m in ens["models"] for k in FOLDS]
+
+
 def class_groups(wildcards):
     """The co-occurrence stage's class groups, for ensembles that combine by them (not a preset or lists)."""
     ens = ENSEMBLES[wildcards.ensemble]

@@ -48,38 +48,3 @@ rule combine_views:
         "../../envs/torch.yaml"
     script:
         "../scripts/combine_views.py"
-
-
-rule predict_new:
-    # Not part of `all`: run a trained ensemble on a folder of new images, e.g.
-    #   snakemake --cores 4 results/new_images/both.csv --config new_images=path/to/folder
-    input:
-        checkpoints=lambda wildcards: [
-            f"results/models/{m}/fold{k}/model.pt" for m in ENSEMBLES[wildcards.ensemble]["models"] for k in FOLDS
-        ],
-        thresholds="results/thresholds/{ensemble}.json",
-        combination="results/ensembles/{ensemble}/combination.json",
-        folder=config["new_images"],
-    output:
-        predictions="results/new_images/{ensemble}.csv",
-    log:
-        "logs/predict_new/{ensemble}.log",
-    benchmark:
-        "benchmarks/predict_new/{ensemble}.tsv"
-    conda:
-        "../../envs/torch.yaml"
-    threads: 4
-    resources:
-        # Sized by the checkpoints: a folder's size is not its images' (raise runtime in the
-        # profile's set-resources for a large folder)
-        mem_mb=INFERENCE_MEM_MB,
-        runtime=sized(60, per_input_mb=2 / 1024),
-        gpu=1,
-    params:
-        ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
-        folds=FOLDS,
-        batch_size=config["predict"]["batch_size"],
-        crops=config["predict"]["crops"],
-        bit_depth=config["data"]["bit_depth"],
-    script:
-        "../scripts/predict_new.py"

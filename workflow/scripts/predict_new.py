@@ -7,10 +7,10 @@ with gpu_job(snakemake):
     import torch
 
     from hpa.data.images import BitDepth
-    from hpa.inference.new_images import predict_folder
+    from hpa.new_images.ensemble import predict_folder
 
-    torch.set_num_threads(max(1, snakemake.threads))
     ens = snakemake.params.ensemble
+    torch.set_num_threads(max(1, snakemake.threads))
     n_folds = len(snakemake.params.folds)
     paths = snakemake.input.checkpoints
     checkpoints = {m: paths[i * n_folds:(i + 1) * n_folds] for i, m in enumerate(ens["models"])}
@@ -24,5 +24,6 @@ with gpu_job(snakemake):
         batch_size=snakemake.params.batch_size,
         depth=BitDepth(**snakemake.params.bit_depth),
         crops=snakemake.params.crops,
+        workers=snakemake.threads,
     )
     write_csv(table, snakemake.output.predictions)

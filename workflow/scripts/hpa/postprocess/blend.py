@@ -5,6 +5,9 @@ every training image is out-of-fold exactly once), then combines the models:
 ``mean`` (equal weights), ``weighted`` (fixed weights, or weights fitted on OOF
 log-loss), or ``groups``: for each class group of the co-occurrence stage, the
 member with the best OOF F1 on that group's classes supplies those classes.
+
+``combination.json`` records the combination, and ``apply_combination`` applies it: the
+blend of the submission and of ``predict_new`` on a folder of new images is the same code.
 """
 
 from __future__ import annotations
@@ -36,8 +39,24 @@ def model_table(paths: list[str], kind: str) -> pd.DataFrame:
         if table.index.duplicated().any():
             raise ValueError(f"{paths[0]}: an image is out-of-fold in two folds; rebuild the folds")
         return table.sort_index()
+    return average_folds(tables)
+
+
+def average_folds(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """One model's probabilities on images every fold predicted: the folds' tables (Id index) averaged."""
     ids = _check_same_ids(tables, "test folds")
     return sum(t.loc[ids] for t in tables) / len(tables)
+
+
+def apply_combination(probs: dict[str, np.ndarray], how: dict) -> np.ndarray:
+    """Members' probabilities (``probs[model]``, rows aligned) blended as ``how`` (combination.json) says."""
+    members = set(how["sources"].values()) if how["combine"] == "groups" else set(how["weights"])
+    if not members <= set(probs):
+        raise ValueError(f"the combination uses {sorted(members)}, the probabilities are of {sorted(probs)}; "
+                         f"rerun the ensemble's blend job")
+    if how["combine"] == "groups":
+        return np.stack([probs[how["sources"][name]][:, k] for k, name in enumerate(CLASS_NAMES)], 1)
+    return sum(w * probs[m] for m, w in how["weights"].items())
 
 
 def fit_weights(oofs: list[np.ndarray], y: np.ndarray) -> np.ndarray:
@@ -109,8 +128,6 @@ def combine(members: dict[str, dict[str, list[str]]], labels: pd.DataFrame, comb
 
     if combine_as == "groups":
         source = group_sources(oof_p, y, groups or [list(range(NUM_CLASSES))])
-        pick = lambda tables: np.stack([tables[names[source[k]]][:, k] for k in range(NUM_CLASSES)], 1)
-        blended_oof, blended_test = pick(oof_p), pick(test_p)
         how = {"combine": "groups", "sources": {CLASS_NAMES[k]: names[source[k]] for k in range(NUM_CLASSES)}}
     else:
         if combine_as == "weighted" and weights == "fit":
@@ -119,8 +136,7 @@ def combine(members: dict[str, dict[str, list[str]]], labels: pd.DataFrame, comb
             w = np.asarray(weights, dtype=float) / np.sum(weights)
         else:
             w = np.full(len(names), 1.0 / len(names))
-        blended_oof = sum(wi * oof_p[m] for wi, m in zip(w, names))
-        blended_test = sum(wi * test_p[m] for wi, m in zip(w, names))
-        how = {"combine": combine_as, "weights": {m: round(float(wi), 6) for m, wi in zip(names, w)}}
-
+        # Unrounded: predict_new blends new images with these very weights.
+        how = {"combine": combine_as, "weights": {m: float(wi) for m, wi in zip(names, w)}}
+    blended_oof, blended_test = apply_combination(oof_p, how), apply_combination(test_p, how)
     return probability_table(oof_ids, blended_oof), probability_table(test_ids, blended_test), how

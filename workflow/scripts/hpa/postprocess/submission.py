@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -72,16 +74,40 @@ def method_row(name: str, y, in_sample, score: dict, *, chosen: bool) -> dict:
             "chosen": chosen}
 
 
-def test_thresholds(record: dict, test: pd.DataFrame) -> np.ndarray:
-    """The thresholds applied to test: as fitted, or re-matched to test rates for match_distribution."""
+OUT_OF_FOLD = "out_of_fold"
+MATCHED = "matched_on_these_images"
+
+
+def images_to_match(train_frequency) -> int:
+    """The fewest images on which matching the training rates predicts the rarest class at all:
+    1 / its frequency (match_distribution predicts a class on round(frequency * n) images)."""
+    return math.ceil(1 / min(f for f in train_frequency if f > 0))
+
+
+def applied_thresholds(record: dict, probs: np.ndarray, min_images: int = 0) -> tuple[np.ndarray, str]:
+    """The thresholds applied to unlabelled ``probs``, and where they come from.
+
+    As fitted on the OOF probabilities (``OUT_OF_FOLD``), except for match_distribution:
+    re-matched to the training rates on ``probs`` themselves (``MATCHED``) when there
+    are at least ``min_images`` of them; on fewer, its OOF thresholds, said so.
+    """
+    if record["method"] == "match_distribution" and len(probs) >= max(min_images, 1):
+        return th.match_distribution(probs, record["train_frequency"]), MATCHED
+    source = OUT_OF_FOLD
     if record["method"] == "match_distribution":
-        return th.match_distribution(test[PROB_COLUMNS].to_numpy(), record["train_frequency"])
-    return np.asarray(record["thresholds"])
+        source += f" (match_distribution needs at least {min_images} images to match rates; these are {len(probs)})"
+    return np.asarray(record["thresholds"]), source
+
+
+def predict_classes(probs: np.ndarray, record: dict, min_images: int = 0) -> tuple[np.ndarray, str]:
+    """The ensemble's classes on unlabelled ``probs`` (boolean matrix), and where its thresholds come from."""
+    thresholds, source = applied_thresholds(record, probs, min_images)
+    return th.predict(probs, thresholds, record.get("top1", False)), source
 
 
 def submission(test: pd.DataFrame, record: dict, all_ids) -> pd.DataFrame:
     """Kaggle ``Id,Predicted`` for every Id in ``all_ids``; images without probabilities get no class."""
-    pred = th.predict(test[PROB_COLUMNS].to_numpy(), test_thresholds(record, test), record.get("top1", False))
+    pred, _ = predict_classes(test[PROB_COLUMNS].to_numpy(), record)
     predicted = pd.Series(matrix_to_labels(pred), index=test["Id"].to_numpy())
     return pd.DataFrame({"Id": list(all_ids), "Predicted": predicted.reindex(list(all_ids)).fillna("").to_numpy()})
 

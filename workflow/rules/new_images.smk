@@ -1,0 +1,42 @@
+# A trained ensemble on a folder of new images (not part of `all`), through the submission's
+# own blend and threshold code. What each threshold method means there: config/README.md.
+
+
+rule predict_new:
+    """Probabilities, classes and their names for every image of config["new_images"].
+
+    Blended by the ensemble's combination.json and thresholded as its submission is: fitted
+    thresholds as fitted on the out-of-fold predictions; match_distribution re-matched to the
+    training rates on the folder's own images when it has at least 1 / (the rarest class's
+    training frequency) of them (fewer could not predict that class at all), else its
+    out-of-fold thresholds (the table's `thresholds` column says which). A label-transferring ensemble is refused by name.
+    Images stream through in batches; a skipped one gets ok=False and its reason.
+    """
+    input:
+        checkpoints=new_image_checkpoints,
+        thresholds="results/thresholds/{ensemble}.json",
+        combination="results/ensembles/{ensemble}/combination.json",
+        folder=config["new_images"],
+    output:
+        predictions="results/new_images/{ensemble}.csv",
+    log:
+        "logs/predict_new/{ensemble}.log",
+    benchmark:
+        "benchmarks/predict_new/{ensemble}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        # Sized by the checkpoints: a folder's size is not its images' (raise runtime in the
+        # profile's set-resources for a large folder)
+        mem_mb=INFERENCE_MEM_MB,
+        runtime=sized(60, per_input_mb=2 / 1024),
+        gpu=1,
+    params:
+        ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
+        folds=FOLDS,
+        batch_size=config["predict"]["batch_size"],
+        crops=config["predict"]["crops"],
+        bit_depth=config["data"]["bit_depth"],
+    script:
+        "../scripts/predict_new.py"

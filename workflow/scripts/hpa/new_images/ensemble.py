@@ -1,0 +1,114 @@
+"""A trained ensemble on new images (the ``predict_new`` rule), through the submission's blend and thresholds.
+
+Each checkpoint's probabilities are rounded and its folds averaged as the fold tables
+are (``probability_table``, ``average_folds``), the models blended by the ensemble's
+``combination.json`` (``apply_combination``) and thresholded by ``predict_classes``:
+on the images of the competition's test folder the table therefore equals the
+submission row for row. What each threshold method does on a folder is
+``predict_classes``'s rule, with ``images_to_match`` as the folder size (config/README.md).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pandas as pd
+
+from hpa.classes import CLASS_NAMES, NUM_CLASSES
+from hpa.data.images import BitDepth
+from hpa.inference.tta import predict_probs
+from hpa.new_images.folder import batches, list_images
+from hpa.postprocess.blend import apply_combination, average_folds
+from hpa.postprocess.submission import images_to_match, predict_classes
+from hpa.tables import PROB_COLUMNS, matrix_to_labels, probability_table
+from hpa.runtime.checkpoint import load_checkpoint
+from hpa.runtime.device import autocast_dtype, pick_device
+from hpa.runtime.loader import CachedImages, make_loader
+
+log = logging.getLogger(__name__)
+
+
+def fold_probabilities(folder, ids, checkpoints: dict[str, list[str]], *, tta: str, aggregate: str,
+                       batch_size: int, depth: BitDepth, crops: str, batch: int, workers: int):
+    """Every checkpoint's probabilities on the decodable ``ids``, reading ``batch`` images at a time.
+
+    Returns (decoded Ids, {model: [one (n, 28) array per fold]}, [(Id, reason)] of the undecodable).
+    """
+    device = pick_device()
+    models = {name: [load_checkpoint(path, device) for path in paths] for name, paths in checkpoints.items()}
+    sizes = {ckpt["config"]["image_size"] for loaded in models.values() for _, ckpt in loaded}
+    done, failed = [], []
+    parts = {name: [[] for _ in loaded] for name, loaded in models.items()}
+    for good, arrays, bad in batches(folder, ids, sizes, depth, batch, workers):
+        done += good
+        failed += bad
+        for name, loaded in models.items():
+            for out, (model, ckpt) in zip(parts[name], loaded):
+                size = ckpt["config"]["image_size"]
+                loader = make_loader(CachedImages(arrays[size], np.arange(len(good))), batch_size)
+                out.append(predict_probs(model, loader, device, tta=tta, aggregate=aggregate,
+                                         amp=autocast_dtype(device, ckpt["config"]["model"].get("amp")),
+                                         crop=ckpt["config"].get("crop"), grid=crops))
+        log.info("%d of %d images predicted", len(done) + len(failed), len(ids))
+    stacked = {name: [np.concatenate(p) if p else np.zeros((0, NUM_CLASSES)) for p in per_fold]
+               for name, per_fold in parts.items()}
+    return done, stacked, failed
+
+
+def as_written(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (Id index) as a CSV file gives it back: float32 probabilities become the float64 of their
+    shortest decimal, which is what blend averages on the workflow's side."""
+    return pd.read_csv(io.StringIO(table.to_csv(index=False)), dtype={"Id": str}).set_index("Id")
+
+
+def blended_probabilities(folder, checkpoints: dict[str, list[str]], combination: dict, *, tta: str,
+                          aggregate: str, batch_size: int = 32, depth: BitDepth = BitDepth(), crops: str = "none",
+                          batch: int = 256, workers: int = 1) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The ensemble's probability table (``Id,p0..p27``) of the folder's usable images, and (Id, reason)
+    of the skipped ones.
+
+    ``checkpoints``: {model: its folds' model.pt}, in the ensemble's order; ``combination``:
+    its combination.json. Memory holds one ``batch`` of images, and 28 probabilities per
+    image and checkpoint.
+    """
+    ids, broken = list_images(folder)
+    done, per_fold, failed = fold_probabilities(folder, ids, checkpoints, tta=tta, aggregate=aggregate,
+                                                batch_size=batch_size, depth=depth, crops=crops,
+                                                batch=batch, workers=workers)
+    for image_id, reason in broken + failed:
+        log.warning("skipping %s: %s", image_id, reason)
+    # Each fold's table as the workflow writes and reads it, averaged and blended as blend does, then
+    # rounded as test.csv is: the submission's probabilities to the last bit.
+    per_model = {name: average_folds([as_written(probability_table(done, p)) for p in folds]).loc[done]
+                 .to_numpy() for name, folds in per_fold.items()}
+    return probability_table(done, apply_combination(per_model, combination)), broken + failed
+
+
+def classify(table: pd.DataFrame, skipped: list[tuple[str, str]], record: dict,
+             min_images: int | None = None) -> pd.DataFrame:
+    """The predict_new table: one row per Id with its probabilities, ``ok``, the ``reason`` it was skipped,
+    where its ``thresholds`` came from, and its classes (``Predicted``, ``Predicted_names``).
+
+    ``record``: the ensemble's thresholds json, applied by the submission's ``predict_classes``;
+    match_distribution matches rates on at least ``min_images`` images (default: ``images_to_match``).
+    """
+    if min_images is None:  # only match_distribution reads it
+        min_images = images_to_match(record["train_frequency"]) if record["method"] == "match_distribution" else 0
+    pred, source = predict_classes(table[PROB_COLUMNS].to_numpy(), record, min_images)
+    log.info("%d images predicted, %d skipped; thresholds: %s", len(table), len(skipped), source)
+    table = table.assign(ok=True, reason="", thresholds=source, Predicted=matrix_to_labels(pred),
+                         Predicted_names=["; ".join(CLASS_NAMES[k] for k in np.flatnonzero(row)) for row in pred])
+    rows = [{"Id": i, "ok": False, "reason": why, "thresholds": "", "Predicted": "", "Predicted_names": ""}
+            for i, why in skipped]
+    if rows:  # their probabilities are left empty
+        table = pd.concat([table, pd.DataFrame(rows).reindex(columns=table.columns)], ignore_index=True)
+    return table.astype(dict.fromkeys(PROB_COLUMNS, float)).sort_values("Id", ignore_index=True)
+
+
+def predict_folder(folder, checkpoints: dict[str, list[str]], combination: dict, record: dict, *,
+                   min_images: int | None = None, **options) -> pd.DataFrame:
+    """A trained ensemble on a folder of 4-channel images of any size and format, without retraining:
+    ``classify`` of ``blended_probabilities`` (``options`` are the latter's)."""
+    return classify(*blended_probabilities(folder, checkpoints, combination, **options), record, min_images)
