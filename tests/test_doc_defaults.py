@@ -56,11 +56,13 @@ def resolve(key: str, section: str | None) -> dict:
 
 def table_rows():
     """(section, key, stated default) for every row of config/README.md's key tables."""
-    rows, section = [], None
+    rows, section, key_table = [], None, False
     for line in (REPO / "config/README.md").read_text().splitlines():
+        # Only the key tables (header "| key | default |"), not the other tables of the page.
+        key_table = line.startswith("| key | default |") or (key_table and line.startswith("|"))
         if match := SECTION.match(line):
             section = match.group(1)
-        elif (match := ROW.match(line)) and match.group(1) != "`key`":
+        elif key_table and (match := ROW.match(line)):
             keys = re.findall(r"`([\w.]+)`", match.group(1))
             stated = match.group(2).strip()
             values = [v.strip() for v in stated.split(",")] if len(keys) > 1 else [stated]
