@@ -12,7 +12,8 @@ from conftest import REPO
 TABLES = ["submission/main.csv", "evaluation/comparison.csv", "metrics/main/threshold_methods.csv",
           "metrics/main/per_class.csv", "evaluation/main_methods.csv", "ensembles/main/oof.csv",
           "ensembles/main/test.csv", "data/manifest.csv", "data/rejected.csv", "splits/folds.csv",
-          "models/tiny/fold0/history.csv"]
+          "models/tiny/fold0/history.csv", "ensembles/main/oof_predictions.csv",
+          "ensembles/main/test_predictions.csv", "data/classes.csv"]
 RECORDS = ["thresholds/main.json", "evaluation/main.json"]
 
 
