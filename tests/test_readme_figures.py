@@ -50,7 +50,7 @@ def test_the_composite_shows_each_stain_in_its_colour():
     assert rgb[0, 0].tolist() == [0, 1, 0] and rgb[1, 1].tolist() == [0.5, 0.5, 0]
 
 
-@pytest.mark.parametrize("name", ["demo_field.png"])
+@pytest.mark.parametrize("name", ["demo_field.png", "scores.png"])
 def test_the_committed_pictures_are_small_and_in_the_readme(name):
     path = REPO / "docs/img" / name
     assert path.stat().st_size < 300_000
