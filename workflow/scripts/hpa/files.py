@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from hpa.tables import InputError
+
+class InputError(ValueError):
+    """Bad user input: the message names the file, the row and the fix."""
 
 
 def _umask() -> int:

@@ -12,12 +12,9 @@ import numpy as np
 import pandas as pd
 
 from hpa.classes import NUM_CLASSES
+from hpa.files import InputError  # noqa: F401 (re-exported: where the table readers raise it)
 
 MANIFEST_COLUMNS = ["Id", "Target", "source", "split", "image_dir", "width", "height"]
-
-
-class InputError(ValueError):
-    """Bad user input: the message names the file, the row and the fix."""
 
 
 def parse_target(text, *, where: str) -> list[int]:
