@@ -84,7 +84,8 @@ EXCEPTIONS = {
 
 def fake_inputs(root: Path, command: list[str]):
     """Empty stand-ins for what a command's dry run looks for but the repository cannot ship:
-    the competition's files (config/hpa*.yaml), the atlas list, and a --config new_images folder."""
+    the competition's files (config/hpa*.yaml), the atlas list, a --config new_images folder, and
+    a config file of the reader's own (path/to/...)."""
     kaggle = root / "resources/kaggle"
     for folder in ("train", "test", "train_full_size", "test_full_size"):
         (kaggle / folder).mkdir(parents=True, exist_ok=True)
@@ -92,6 +93,10 @@ def fake_inputs(root: Path, command: list[str]):
     (kaggle / "sample_submission.csv").write_text("Id,Predicted\nfake_test,0\n")
     (root / "resources/external").mkdir(parents=True, exist_ok=True)
     (root / "resources/external/HPAv18RBGY_wodpl.csv").write_text("Id,Target\nfake_1,0\n")
+    # A config the reader writes (`--configfile path/to/your_config.yaml`): the demo's stands in.
+    for given in (b for a, b in zip(command, command[1:]) if a == "--configfile" and b.startswith("path/to/")):
+        (root / given).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / "config/config.yaml", root / given)
     new_images = [arg.split("=", 1)[1] for arg in command if arg.startswith("new_images=")]
     for folder in new_images or [DEMO.get("new_images", "resources/new_images")]:
         (root / folder).mkdir(parents=True, exist_ok=True)
