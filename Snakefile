@@ -56,6 +56,7 @@ localrules:
     transfer_labels,
     compare_ensembles,
     class_table,
+    vocabulary,
     front_page,
     plot_confusion,
 

@@ -11,6 +11,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow/scripts"))  # hpa, also without pip install -e
+from hpa.classes import Vocabulary
 from hpa.config_checks import SEARCH_KEYS, check_config, schema_defaults, schema_properties
 from hpa.config_errors import ConfigError, ConfigSources, explain
 
@@ -54,6 +55,10 @@ RUNTIME_KEYS = [k for k, p in schema_properties(SCHEMA, SCHEMA["$defs"]["model"]
 MODELS = {name: with_defaults(m, "model") for name, m in config["models"].items()}
 ENSEMBLES = {name: with_defaults(e, "ensemble") for name, e in config["ensembles"].items()}
 FOLDS = list(range(config["folds"]["n"]))
+# The classes and channels (config labels: and channels:), checked now; the vocabulary rule
+# writes them to VOCABULARY, an input of every rule that counts classes or channels.
+VOCAB = checked(Vocabulary.from_config, config)
+VOCABULARY = "results/data/vocabulary.json"
 
 # Every model and the embedding built as their jobs build them, and the settings they would
 # ignore refused by name, now rather than when a train job starts (hpa.config_checks).

@@ -1,6 +1,23 @@
 # Ingest and validate the source, then decode its images once into the cache.
 
 
+# The classes and channels every later stage counts: rewritten (and what depends on it
+# rerun) when labels: or channels: change, since they are its params.
+rule vocabulary:
+    output:
+        VOCABULARY,
+    log:
+        "logs/vocabulary.log",
+    benchmark:
+        "benchmarks/vocabulary.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        vocabulary=VOCAB.to_json(),
+    script:
+        "../scripts/vocabulary.py"
+
+
 rule ingest:
     input:
         **source_files(),
