@@ -283,10 +283,15 @@ def _acquire(layers, rng):
     return np.clip(np.rint(signal), 0, 255).astype(np.uint8)
 
 
-def render_field(labels: frozenset[int] | set[int], size: int, rng: np.random.Generator) -> np.ndarray:
-    """Return a (4, size, size) uint8 array, channels in CHANNELS order."""
+def render_field(labels: frozenset[int] | set[int], size: int, rng: np.random.Generator,
+                 allow_empty: bool = False) -> np.ndarray:
+    """Return a (4, size, size) uint8 array, channels in CHANNELS order.
+
+    ``allow_empty``: no label at all gives a green channel of faint unspecific staining
+    only, the "Negative" of the atlas's later annotations (hpa.demo.screen).
+    """
     labels = frozenset(int(x) for x in labels)
-    if not labels or not labels <= set(range(N_CLASSES)):
+    if (not labels and not allow_empty) or not labels <= set(range(N_CLASSES)):
         raise ValueError(f"labels must be a non-empty subset of 0..{N_CLASSES - 1}, got {sorted(labels)}")
     if size < 8:
         raise ValueError(f"size must be at least 8, got {size}")
