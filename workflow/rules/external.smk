@@ -53,6 +53,7 @@ rule hash_images:
         # The folders ingest reads, decoded as cache_images decodes them.
         full_size=full_size(),
         bit_depth=config["data"]["bit_depth"],
+        **label_columns(),
     script:
         "../scripts/hash_images.py"
 
