@@ -33,8 +33,8 @@ rule labels:
     conda:
         "../../envs/data.yaml"
     params:
-        source=config["source"],
         **label_columns(),
+        source=config["source"],
     script:
         "../scripts/train_labels.py"
 
@@ -80,8 +80,8 @@ rule ingest:
         mem_mb=PER_IMAGE_MEM_MB,
         runtime=PER_IMAGE_RUNTIME,
     params:
-        source=config["source"],
         **label_columns(),
+        source=config["source"],
         max_rejected_fraction=config["data"]["max_rejected_fraction"],
         full_size=full_size(),
     script:

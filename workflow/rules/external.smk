@@ -49,11 +49,11 @@ rule hash_images:
         mem_mb=PER_IMAGE_MEM_MB,
         runtime=PER_IMAGE_RUNTIME,
     params:
+        **label_columns(),
         hash=EXTERNAL["dedup"]["hash"],
         # The folders ingest reads, decoded as cache_images decodes them.
         full_size=full_size(),
         bit_depth=config["data"]["bit_depth"],
-        **label_columns(),
     script:
         "../scripts/hash_images.py"
 

@@ -1,11 +1,11 @@
 """Rule test_labels: the test images' true labels in canonical form, whatever file holds them."""
 
 from hpa.classes import Vocabulary
-from hpa.data.label_files import test_labels
+from hpa.data.label_files import true_test_labels
 from hpa.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
-table = test_labels(
+table = true_test_labels(
     Vocabulary.read(snakemake.input.vocabulary),
     truth=snakemake.input.get("truth"),
     test_ids=snakemake.input.get("sample_submission"),

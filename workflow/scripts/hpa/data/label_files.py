@@ -40,7 +40,7 @@ def train_labels(source: str, vocab: Vocabulary, *, train_csv=None, samples=None
     return table.assign(source=source)
 
 
-def test_labels(vocab: Vocabulary, *, truth=None, test_ids=None, samples=None, id_column: str = "Id",
+def true_test_labels(vocab: Vocabulary, *, truth=None, test_ids=None, samples=None, id_column: str = "Id",
                 target_column: str = "Target") -> pd.DataFrame:
     """``Id,Target`` of every test image: a sample sheet's labelled test rows, or a labels CSV ``truth``.
 
