@@ -291,3 +291,21 @@ def test_test_labels_turn_the_scoring_on_for_a_kaggle_source(tmp_path):
     config = filled(source="kaggle", test_labels="resources/kaggle/truth.csv")
     out = dry_rules(tmp_path, config).stdout
     assert "test_labels" in out and "evaluate_test" in out
+
+
+@pytest.mark.workflow
+def test_a_sample_sheet_reaches_the_manifest_and_its_labels_through_the_real_rules(tmp_path):
+    rows = ROWS[:4] + [("a5", "train", "Ribosome"), ("t1", "test", "Mito"), ("t2", "test", "0")]
+    write_sheet(tmp_path / "sheet", rows)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(lab_config(data={"image_size": 32,
+                                                                          "max_rejected_fraction": 0.5})))
+    targets = ["results/data/manifest.csv", "results/data/labels.csv", "results/data/test_labels.csv"]
+    snakemake(tmp_path, *targets)
+    manifest = pd.read_csv(tmp_path / targets[0], dtype=str, keep_default_na=False)
+    assert manifest["Id"].tolist() == ["a1", "a2", "a3", "a4", "t1", "t2"]
+    assert manifest["file_protein"][0] == "sheet/plates/a1_protein.tif" and set(manifest["Target"][4:]) == {""}
+    rejected = pd.read_csv(tmp_path / "results/data/rejected.csv")
+    assert rejected["kind"].tolist() == ["bad_target"] and "line 6 (Id a5)" in rejected["reason"][0]
+    labels = pd.read_csv(tmp_path / targets[1], dtype=str)
+    assert labels["Target"].tolist() == ["0 1", "2", "3 5", "4"] and set(labels["source"]) == {"samples"}
+    assert pd.read_csv(tmp_path / targets[2], dtype=str).to_dict("list") == {"Id": ["t1", "t2"], "Target": ["4", "0"]}
