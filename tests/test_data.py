@@ -23,7 +23,8 @@ def test_parse_target_sorts_and_validates():
 def test_read_labels_names_file_and_line(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("Id,Target\na,1\nb,0 29\n")
-    with pytest.raises(InputError, match=r"train.csv, line 3 \(Id b\): Target .0 29.: .29. is neither a class name nor an index 0..27"):
+    with pytest.raises(InputError, match=r"train.csv, line 3 \(Id b\): Target .0 29.: .29. is neither a class name "
+                                         r"nor an index 0..27"):
         read_labels(path)
     path.write_text("Id,Target\na,1\na,2\n")
     with pytest.raises(InputError, match="line 3: Id a appears more than once"):

@@ -1,4 +1,5 @@
-"""Rule evaluate_test (where the test labels are known): true test macro F1 beside the OOF estimates, per threshold method."""
+"""Rule evaluate_test (where the test labels are known): true test macro F1 beside the OOF estimates,
+per threshold method."""
 
 import pandas as pd
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def sheet_labels(samples, vocab: Vocabulary, split: str) -> pd.DataFrame:
-    """``Id,Target`` of a sample sheet's usable ``split`` rows (the rows ingest refuses are left out, with a warning)."""
+    """``Id,Target`` of a sample sheet's usable ``split`` rows (those ingest refuses are left out, with a warning)."""
     rows, refused = sheet_rows(samples, vocab)
     for _, row in refused[refused["split"] == split].iterrows():
         log.warning("leaving out %s: %s", row["Id"], row["reason"])

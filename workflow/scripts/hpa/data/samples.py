@@ -116,7 +116,7 @@ def sheet_rows(path, vocab: Vocabulary) -> tuple[pd.DataFrame, pd.DataFrame]:
         else:
             kind, reason, target = row_problem(row, vocab, where)
         if kind:
-            refused.append({"Id": row["Id"], "source": "samples", "split": row["split"], "kind": kind, "reason": reason})
+            refused.append(dict(Id=row["Id"], source="samples", split=row["split"], kind=kind, reason=reason))
             continue
         files = {FILE_PREFIX + c: resolve(path, row[c]) for c in vocab.channels}
         rows.append({"Id": row["Id"], "Target": target, "split": row["split"], "image_dir": "", **files})
