@@ -6,6 +6,7 @@ import torch
 
 from test_formats import mixed_source  # noqa: F401  (a fixture: mixed formats and sizes)
 
+from hpa.classes import HPA
 from hpa.crops import center, crop_boxes, random_crops, take
 from hpa.data.cache import build_cache
 from hpa.data.ingest import ingest
@@ -56,7 +57,7 @@ def test_a_rescaled_crop_sees_a_wider_window_at_the_crop_size():
 @pytest.fixture
 def crop_run(mixed_source, tmp_path):  # noqa: F811
     """Mixed 16-bit TIFFs, colour JPEGs and PNGs of four sizes, cached at 32 px; a model trained on 24 px crops."""
-    manifest, _ = ingest(mixed_source, "kaggle", max_rejected_fraction=0.5)
+    manifest, _ = ingest(mixed_source, "kaggle", vocab=HPA, max_rejected_fraction=0.5)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
     index = build_cache(train, tmp_path / "c.npy", tmp_path / "c.csv", size=32)
     cache = np.load(tmp_path / "c.npy", mmap_mode="r")

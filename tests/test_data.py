@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from hpa.classes import HPA
 from hpa.data.ingest import ingest
 from hpa.tables import InputError, labels_to_matrix, matrix_to_labels, parse_target, read_labels
 from hpa.data.folds import make_folds
@@ -22,7 +23,8 @@ def test_parse_target_sorts_and_validates():
 def test_read_labels_names_file_and_line(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("Id,Target\na,1\nb,0 29\n")
-    with pytest.raises(InputError, match=r"train.csv, line 3 \(Id b\): class 29"):
+    with pytest.raises(InputError, match=r"train.csv, line 3 \(Id b\): Target .0 29.: .29. is neither a class name "
+                                         r"nor an index 0..27"):
         read_labels(path)
     path.write_text("Id,Target\na,1\na,2\n")
     with pytest.raises(InputError, match="line 3: Id a appears more than once"):
@@ -40,7 +42,7 @@ def test_label_matrix_round_trip():
 
 
 def test_ingest_writes_manifest(kaggle_source):
-    manifest, rejected = ingest(kaggle_source, "kaggle", max_rejected_fraction=0.5)
+    manifest, rejected = ingest(kaggle_source, "kaggle", vocab=HPA, max_rejected_fraction=0.5)
     assert len(rejected) == 0
     assert (manifest["split"] == "train").sum() == 12 and (manifest["split"] == "test").sum() == 5
     assert set(manifest.columns) >= {"Id", "Target", "source", "split"}
@@ -50,7 +52,7 @@ def test_ingest_writes_manifest(kaggle_source):
 def test_ingest_skips_a_broken_image_and_records_why(kaggle_source):
     (kaggle_source / "train" / "tr03_yellow.png").unlink()
     (kaggle_source / "train" / "tr04_green.png").write_bytes(b"not a png")
-    manifest, rejected = ingest(kaggle_source, "kaggle", max_rejected_fraction=0.5)
+    manifest, rejected = ingest(kaggle_source, "kaggle", vocab=HPA, max_rejected_fraction=0.5)
     assert "tr03" not in set(manifest["Id"]) and "tr04" not in set(manifest["Id"])
     reasons = dict(zip(rejected["Id"], rejected["reason"]))
     assert "missing channel yellow" in reasons["tr03"]
@@ -61,18 +63,18 @@ def test_ingest_stops_when_most_images_are_missing(kaggle_source):
     for path in (kaggle_source / "test").glob("*_blue.png"):
         path.unlink()
     with pytest.raises(InputError, match="5 of 5 test images are unusable"):
-        ingest(kaggle_source, "kaggle", max_rejected_fraction=0.01)
+        ingest(kaggle_source, "kaggle", vocab=HPA, max_rejected_fraction=0.01)
 
 
 def test_ingest_refuses_test_ids_in_train(kaggle_source):
     (kaggle_source / "sample_submission.csv").write_text("Id,Predicted\ntr01,0\n")
     with pytest.raises(InputError, match="both train.csv and sample_submission.csv"):
-        ingest(kaggle_source, "kaggle")
+        ingest(kaggle_source, "kaggle", vocab=HPA)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_cache_matches_direct_decode_and_survives_a_corrupt_file(kaggle_source, tmp_path, workers):
-    manifest, _ = ingest(kaggle_source, "kaggle")
+    manifest, _ = ingest(kaggle_source, "kaggle", vocab=HPA)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
     # Corrupted after ingest (headers fine then): decode fails only in the cache stage.
     bad = kaggle_source / "train" / "tr05_red.png"
@@ -130,11 +132,11 @@ def test_too_many_broken_images_stop_with_counts_by_kind_a_fitting_hint_and_the_
         Image.fromarray(np.zeros((32, 32), np.uint8)).save(kaggle_source / "test" / f"{image_id}_green.png")
     listed = tmp_path / "rejected.csv"
     with pytest.raises(InputError) as stop:
-        ingest(kaggle_source, "kaggle", max_rejected_fraction=0.01, rejected_csv=listed)
+        ingest(kaggle_source, "kaggle", vocab=HPA, max_rejected_fraction=0.01, rejected_csv=listed)
     message = str(stop.value)
     assert "5 of 5 test images are unusable" in message and f"all are listed in {listed}" in message
     assert "3 with channels of different sizes, e.g. te02 (channel green is (32, 32)" in message
-    assert "te03, te04" in message and "the four channels of an image must have the same size" in message
+    assert "te03, te04" in message and "the channels of an image must have the same size" in message
     assert "2 missing a channel, e.g. te00 (missing channel blue" in message and "check that the images are in" in message
     assert message.index("3 with channels") < message.index("2 missing")  # the most frequent kind first
     rejected = pd.read_csv(listed)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-from hpa.classes import CHANNELS
+from hpa.classes import CHANNELS, HPA
 from hpa.data.ingest import FULL_SIZE_DIRS, ingest
 from hpa.external.clean import CleanSettings, check_hashed, clean
 from hpa.tables import InputError, labels_to_matrix, read_labels
@@ -169,7 +169,7 @@ def test_source_images_are_hashed_from_the_folders_ingest_reads(kaggle_source):
         (kaggle_source / split).rename(kaggle_source / folder)
     hashes = hash_source(kaggle_source, "phash", image_dirs=FULL_SIZE_DIRS)
     assert len(hashes) == 17 and hashes["error"].eq("").all()
-    manifest, _ = ingest(kaggle_source, "kaggle", max_rejected_fraction=0, image_dirs=FULL_SIZE_DIRS)
+    manifest, _ = ingest(kaggle_source, "kaggle", vocab=HPA, max_rejected_fraction=0, image_dirs=FULL_SIZE_DIRS)
     assert hashes.set_index("Id")["image_dir"].to_dict() == manifest.set_index("Id")["image_dir"].to_dict()
     # The old lookup (train/ and test/ whatever the config) hashes nothing, and cleaning now says so.
     wrong = hash_source(kaggle_source, "phash")

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED_HPA
-from hpa.classes import CHANNELS
+from hpa.classes import CHANNELS, HPA
 from hpa.data.cache import build_cache
 from hpa.data.images import BitDepth, find_channel, list_channels, load_image, percentiles
 from hpa.data.ingest import FULL_SIZE_DIRS, ingest
@@ -61,7 +61,7 @@ def mixed_source(tmp_path):
 
 
 def test_ingest_reads_every_format_and_size_and_rejects_two_files_for_one_channel(mixed_source):
-    manifest, rejected = ingest(mixed_source, "kaggle", max_rejected_fraction=0.5)
+    manifest, rejected = ingest(mixed_source, "kaggle", vocab=HPA, max_rejected_fraction=0.5)
     sizes = dict(zip(manifest["Id"], manifest["width"]))
     assert sizes == {"tif": 48, "jpg": 40, "png": 24, "png16": 32, "tif_test": 64}
     assert list(rejected["Id"]) == ["twice"]
@@ -70,7 +70,7 @@ def test_ingest_reads_every_format_and_size_and_rejects_two_files_for_one_channe
 
 @pytest.mark.parametrize("size", [16, 96])  # smaller and larger than every source image
 def test_the_cache_holds_every_format_at_its_size_with_16_bits_shifted(mixed_source, tmp_path, size):
-    manifest, _ = ingest(mixed_source, "kaggle", max_rejected_fraction=0.5)
+    manifest, _ = ingest(mixed_source, "kaggle", vocab=HPA, max_rejected_fraction=0.5)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
     index = build_cache(train, tmp_path / "c.npy", tmp_path / "c.csv", size=size)
     cache = np.load(tmp_path / "c.npy")
@@ -122,7 +122,7 @@ def test_precedence_prefers_lossless_files_and_reads_upper_case_extensions(tmp_p
     write_png(tmp_path, "a", 8, value=7)
     tinted("red", 8, 100).save(tmp_path / "a_red.jpg")
     assert find_channel(tmp_path, "a", "red").name == "a_red.png"
-    assert [p.suffix for p in list_channels(tmp_path)["a"]["red"]] == [".png", ".jpg"]
+    assert [p.suffix for p in list_channels(tmp_path, CHANNELS)["a"]["red"]] == [".png", ".jpg"]
     Image.fromarray(np.full((8, 8), 0x0900, np.uint16)).save(tmp_path / "b_red.TIF")
     assert find_channel(tmp_path, "b", "red").name == "b_red.TIF"
     with pytest.raises(FileNotFoundError, match="no b_green file with any of .png/.tif/.tiff/.jpg/.jpeg"):
@@ -148,14 +148,14 @@ def test_predict_new_lists_a_folder_of_mixed_formats(tmp_path):
 def test_full_size_layout_reads_the_full_size_folders(mixed_source):
     for split in ("train", "test"):
         (mixed_source / split).rename(mixed_source / FULL_SIZE_DIRS[split])
-    manifest, _ = ingest(mixed_source, "kaggle", max_rejected_fraction=0.5, image_dirs=FULL_SIZE_DIRS)
+    manifest, _ = ingest(mixed_source, "kaggle", vocab=HPA, max_rejected_fraction=0.5, image_dirs=FULL_SIZE_DIRS)
     assert len(manifest) == 5 and manifest["image_dir"].str.endswith("_full_size").all()
 
 
 @pytest.mark.skipif(not (SHARED_HPA / "images").is_dir(), reason="no real HPAv18 sample images")
 def test_real_atlas_jpegs_decode_as_the_download_converts_them():
     folder = SHARED_HPA / "images"
-    image_id = sorted(list_channels(folder))[0]
+    image_id = sorted(list_channels(folder, CHANNELS))[0]
     image = load_image(folder, image_id, 128)
     for plane, color in zip(image, CHANNELS):
         body = find_channel(folder, image_id, color).read_bytes()

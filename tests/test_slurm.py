@@ -234,5 +234,6 @@ def test_a_failing_job_fails_the_workflow_naming_its_slurm_log(slurm_cluster, tm
         assert re.search(rf"/\.snakemake/slurm_logs/rule_{rule}/(.+/)?{job_id}\.log$", slurm_log), slurm_log
         assert f"Error in rule {rule}" in (tmp_path / slurm_log).read_text()
     # The label check names the bad line, whichever rule read the labels first.
-    assert any("train.csv, line 3 (Id b): class 31 is outside 0..27" in (tmp_path / logs[0]).read_text()
+    message = "train.csv, line 3 (Id b): Target '31': '31' is neither a class name nor an index 0..27"
+    assert any(message in (tmp_path / logs[0]).read_text()
                for _, _, logs in failed)

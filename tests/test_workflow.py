@@ -120,7 +120,7 @@ def test_bad_labels_stop_the_run_naming_file_and_line(tmp_path):
     result = snakemake(tmp_path, "results/data/manifest.csv", check=False)
     assert result.returncode != 0
     log = (tmp_path / "logs/ingest.log").read_text()
-    assert "train.csv, line 3 (Id b): class 31 is outside 0..27" in log
+    assert "train.csv, line 3 (Id b): Target '31': '31' is neither a class name nor an index 0..27" in log
 
 
 def test_a_timm_model_trains_in_the_workflow_and_predicts_new_images_of_any_format(demo_run, tmp_path):

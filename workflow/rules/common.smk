@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow/scripts"))  # hpa, als
 from hpa.classes import Vocabulary
 from hpa.config_checks import SEARCH_KEYS, check_config, schema_defaults, schema_properties
 from hpa.config_errors import ConfigError, ConfigSources, explain
+from hpa.data.samples import check_sheet, read_sheet
 
 SCHEMA_PATH = workflow.source_path("../schemas/config.schema.yaml")
 with open(SCHEMA_PATH) as fh:
@@ -66,6 +67,22 @@ for _warning in checked(check_config, GIVEN, config, MODELS, ENSEMBLES):
     logger.warning(f"Config: {_warning}")
 
 
+def sample_sheet():
+    """The sample sheet of source samples, checked as a whole (its columns, its schema; its rows are
+    ingest's): whether its test rows are labelled, which turns the test scoring on."""
+    sheet = read_sheet(config["samples"])
+    labelled = check_sheet(sheet, config["samples"], VOCAB)
+    validate(sheet, schema=workflow.source_path("../schemas/samples.schema.yaml"))
+    return labelled
+
+
+SHEET_TEST_LABELS = checked(sample_sheet) if config["source"] == "samples" else False
+# The source's labels in canonical form (rules labels and test_labels): what the label
+# analysis and the test scoring read, whatever the source's own spelling.
+LABELS = "results/data/labels.csv"
+TEST_LABELS = "results/data/test_labels.csv"
+
+
 wildcard_constraints:
     # Names are plain (the schema's pattern), escaped all the same: a "." must match only itself.
     model="|".join(map(re.escape, MODELS)),
@@ -87,7 +104,10 @@ def full_size():
 
 
 def source_files():
-    """Label files and image folders of the source: produced by make_demo, or put in place by the user."""
+    """Label files and image folders of the source (produced by make_demo, or put in place by the
+    user), or the sample sheet (whose images the sheet names, checked by ingest)."""
+    if config["source"] == "samples":
+        return {"samples": config["samples"]}
     d = source_dir()
     # Kaggle's full-size TIFFs sit in train_full_size/ and test_full_size/ (kaggle.full_size).
     suffix = "_full_size" if full_size() else ""
@@ -106,9 +126,41 @@ def external_inputs(*names):
     return {name: f"results/external/{name}.csv" for name in names}
 
 
+def label_columns():
+    """The Id and Target columns of the source's label files (kaggle.id_column, target_column; the demo's are its own)."""
+    if config["source"] == "demo":
+        return {"id_column": "Id", "target_column": "Target"}
+    return {k: config["kaggle"][k] for k in ("id_column", "target_column")}
+
+
+def label_files():
+    """The source's files that hold its training labels: train.csv, or the sample sheet."""
+    return {k: v for k, v in source_files().items() if k in ("train_csv", "samples")}
+
+
+def test_label_files():
+    """Where the true test labels are, if anywhere: the demo's, test_labels: (checked against the
+    test Ids of sample_submission.csv), or a sample sheet whose test rows are labelled."""
+    if config["source"] == "samples":
+        return {"samples": config["samples"]} if SHEET_TEST_LABELS else {}
+    truth = config.get("test_labels")
+    if config["source"] == "demo":
+        truth = f"{config['demo']['dir']}/test_labels.csv"
+    if not truth:
+        return {}
+    return {"truth": truth, "sample_submission": source_files()["sample_submission"]}
+
+
+def test_labels():
+    """The canonical test labels when the source has any, else none: an input of every rule that
+    scores the test predictions, and the switch that asks for the scores."""
+    return TEST_LABELS if test_label_files() else []
+
+
 def label_sources():
-    """Labels CSV per source for the analysis: the training labels, plus the external list (as listed) when used."""
-    sources = {config["source"]: source_files()["train_csv"]}
+    """Labels CSV per source for the analysis: the training labels (canonical, every listed image),
+    plus the external list (as listed) when used."""
+    sources = {config["source"]: LABELS}
     external = config.get("external", {})
     if external.get("use", False):
         sources["external"] = external["list"]
@@ -157,11 +209,6 @@ def ensemble_table(kind):
         return f"results/ensembles/{wildcards.ensemble}/{transferred}{kind}.csv"
 
     return inner
-
-
-def demo_test_labels():
-    """The demo's held-back test labels (none with real data, whose test labels are secret)."""
-    return f"{config['demo']['dir']}/test_labels.csv" if config["source"] == "demo" else []
 
 
 def new_image_checkpoints(wildcards):
@@ -226,6 +273,6 @@ def all_outputs():
     targets += expand("results/metrics/{ensemble}/confusion.png", ensemble=ENSEMBLES)
     if any(e["transfer"] for e in ENSEMBLES.values()):
         targets.append("results/embedding/duplicates.csv")  # the embeddings exist anyway
-    if config["source"] == "demo":
+    if test_labels():
         targets += expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES)
     return targets

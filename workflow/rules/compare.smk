@@ -5,14 +5,11 @@ rule compare_ensembles:
     input:
         unpack(ensemble_benchmarks),
         thresholds=expand("results/thresholds/{ensemble}.json", ensemble=ENSEMBLES),
-        evaluations=(
-            expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES) if config["source"] == "demo" else []
-        ),
-        # The demo's submissions and held-aside labels: paired differences between ensembles.
-        submissions=(
-            expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES) if config["source"] == "demo" else []
-        ),
-        test_labels=demo_test_labels(),
+        evaluations=expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES) if test_labels() else [],
+        # The submissions and the true test labels, where known: paired differences between ensembles.
+        submissions=expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES) if test_labels() else [],
+        test_labels=test_labels(),
+        vocabulary=VOCABULARY,
     output:
         table=report(
             "results/evaluation/comparison.csv",

@@ -18,10 +18,51 @@ rule vocabulary:
         "../scripts/vocabulary.py"
 
 
+# Every listed training image's labels, canonical (before any image is checked), for the label
+# analysis: labels only, so that it runs before the images are in place.
+rule labels:
+    input:
+        **label_files(),
+        vocabulary=VOCABULARY,
+    output:
+        labels=LABELS,
+    log:
+        "logs/labels.log",
+    benchmark:
+        "benchmarks/labels.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        **label_columns(),
+        source=config["source"],
+    script:
+        "../scripts/train_labels.py"
+
+
+# The true test labels, canonical, from whichever file holds them (common.smk: test_label_files).
+rule test_labels:
+    input:
+        **test_label_files(),
+        vocabulary=VOCABULARY,
+    output:
+        labels=TEST_LABELS,
+    log:
+        "logs/test_labels.log",
+    benchmark:
+        "benchmarks/test_labels.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        **label_columns(),
+    script:
+        "../scripts/test_labels_table.py"
+
+
 rule ingest:
     input:
         **source_files(),
         **external_inputs("kept"),
+        vocabulary=VOCABULARY,
     output:
         manifest="results/data/manifest.csv",
         rejected="results/data/rejected.csv",
@@ -39,6 +80,7 @@ rule ingest:
         mem_mb=PER_IMAGE_MEM_MB,
         runtime=PER_IMAGE_RUNTIME,
     params:
+        **label_columns(),
         source=config["source"],
         max_rejected_fraction=config["data"]["max_rejected_fraction"],
         full_size=full_size(),

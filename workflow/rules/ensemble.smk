@@ -63,7 +63,8 @@ rule make_submission:
         thresholds="results/thresholds/{ensemble}.json",
         manifest="results/data/manifest.csv",
         rejected="results/data/rejected.csv",
-        test_labels=demo_test_labels(),
+        test_labels=test_labels(),
+        vocabulary=VOCABULARY,
     output:
         submission="results/submission/{ensemble}.csv",
         predictions="results/ensembles/{ensemble}/test_predictions.csv",
@@ -86,7 +87,8 @@ rule evaluate_test:
         test=ensemble_table("test"),
         manifest="results/data/manifest.csv",
         folds="results/splits/folds.csv",
-        test_labels=f"{config['demo']['dir']}/test_labels.csv",
+        test_labels=TEST_LABELS,
+        vocabulary=VOCABULARY,
     output:
         evaluation="results/evaluation/{ensemble}.json",
         methods=report(

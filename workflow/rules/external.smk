@@ -49,6 +49,7 @@ rule hash_images:
         mem_mb=PER_IMAGE_MEM_MB,
         runtime=PER_IMAGE_RUNTIME,
     params:
+        **label_columns(),
         hash=EXTERNAL["dedup"]["hash"],
         # The folders ingest reads, decoded as cache_images decodes them.
         full_size=full_size(),

@@ -1,13 +1,16 @@
-"""Rule compare_ensembles: every ensemble's OOF, honest and (demo) test macro F1 with intervals, side by side."""
+"""Rule compare_ensembles: every ensemble's OOF, honest and (where the test labels are known) test
+macro F1 with intervals, side by side."""
 
 import pandas as pd
 
-from hpa.tables import read_labels
+from hpa.classes import Vocabulary
+from hpa.tables import read_canonical_labels
 from hpa.postprocess.submission import submission_matrices
 from hpa.postprocess.evaluation import comparison_table
 from hpa.files import read_json, setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
+N_CLASSES = Vocabulary.read(snakemake.input.vocabulary).n_classes
 names = list(snakemake.params.models)
 evaluations = snakemake.input.evaluations or [None] * len(names)
 ensembles = {
@@ -23,7 +26,7 @@ ensembles = {
 }
 predictions, y_test = None, None
 if snakemake.input.submissions:
-    truth = read_labels(snakemake.input.test_labels)
+    truth = read_canonical_labels(snakemake.input.test_labels, N_CLASSES)
     matrices = {
         name: submission_matrices(pd.read_csv(path, dtype=str, keep_default_na=False), truth)
         for name, path in zip(names, snakemake.input.submissions)

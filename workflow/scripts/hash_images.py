@@ -15,5 +15,7 @@ hashes = hash_source(
     workers=2 * snakemake.threads,
     image_dirs=image_dirs_of(snakemake.params.full_size),
     depth=BitDepth(**snakemake.params.bit_depth),
+    id_column=snakemake.params.id_column,
+    target_column=snakemake.params.target_column,
 )
 write_csv(hashes, snakemake.output.hashes)

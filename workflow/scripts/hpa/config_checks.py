@@ -153,9 +153,38 @@ def check_data(given_config: dict, config: dict) -> list[str]:
     return []
 
 
+def check_source(config: dict) -> None:
+    """Refuse source keys that contradict each other: the sample sheet without source samples (or the
+    reverse), test labels the source already has, and the HPAv18 images beside another vocabulary."""
+    source = config["source"]
+    if config.get("samples") and source != "samples":
+        raise ValueError(f"samples: {config['samples']} is only read with source: samples (here {source}); "
+                         "set source: samples or remove samples")
+    if source == "samples" and not config.get("samples"):
+        raise ValueError("source: samples needs samples: path/to/samples.tsv, the sample sheet (columns Id, "
+                         "split, Target and one per channel; workflow/schemas/samples.schema.yaml)")
+    if config.get("test_labels") and source in ("demo", "samples"):
+        has = "the demo has its own test labels" if source == "demo" else "a sample sheet's test rows hold them"
+        raise ValueError(f"test_labels: {config['test_labels']} cannot be used with source: {source} ({has}); "
+                         "remove test_labels" + (" and fill the sheet's Target of every test row" if source == "samples"
+                                                 else ""))
+    if config["external"]["use"]:
+        from hpa.classes import CHANNELS, Vocabulary  # here: hpa.classes imports pandas (hpa.files)
+
+        vocab = Vocabulary.from_config(config)
+        if not vocab.is_hpa or vocab.channels != CHANNELS:
+            raise ValueError("external.use: the HPAv18 images carry the 2018 task's 28 classes and its 4 stains "
+                             f"{', '.join(CHANNELS)}, not this config's labels:/channels: ({vocab.n_classes} classes, "
+                             f"channels {', '.join(vocab.channels)}); set external.use: false")
+        if source == "samples":
+            raise ValueError("external.use: the HPAv18 images are compared for leaks with a Kaggle-layout folder "
+                             "(source demo or kaggle), not a sample sheet; set external.use: false")
+
+
 def check_config(given_config: dict, config: dict, models: dict, ensembles: dict) -> list[str]:
     """Refuse what ``config`` (validated, defaults filled; ``models``/``ensembles`` filled too)
     cannot do or would ignore of ``given_config`` (as written); return the warnings."""
+    check_source(config)
     check_models(given_config.get("models", {}), models, config)
     check_ensembles(given_config.get("ensembles", {}), ensembles, models, config)
     return check_embedding(given_config, config, ensembles) + check_data(given_config, config)

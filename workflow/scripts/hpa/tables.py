@@ -1,7 +1,10 @@
 """The table formats every stage shares: label sets, the manifest, probability tables.
 
-A label set is the Kaggle ``Target`` string (space-separated class indices) or a
-0/1 matrix of shape (n, 28); a probability table is ``Id, p0..p27``.
+A label set is the canonical ``Target`` string (ascending space-separated class indices,
+"0 16") or a 0/1 matrix of shape (n, 28); a probability table is ``Id, p0..p27``. A
+dataset's own label files (names or indices, its own separator and column names) are read
+once, by ``read_labels`` with the dataset's ``Vocabulary``; everything after reads the
+canonical tables with ``read_canonical_labels``.
 """
 
 from __future__ import annotations
@@ -11,14 +14,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hpa.classes import NUM_CLASSES
+from hpa.classes import HPA, NUM_CLASSES, Vocabulary, id_problem
 from hpa.files import InputError  # noqa: F401 (re-exported: where the table readers raise it)
 
 MANIFEST_COLUMNS = ["Id", "Target", "source", "split", "image_dir", "width", "height"]
+# The manifest's path of each channel's file: "file_{channel}" (hpa.data.ingest.channel_files reads it).
+FILE_PREFIX = "file_"
 
 
-def parse_target(text, *, where: str) -> list[int]:
-    """Parse a Kaggle ``Target`` cell ("16 0") into ascending class numbers."""
+def manifest_columns(channels) -> list[str]:
+    """The manifest's columns for these channel names: ``MANIFEST_COLUMNS`` then one file column per channel."""
+    return MANIFEST_COLUMNS + [FILE_PREFIX + c for c in channels]
+
+
+def parse_canonical(text, n_classes: int, *, where: str) -> list[int]:
+    """Parse a canonical ``Target`` cell ("16 0": space-separated indices below ``n_classes``)."""
     tokens = str(text).split()
     if not tokens:
         raise InputError(f"{where}: empty Target; every training image needs at least one class")
@@ -29,19 +39,26 @@ def parse_target(text, *, where: str) -> list[int]:
             f"{where}: Target {text!r} is not space-separated integers; "
             f"write the classes as e.g. '16 0'"
         ) from None
-    bad = [k for k in labels if not 0 <= k < NUM_CLASSES]
+    bad = [k for k in labels if not 0 <= k < n_classes]
     if bad:
-        raise InputError(f"{where}: class {bad[0]} is outside 0..{NUM_CLASSES - 1}")
+        raise InputError(f"{where}: class {bad[0]} is outside 0..{n_classes - 1}")
     if len(set(labels)) != len(labels):
         raise InputError(f"{where}: Target {text!r} repeats a class; list each class once")
     return sorted(labels)
+
+
+def parse_target(text, *, where: str) -> list[int]:
+    """Parse a 2018 Kaggle ``Target`` cell ("16 0") into ascending HPA class numbers (0..27)."""
+    return parse_canonical(text, NUM_CLASSES, where=where)
 
 
 def format_target(labels) -> str:
     return " ".join(str(k) for k in sorted(labels))
 
 
-def _read_id_table(path, required: list[str]) -> pd.DataFrame:
+def _read_id_table(path, required: list[str], rename: dict[str, str] | None = None) -> pd.DataFrame:
+    """A CSV with unique, file-safe Ids (``id_problem``); ``rename`` maps its columns to ``Id``/``Target``
+    (``kaggle.id_column``/``target_column``), and ``required`` names them as the file spells them."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found; put the Kaggle CSV there or fix the config")
@@ -49,12 +66,18 @@ def _read_id_table(path, required: list[str]) -> pd.DataFrame:
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise InputError(
-            f"{path}: missing column(s) {missing}; the header must be {','.join(required)}"
+            f"{path}: missing column(s) {missing}; the header must hold {','.join(required)} "
+            f"(found {','.join(map(str, df.columns))}; kaggle.id_column and kaggle.target_column name them)"
         )
+    df = df.rename(columns=rename or {})
     ids = df["Id"].str.strip()
     empty = np.flatnonzero(ids.eq("").to_numpy())
     if len(empty):
         raise InputError(f"{path}, line {empty[0] + 2}: empty Id")
+    for row, image_id in enumerate(ids):
+        problem = id_problem(image_id)
+        if problem:
+            raise InputError(f"{path}, line {row + 2}: {problem}")
     dup = ids.duplicated(keep="first").to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
@@ -66,18 +89,35 @@ def _read_id_table(path, required: list[str]) -> pd.DataFrame:
     return df
 
 
-def read_labels(path) -> pd.DataFrame:
-    """Read ``Id,Target``; Target comes back normalised (ascending classes)."""
-    df = _read_id_table(path, ["Id", "Target"])
+def read_labels(path, vocab: Vocabulary = HPA, *, id_column: str = "Id", target_column: str = "Target") -> pd.DataFrame:
+    """A dataset's labels CSV as canonical ``Id,Target`` (ascending indices, space-separated).
+
+    The Target cells are the dataset's own spelling, parsed by ``vocab.parse`` (class names
+    or indices, ``vocab.separator``); the default is the 2018 task's (indices 0..27, a space),
+    which the HPAv18 external list also uses.
+    """
+    df = _read_id_table(path, [id_column, target_column], {id_column: "Id", target_column: "Target"})
     df["Target"] = [
-        format_target(parse_target(t, where=f"{path}, line {i + 2} (Id {id_})"))
+        format_target(vocab.parse(t, where=f"{path}, line {i + 2} (Id {id_})"))
         for i, (id_, t) in enumerate(zip(df["Id"], df["Target"]))
     ]
     return df[["Id", "Target"]]
 
 
-def read_test_ids(path) -> pd.DataFrame:
-    return _read_id_table(path, ["Id"])[["Id"]]
+def read_canonical_labels(path, n_classes: int) -> pd.DataFrame:
+    """A labels table the pipeline wrote (``results/data/labels.csv``, ``test_labels.csv``): canonical
+    ``Id,Target`` with indices below ``n_classes``; other columns are kept."""
+    df = _read_id_table(path, ["Id", "Target"])
+    df["Target"] = [
+        format_target(parse_canonical(t, n_classes, where=f"{path}, line {i + 2} (Id {id_})"))
+        for i, (id_, t) in enumerate(zip(df["Id"], df["Target"]))
+    ]
+    return df
+
+
+def read_test_ids(path, id_column: str = "Id") -> pd.DataFrame:
+    """The test Ids of ``sample_submission.csv`` (its ``id_column``; other columns are ignored)."""
+    return _read_id_table(path, [id_column], {id_column: "Id"})[["Id"]]
 
 
 def labels_to_matrix(targets) -> np.ndarray:

@@ -119,13 +119,14 @@ def find_channel(image_dir, image_id: str, color: str) -> Path:
     raise FileNotFoundError(f"no {image_id}_{color} file with any of {'/'.join(EXTENSIONS)} in {image_dir}")
 
 
-def list_channels(folder) -> dict[str, dict[str, list[Path]]]:
-    """Id -> colour -> its files in ``folder``, by precedence; one directory listing, not a stat per file."""
+def list_channels(folder, channels: tuple[str, ...]) -> dict[str, dict[str, list[Path]]]:
+    """Id -> channel -> its files ``{Id}_{channel}{ext}`` in ``folder`` for the ``channels`` named, by
+    precedence; one directory listing, not a stat per file."""
     found: dict[str, dict[str, list[Path]]] = {}
     rank = {ext: i for i, ext in enumerate(_SUFFIXES)}
     for path in Path(folder).iterdir():
         image_id, _, color = path.stem.rpartition("_")
-        if path.suffix in rank and color in CHANNELS and image_id:
+        if path.suffix in rank and color in channels and image_id:
             found.setdefault(image_id, {}).setdefault(color, []).append(path)
     for colors in found.values():
         for paths in colors.values():
@@ -133,13 +134,13 @@ def list_channels(folder) -> dict[str, dict[str, list[Path]]]:
     return found
 
 
-def channel_problem(image_id: str, files: dict[str, list[Path]]) -> str:
-    """Why a listed Id's channels are not usable ("" when each of the four has exactly one file)."""
-    missing = [c for c in CHANNELS if c not in files]
+def channel_problem(image_id: str, files: dict[str, list[Path]], channels: tuple[str, ...]) -> str:
+    """Why a listed Id's channels are not usable ("" when each of ``channels`` has exactly one file)."""
+    missing = [c for c in channels if c not in files]
     if missing:
         return (f"missing channel {', '.join(missing)} (no {image_id}_{missing[0]} file with any of "
                 f"{'/'.join(EXTENSIONS)})")
-    for color in CHANNELS:
+    for color in channels:
         if len(files[color]) > 1:
             names = ", ".join(p.name for p in files[color])
             return f"channel {color} has {len(files[color])} files ({names}); keep one"

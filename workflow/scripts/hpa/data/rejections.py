@@ -3,7 +3,8 @@
 Ingest records a kind (a key of ``KINDS``) beside each rejected image's reason; when too many
 images of a split are unusable, ``summary`` says how many of each kind, the first few of each,
 and a hint that fits that kind: a folder of images with a channel of another size needs another
-fix than a wrong folder.
+fix than a wrong folder. The ``bad_*`` and ``duplicate_id`` kinds are a sample sheet's rows
+(``hpa.data.samples``), refused before any image is opened.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ EXAMPLES = 3  # Ids named per kind
 # kind -> (what the images have, what to do: formatted with the split's folder)
 KINDS = {
     "missing": ("missing a channel",
-                "check that the images are in {folder}, one file per channel named {{Id}}_{{red,green,blue,yellow}}"
-                + f" with one of {'/'.join(EXTENSIONS)}"),
+                "check that the images are in {folder}, one file per channel named {{Id}}_{{{channels}}}"
+                + f" with one of {'/'.join(EXTENSIONS)} (a sample sheet: that its file columns name existing files)"),
     "duplicate": ("with two files for one channel",
                   "keep one file per channel (e.g. the .png or the .tif), in {folder}"),
     "unreadable": ("with an unreadable channel",
@@ -26,13 +27,21 @@ KINDS = {
     "mode": ("with a channel in an unsupported colour mode",
              "save each channel as a grey 8 or 16-bit image (or RGB)"),
     "size": ("with channels of different sizes",
-             "the four channels of an image must have the same size: export the odd channel at the others' size"),
+             "the channels of an image must have the same size: export the odd channel at the others' size"),
+    "bad_id": ("with an Id that cannot name a file",
+               "rename them in {folder}: no '/', '\\', control character or leading '.'"),
+    "duplicate_id": ("sharing an Id with another row", "give each row of {folder} its own Id"),
+    "bad_split": ("with a split other than train or test", "write train or test in the split column of {folder}"),
+    "bad_target": ("with a Target that names no class",
+                   "use the class names or 0-based indices of labels.names (or labels.file), separated by "
+                   "labels.separator, in {folder}"),
 }
 
 
-def summary(rejected: pd.DataFrame, folder) -> list[str]:
+def summary(rejected: pd.DataFrame, folder, channels: tuple[str, ...]) -> list[str]:
     """Lines for the rejected rows of one split (``Id``, ``kind``, ``reason``): per kind, most
-    frequent first, the count, the first Ids (the first with its reason) and the hint."""
+    frequent first, the count, the first Ids (the first with its reason) and the hint
+    (``channels``: the channel names, for the hint of a missing one)."""
     lines = []
     for kind, group in sorted(rejected.groupby("kind"), key=lambda kv: -len(kv[1])):
         what, hint = KINDS[kind]
@@ -40,5 +49,5 @@ def summary(rejected: pd.DataFrame, folder) -> list[str]:
         more = f" and {len(ids) - EXAMPLES} more" if len(ids) > EXAMPLES else ""
         lines.append(f"  {len(ids)} {what}, e.g. {ids[0]} ({group['reason'].iloc[0]})"
                      + "".join(f", {i}" for i in ids[1:EXAMPLES]) + more)
-        lines.append("    -> " + hint.format(folder=folder))
+        lines.append("    -> " + hint.format(folder=folder, channels=",".join(channels)))
     return lines

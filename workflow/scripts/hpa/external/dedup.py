@@ -227,14 +227,15 @@ def _summarise(task) -> dict:
 
 
 def hash_source(source_dir, kind: str, workers: int = 1, image_dirs: dict[str, str] = SPLIT_DIRS,
-                depth: BitDepth = BitDepth()) -> pd.DataFrame:
+                depth: BitDepth = BitDepth(), **columns) -> pd.DataFrame:
     """Hashes of every train and test image of a Kaggle-layout folder, computed once.
 
     The images are found as ingest finds them (``source_table``; ``image_dirs`` as
-    ingest's). Columns ``Id,split,Target,image_dir,error`` then the hash and std of
-    each channel; images that cannot be read keep their error and no hashes.
+    ingest's, ``columns`` its ``id_column`` and ``target_column``). Columns
+    ``Id,split,Target,image_dir,error`` then the hash and std of each channel; images
+    that cannot be read keep their error and no hashes.
     """
-    table = source_table(source_dir, image_dirs)
+    table = source_table(source_dir, image_dirs, **columns)
     tasks = [(d, i, kind, depth) for d, i in zip(table["image_dir"], table["Id"])]
     # PIL releases the GIL while decoding and resizing, so threads scale.
     with ThreadPoolExecutor(max(1, workers)) as pool:

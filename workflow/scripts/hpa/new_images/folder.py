@@ -23,7 +23,8 @@ def list_images(folder) -> tuple[list[str], list[tuple[str, str]]]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder; set new_images to a folder of {{Id}}_{{color}} "
                                 f"images ({'/'.join(EXTENSIONS)})")
-    problems = {image_id: check_image(image_id, files)[3] for image_id, files in list_channels(folder).items()}
+    problems = {image_id: check_image(image_id, files, CHANNELS)[3]
+                for image_id, files in list_channels(folder, CHANNELS).items()}
     usable = sorted(i for i, problem in problems.items() if not problem)
     broken = sorted((i, problem) for i, problem in problems.items() if problem)
     return usable, broken

@@ -33,6 +33,11 @@ REASON_KINDS = [
     (re.compile(r"^unreadable channel"), "unreadable channel"),
     (re.compile(r"^channel \w+ has mode"), "not a grey or RGB image"),
     (re.compile(r"^channel \w+ is .+, the others are"), "channels of different sizes"),
+    (re.compile(r"^channel \S+: file .* not found"), "missing file"),
+    (re.compile(r", line \d+ \(Id .*\): Id .* is on lines"), "repeated Id"),
+    (re.compile(r", line \d+ \(Id .*\): split "), "unknown split"),
+    (re.compile(r", line \d+ \(Id .*\): Id .* cannot name a file"), "Id that cannot name a file"),
+    (re.compile(r", line \d+ \(Id .*\): "), "Target naming no class"),
 ]
 
 

@@ -1,0 +1,124 @@
+"""Sample sheets (``source: samples``): one row per image, one column per channel's file.
+
+A sheet is a ``.tsv`` or ``.csv`` (other extensions are sniffed) with the columns ``Id``,
+``split`` (``train`` or ``test``), ``Target`` (the dataset's class names or indices separated
+by ``labels.separator``; empty for unlabelled test rows) and one column per channel of
+``channels.names`` holding that channel's file, relative to the sheet's folder or absolute
+(``workflow/schemas/samples.schema.yaml``).
+
+Two levels of checks, as for the Kaggle layout: ``check_sheet`` refuses a sheet that cannot be
+meant (missing file or column, no training row, test rows labelled only in part) when the
+workflow starts; ``sheet_rows`` records each row that cannot be used (a bad or repeated Id,
+an unknown split, an unknown class) with its line and the fix, and ingest skips it, up to
+``data.max_rejected_fraction``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+
+from hpa.classes import Vocabulary, id_problem
+from hpa.files import InputError
+from hpa.tables import FILE_PREFIX, format_target
+
+REQUIRED = ("Id", "split", "Target")
+SPLITS = ("train", "test")
+SEPARATORS = {".tsv": "\t", ".tab": "\t", ".csv": ","}
+REFUSED_COLUMNS = ["Id", "source", "split", "kind", "reason"]
+
+
+def read_sheet(path) -> pd.DataFrame:
+    """The sheet as strings (tab- or comma-separated by extension, else sniffed); blank cells are ""."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"samples: {path} not found; write the sample sheet there (columns Id, split, Target "
+                         "and one per channel) or fix samples: in the config")
+    sep = SEPARATORS.get(path.suffix.lower())
+    if sep is None:
+        with open(path, newline="") as fh:
+            try:
+                sep = csv.Sniffer().sniff(fh.readline(), delimiters="\t,;").delimiter
+            except csv.Error:
+                raise InputError(f"{path}: cannot tell the column separator; name the sheet .tsv (tabs) "
+                                 "or .csv (commas)") from None
+    df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def check_sheet(df: pd.DataFrame, path, vocab: Vocabulary) -> bool:
+    """Refuse a sheet as a whole (missing column, no training row, test rows labelled in part).
+
+    Returns whether its test rows are labelled (then they are the run's test labels): all or
+    none, since the workflow decides when it starts whether to score the test predictions.
+    """
+    columns = [*REQUIRED, *vocab.channels]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; a sample sheet needs {', '.join(columns)} "
+                         f"(one column per channel of channels.names, holding that channel's file); "
+                         f"found {', '.join(df.columns) or 'no columns'}")
+    split = df["split"].str.strip()
+    if not split.eq("train").any():
+        found = sorted(set(split))[:5]
+        raise InputError(f"{path}: no row has split 'train' (found {found}); write train or test in the split "
+                         "column of every row")
+    labelled = df["Target"].str.strip().ne("")[split.eq("test")]
+    if labelled.any() and not labelled.all():
+        first = labelled.index[~labelled][0]
+        raise InputError(
+            f"{path}: {(~labelled).sum()} of {len(labelled)} test rows have no Target (e.g. line {first + 2}, "
+            f"Id {df['Id'][first]}) while the others have one; label every test row (to score the test "
+            "predictions) or clear every test row's Target")
+    return bool(labelled.any())
+
+
+def resolve(path, cell: str) -> str:
+    """A file cell as a path the jobs can open: relative cells are relative to the sheet's folder."""
+    cell = cell.strip()
+    if not cell:
+        return ""
+    file = Path(cell)
+    return str(file if file.is_absolute() else Path(path).parent / file)
+
+
+def row_problem(row, vocab: Vocabulary, where: str) -> tuple[str, str, str]:
+    """(kind, reason, canonical Target) of one sheet row; kind is "" when the row is usable."""
+    problem = id_problem(row["Id"])
+    if problem:
+        return "bad_id", f"{where}: {problem} in the sheet", ""
+    if row["split"] not in SPLITS:
+        return "bad_split", f"{where}: split {row['split']!r} is neither train nor test; fix it in the sheet", ""
+    try:
+        labels = vocab.parse(row["Target"], where=where, allow_empty=row["split"] == "test")
+    except InputError as error:
+        return "bad_target", str(error), ""
+    return "", "", format_target(labels)
+
+
+def sheet_rows(path, vocab: Vocabulary) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sheet's usable rows (``Id,Target,split,image_dir`` and a file column per channel, Target
+    canonical) and the refused ones (``Id,source,split,kind,reason``, the reason naming the line)."""
+    df = read_sheet(path)
+    check_sheet(df, path, vocab)
+    df = df.assign(Id=df["Id"].str.strip(), split=df["split"].str.strip())
+    repeated = df["Id"].duplicated(keep=False)
+    rows, refused = [], []
+    for i, row in df.iterrows():
+        where = f"{path}, line {i + 2} (Id {row['Id']})"
+        if repeated[i]:
+            lines = [str(k + 2) for k in df.index[df["Id"] == row["Id"]]]
+            kind, reason, target = "duplicate_id", (f"{where}: Id {row['Id']} is on lines {', '.join(lines)}; "
+                                                    "give each image its own Id"), ""
+        else:
+            kind, reason, target = row_problem(row, vocab, where)
+        if kind:
+            refused.append(dict(Id=row["Id"], source="samples", split=row["split"], kind=kind, reason=reason))
+            continue
+        files = {FILE_PREFIX + c: resolve(path, row[c]) for c in vocab.channels}
+        rows.append({"Id": row["Id"], "Target": target, "split": row["split"], "image_dir": "", **files})
+    columns = ["Id", "Target", "split", "image_dir", *(FILE_PREFIX + c for c in vocab.channels)]
+    return pd.DataFrame(rows, columns=columns), pd.DataFrame(refused, columns=REFUSED_COLUMNS)
