@@ -16,6 +16,7 @@ from hpa.cells.evaluation import (
     cell_map_with_interval,
     judge_cells,
     paired_cell_map_difference,
+    peak_point,
     point_hits,
     pointing_game,
 )
@@ -254,3 +255,10 @@ def test_pointing_game_on_a_hand_made_case():
     assert pooled["n"] == 3 and pooled["hit"] == pytest.approx(2 / 3)
     assert pooled["difference"] == pytest.approx(2 / 3 - 0.5 / 3)
     assert pooled["hit_low"] <= pooled["hit"] <= pooled["hit_high"]
+
+
+def test_the_peak_of_a_coarse_map_is_its_best_cells_centre():
+    grid = np.zeros((2, 2))
+    grid[1, 1] = 1  # bilinear upsampling is flat over the whole bottom-right quarter beyond the centre
+    assert peak_point(grid, (128, 128)) == (96, 96)
+    assert peak_point(np.eye(3)[::-1], (30, 60)) == (5, 50)  # ties: the first highest cell

@@ -19,9 +19,9 @@ instance evaluation (the organisers' ``oid_hpasc_challenge_evaluation.py``) at I
   the order); the mean over classes with at least one true cell.
 
 **Pointing game.** For each (image, class) the image truly has, with a map and a region where
-the class was drawn: a hit when the map's peak (bilinearly upsampled to the image) lies in the
-region. Chance: a uniformly random point of the cell area (the true cells' union) lands in
-the region with probability region area / cell area.
+the class was drawn: a hit when the map's peak (the centre of its highest grid cell, in image
+pixels: ``peak_point``) lies in the region. Chance: a uniformly random point of the cell area
+(the true cells' union) lands in the region with probability region area / cell area.
 
 Intervals are percentile bootstraps over images on ``hpa.metrics``' resamples (each image
 drawn k times counts k times), the same resamples for two scorings so they can be subtracted.
@@ -35,7 +35,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpa.cells.metrics import iou_matrix, _assign
-from hpa.cells.scores import upsample
 from hpa.metrics import LEVEL, N_BOOT, _bounds, _resample_counts
 
 IOU = 0.6  # the 2021 competition's matching threshold
@@ -176,6 +175,16 @@ def paired_cell_map_difference(images_a, images_b, *, n_boot: int = N_BOOT, seed
 
 
 # The pointing game.
+def peak_point(grid: np.ndarray, shape: tuple[int, int]) -> tuple[int, int]:
+    """The pixel (row, column) of an image of ``shape`` under the centre of the map's highest grid
+    cell (the first if tied). Where the bilinearly upsampled map peaks, but well defined: the
+    upsampled map is flat beyond the outer cells' centres, and an argmax there would pick the
+    plateau's corner, biasing peaks towards the image's corners."""
+    grid = np.asarray(grid, float)
+    i, j = np.unravel_index(np.argmax(grid), grid.shape)
+    return int((i + 0.5) * shape[0] / grid.shape[0]), int((j + 0.5) * shape[1] / grid.shape[1])
+
+
 def point_hits(maps: Mapping[int, np.ndarray], regions: Mapping[int, np.ndarray], foreground: np.ndarray,
                classes) -> list[tuple[int, bool, float]]:
     """(class, hit, chance) for each class of ``classes`` (the image's true ones) that has a map
@@ -189,7 +198,7 @@ def point_hits(maps: Mapping[int, np.ndarray], regions: Mapping[int, np.ndarray]
             continue
         if region.shape != foreground.shape:
             raise ValueError(f"class {c}: region {region.shape} and cell area {foreground.shape} differ in shape")
-        peak = np.unravel_index(np.argmax(upsample(maps[c], region.shape)), region.shape)
+        peak = peak_point(maps[c], region.shape)
         out.append((c, bool(region[peak]), float((region & foreground).sum() / area)))
     return out
 
