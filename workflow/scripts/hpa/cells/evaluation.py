@@ -96,6 +96,8 @@ def judge_cells(true_mask, true_labels, pred_mask, pred_ids, scores, *, threshol
 
 def _flatten(images: Sequence[Detections]):
     """Every prediction's class, score, hit and image index; true counts (images, classes)."""
+    if not images:
+        raise ValueError("no images to score")
     n_classes = {len(d.n_true) for d in images}
     if len(n_classes) != 1:
         raise ValueError(f"images scored with different numbers of classes: {sorted(n_classes)}")
