@@ -24,7 +24,7 @@ SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 
 # import name -> distribution name, where they differ
 DISTRIBUTIONS = {"PIL": "pillow", "sklearn": "scikit-learn", "iterstrat": "iterative-stratification",
-                 "yaml": "pyyaml"}
+                 "yaml": "pyyaml", "skimage": "scikit-image"}
 
 
 def props_of(node) -> dict:

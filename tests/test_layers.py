@@ -17,7 +17,7 @@ LAYERS = [
     {"classes", "files", "figures", "tables", "metrics", "thresholds", "parallel", "dihedral", "crops",
      "config_errors", "spec", "config_checks"},
     {"data"},
-    {"labels", "external", "demo"},
+    {"labels", "external", "demo", "cells"},  # cells: segmentation and per-cell labels, numpy only
     {"models"},
     {"runtime"},
     {"loop"},

@@ -50,6 +50,7 @@ from hpa.demo.strokes import (
     _spots,
     _trace,
 )
+from hpa.demo.truth import FieldTruth, field_truth
 
 EXPRESS_P = 0.85  # share of eligible cells that show a label
 
@@ -254,18 +255,27 @@ DRAWERS = {
 ELIGIBLE = {16: ("daughter",), 17: ("mitotic",)}  # other labels: interphase and daughter cells
 
 
-def _expression(sc, label, rng):
-    """Per-pixel gain of one label: most eligible cells show it, each at its own intensity."""
+def _gains(sc, label, rng):
+    """Per-cell gain of one label: most eligible cells show it, each at its own intensity; 0 = not shown."""
     eligible = np.array([c.kind in ELIGIBLE.get(label, ("interphase", "daughter")) for c in sc.cells])
     eligible &= sc.area > 0
     on = eligible & (rng.uniform(size=len(sc.cells)) < EXPRESS_P)
-    return sc.per_cell(np.where(on if on.any() else eligible, rng.uniform(0.5, 1.0, len(sc.cells)), 0.0))
+    return np.where(on if on.any() else eligible, rng.uniform(0.5, 1.0, len(sc.cells)), 0.0)
 
 
-def _draw_green(sc, labels, rng):
+def _draw_green(sc, labels, rng, drawn=None):
+    """The green plane; ``drawn`` (a dict), if given, gets label -> (pattern, per-cell gains) for the truth.
+
+    The pattern is drawn before the gains are, as it always was: the rng draws, and so the
+    images, do not depend on whether the truth is asked for.
+    """
     green = 0.04 * sc.inside.astype(np.float32)  # faint unspecific staining
     for label in sorted(labels):
-        layer = DRAWERS[label](sc, rng) * _expression(sc, label, rng) * rng.uniform(0.6, 1.0)
+        pattern = DRAWERS[label](sc, rng)
+        gains = _gains(sc, label, rng)
+        layer = pattern * sc.per_cell(gains) * rng.uniform(0.6, 1.0)
+        if drawn is not None:
+            drawn[label] = (pattern, gains)
         np.maximum(green, layer, out=green)
     return green
 
@@ -284,11 +294,13 @@ def _acquire(layers, rng):
 
 
 def render_field(labels: frozenset[int] | set[int], size: int, rng: np.random.Generator,
-                 allow_empty: bool = False) -> np.ndarray:
+                 allow_empty: bool = False, truth: bool = False) -> np.ndarray | tuple[np.ndarray, FieldTruth]:
     """Return a (4, size, size) uint8 array, channels in CHANNELS order.
 
     ``allow_empty``: no label at all gives a green channel of faint unspecific staining
     only, the "Negative" of the atlas's later annotations (hpa.demo.screen).
+    ``truth``: return ``(image, FieldTruth)``, the field's cells, each cell's labels and where
+    each label was drawn (hpa.demo.truth); the image is the same, byte for byte.
     """
     labels = frozenset(int(x) for x in labels)
     if (not labels and not allow_empty) or not labels <= set(range(N_CLASSES)):
@@ -300,5 +312,7 @@ def render_field(labels: frozenset[int] | set[int], size: int, rng: np.random.Ge
     cells, bridges = _layout(size, r0, labels, r_cells, r_special)
     sc = Scene(size, r0, cells, bridges, *_rasterise(cells, size))
     layers = {"blue": _draw_blue(sc, r_marks), "red": _draw_red(sc, r_marks), "yellow": _draw_yellow(sc, r_marks)}
-    layers["green"] = _draw_green(sc, labels, r_green)
-    return _acquire(np.stack([layers[ch] for ch in CHANNELS]).astype(np.float32), r_noise)
+    drawn = {} if truth else None
+    layers["green"] = _draw_green(sc, labels, r_green, drawn)
+    image = _acquire(np.stack([layers[ch] for ch in CHANNELS]).astype(np.float32), r_noise)
+    return (image, field_truth(sc, drawn)) if truth else image

@@ -1,0 +1,79 @@
+"""The demo's truth about cells: same images byte for byte, consistent labels, files that read back."""
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpa.demo.dataset import sample_label_sets
+from hpa.demo.render import render_field
+from hpa.demo.truth import read_cell_mask, read_regions, write_cells_table, write_truth
+
+# Digests of render_field's images before the truth existed (commit bd21c55): asking for the
+# truth, or not, must not move a single rng draw.
+BEFORE = [
+    ((0,), 64, 1, "a915fb713fc5318f"),
+    ((16, 17), 64, 2, "bb78272be2319b2c"),
+    ((0, 25), 128, 3, "3cb2ea016892379b"),
+    ((2, 7, 21), 96, 4, "3fe7b4170e536b11"),
+    ((12, 13, 14, 23), 128, 5, "6a27561e0f347897"),
+    ((16,), 48, 6, "d9e32d910e2e2001"),
+    ((27, 6, 24), 128, 7, "d50bf75c19c76bbc"),
+    ((), 64, 8, "a26abd97debb9b4c"),
+]
+
+
+def digest(image):
+    return hashlib.sha256(image.tobytes()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("labels,size,seed,expected", BEFORE)
+def test_images_are_byte_identical_with_and_without_truth(labels, size, seed, expected):
+    plain = render_field(set(labels), size, np.random.default_rng(seed), allow_empty=True)
+    image, truth = render_field(set(labels), size, np.random.default_rng(seed), allow_empty=True, truth=True)
+    assert digest(plain) == digest(image) == expected
+    assert truth.cells.shape == (size, size) and truth.cells.dtype == np.int32
+
+
+def fields(n=12, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    for k, labels in enumerate(sample_label_sets(n, rng, min_per_class=0)):
+        yield set(labels), render_field(set(labels), size, np.random.default_rng(1000 + k), truth=True)
+
+
+def test_truth_is_consistent_with_the_image_labels():
+    for labels, (_, truth) in fields():
+        ids = np.unique(truth.cells)
+        assert list(ids) == list(range(truth.n_cells + 1)), "cells numbered 1..n, all visible"
+        drawn = set().union(*map(set, truth.labels))
+        assert drawn <= labels
+        assert drawn == {k for k in labels if truth.regions[k].any()}, "a label drawn in a cell has a region"
+        for k in labels:
+            region_cells = set(np.unique(truth.cells[truth.regions[k]]))
+            holders = {c + 1 for c, cell_labels in enumerate(truth.labels) if k in cell_labels}
+            assert region_cells <= holders, "a label's region lies in the cells that show it"
+        assert len(drawn) >= len(labels) - 1  # at most a rare label lacks a visible cell
+
+
+def test_special_labels_are_drawn_only_in_their_cells():
+    _, truth = render_field({16, 17, 0}, 96, np.random.default_rng(3), truth=True)
+    with_16 = [c for c, k in enumerate(truth.labels) if 16 in k]
+    with_17 = [c for c, k in enumerate(truth.labels) if 17 in k]
+    assert 1 <= len(with_16) <= 2 and len(with_17) == 1
+    assert not set(with_16) & set(with_17)
+
+
+def test_truth_files_read_back(tmp_path):
+    rows = []
+    for k, (labels, (_, truth)) in enumerate(fields(n=3)):
+        rows += write_truth(tmp_path, f"im{k}", truth)
+        assert np.array_equal(read_cell_mask(tmp_path / "test_cells" / f"im{k}.png"), truth.cells)
+        regions = read_regions(tmp_path / "test_regions" / f"im{k}.npz")
+        assert regions.keys() == truth.regions.keys()
+        assert all(np.array_equal(regions[c], truth.regions[c]) for c in regions)
+    write_cells_table(rows[::-1], tmp_path / "test_cells.csv")
+    table = pd.read_csv(tmp_path / "test_cells.csv", dtype={"Target": str}, keep_default_na=False)
+    assert list(table.columns) == ["Id", "cell", "Target"]
+    assert table["Id"].is_monotonic_increasing and len(table) == len(rows)
+    assert all(t == " ".join(sorted(t.split(), key=int)) for t in table["Target"])

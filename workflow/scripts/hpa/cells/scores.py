@@ -1,0 +1,178 @@
+"""Per-cell class scores from an image's probabilities, its class maps (optional) and a cell mask.
+
+Methods (``cell_scores(..., method=)``):
+
+- ``image``: every cell gets its image's probabilities (the no-map baseline);
+- ``map``: probability x the cell's map ratio ``r = mean map in the cell / max over the
+  image's cells of that mean``. The map's scale is arbitrary (CAM logits, Grad-CAM units)
+  and differs between images and classes, so it only ranks cells within an image; the image
+  probability keeps scores comparable across images. The best cell gets the image's
+  probability, as in multiple-instance learning, where an image is positive when at least
+  one of its cells is. A mean (not a sum) so that large cells are not favoured for their size;
+  negative map values count as no evidence (clipped at 0); a class whose map is zero over
+  every cell, or that has no map, keeps the image's probability in every cell (r = 1);
+- ``blend``: probability x (w + (1 - w) r), w = ``weight`` (0.5): half the image's say, half
+  the map's, so that a cell the map misses keeps some of its image's score (maps of weak
+  classes are often wrong where the image label is right).
+
+Maps at a coarser grid than the mask (a CNN's feature grid) are upsampled bilinearly to the
+mask (half-pixel centres, as torch's ``interpolate(..., align_corners=False)``), rather than
+the mask downsampled to the grid: a cell smaller than a grid cell would then vanish or share
+one value with its neighbours. The upsampled maps are never built: a cell's mean of the
+upsampled map is linear in the grid values, so each cell's pooling weights over the grid are
+computed once per mask (two bincounts over its pixels) and serve every class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+METHODS = ("image", "map", "blend")
+BLEND_WEIGHT = 0.5
+
+
+@dataclass
+class CellScores:
+    """One image's cells: ``ids`` (n,), ``boxes`` (n, 4) as x0, y0, x1, y1 (x1, y1 exclusive),
+    ``areas`` (n,) in px, ``scores`` (n, n_classes)."""
+
+    ids: np.ndarray
+    boxes: np.ndarray
+    areas: np.ndarray
+    scores: np.ndarray
+
+
+def cells_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, boxes, areas) of the cells of a label image (0 = background; ids need not be consecutive)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer) or (mask.size and mask.min() < 0):
+        raise ValueError(f"a cell mask is one plane of non-negative integer labels, got {mask.dtype} {mask.shape}")
+    counts = np.bincount(mask.ravel(), minlength=1)
+    ids = np.flatnonzero(counts[1:]) + 1
+    slices = ndi.find_objects(mask)
+    boxes = np.array([(s[1].start, s[0].start, s[1].stop, s[0].stop) for s in (slices[i - 1] for i in ids)],
+                     dtype=np.int64).reshape(-1, 4)
+    return ids, boxes, counts[ids]
+
+
+def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) weights of 1-D linear interpolation with half-pixel centres (edges clamped)."""
+    src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    i0 = np.floor(src).astype(int)
+    t = src - i0
+    out = np.zeros((n_out, n_in))
+    np.add.at(out, (np.arange(n_out), i0), 1 - t)
+    np.add.at(out, (np.arange(n_out), np.minimum(i0 + 1, n_in - 1)), t)
+    return out
+
+
+def upsample(grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A 2-D map brought to ``shape`` (height, width) by bilinear interpolation."""
+    grid = np.asarray(grid, float)
+    if grid.shape == tuple(shape):
+        return grid
+    return bilinear_matrix(shape[0], grid.shape[0]) @ grid @ bilinear_matrix(shape[1], grid.shape[1]).T
+
+
+def _dense(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The mask with cell ``ids[k]`` as k + 1 and everything else 0."""
+    lut = np.zeros(int(mask.max(initial=0)) + 1, np.int64)
+    lut[ids] = np.arange(1, len(ids) + 1)
+    return lut[mask]
+
+
+def pooling_weights(dense: np.ndarray, n_cells: int, grid: tuple[int, int]) -> np.ndarray:
+    """(n_cells, h, w) for a dense mask (cells 1..n_cells): cell k's mean of any (h, w) map
+    upsampled to the mask is ``(weights[k - 1] * map).sum()``. That mean is
+    ``ry.T @ indicator_k @ rx / area_k`` with the bilinear matrices ``ry``, ``rx``: the
+    indicator times ``rx`` comes from two bincounts (each pixel blends at most two grid
+    columns), then one product with ``ry`` over the rows."""
+    height, width = dense.shape
+    h, w = grid
+    src = np.clip((np.arange(width) + 0.5) * w / width - 0.5, 0, w - 1)  # as bilinear_matrix
+    j0 = np.floor(src).astype(int)
+    j1, t = np.minimum(j0 + 1, w - 1), src - j0
+    start = (dense * height + np.arange(height)[:, None]) * w  # row (cell, y) of each pixel
+    size = (n_cells + 1) * height * w
+    by_row = (np.bincount((start + j0).ravel(), np.broadcast_to(1 - t, dense.shape).ravel(), size)
+              + np.bincount((start + j1).ravel(), np.broadcast_to(t, dense.shape).ravel(), size))
+    by_row = by_row.reshape(n_cells + 1, height, w)[1:]  # (cell, y, j)
+    areas = np.bincount(dense.ravel(), minlength=n_cells + 1)[1:]
+    # One matrix product over the rows y: (h, height) @ (height, cells * w).
+    pooled = bilinear_matrix(height, h).T @ by_row.transpose(1, 0, 2).reshape(height, -1)
+    return pooled.reshape(h, n_cells, w).transpose(1, 0, 2) / np.maximum(areas, 1)[:, None, None]
+
+
+def cell_means(mask: np.ndarray, ids: np.ndarray, maps: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """class -> (n cells,) mean of its map (upsampled to the mask) over each cell."""
+    out, weights = {}, {}
+    dense = _dense(mask, ids)
+    areas = np.maximum(np.bincount(dense.ravel(), minlength=len(ids) + 1)[1:], 1)
+    for c, grid in maps.items():
+        grid = np.asarray(grid, float)
+        if grid.ndim != 2:
+            raise ValueError(f"class {c}: a class map is one 2-D plane, got shape {grid.shape}")
+        if grid.shape == mask.shape:  # at the mask's size: a plain per-cell mean
+            out[c] = np.bincount(dense.ravel(), grid.ravel(), len(ids) + 1)[1:] / areas
+            continue
+        if grid.shape not in weights:
+            weights[grid.shape] = pooling_weights(dense, len(ids), grid.shape)
+        out[c] = np.einsum("kij,ij->k", weights[grid.shape], grid)
+    return out
+
+
+def _as_dict(maps, n_classes: int) -> dict[int, np.ndarray]:
+    if maps is None:
+        return {}
+    if isinstance(maps, dict):
+        bad = [c for c in maps if not 0 <= int(c) < n_classes]
+        if bad:
+            raise ValueError(f"maps for classes {bad} outside 0..{n_classes - 1}")
+        return {int(c): m for c, m in maps.items()}
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or len(maps) != n_classes:
+        raise ValueError(f"maps must be (n_classes={n_classes}, h, w) or a dict class -> (h, w), got {maps.shape}")
+    return dict(enumerate(maps))
+
+
+def map_ratios(mask: np.ndarray, ids: np.ndarray, maps, n_classes: int) -> np.ndarray:
+    """(n cells, n_classes): each cell's mean map over the best cell's (1 where a class has no map
+    or its map is zero over every cell); see the module docstring."""
+    ratios = np.ones((len(ids), n_classes))
+    for c, means in cell_means(mask, ids, _as_dict(maps, n_classes)).items():
+        means = np.clip(means, 0, None)
+        if len(means) and means.max() > 0:
+            ratios[:, c] = means / means.max()
+    return ratios
+
+
+def cell_scores(probs, mask, maps=None, method: str = "image", weight: float = BLEND_WEIGHT) -> CellScores:
+    """Per-cell scores of one image; ``probs`` (n_classes,), ``mask`` (H, W) int labels,
+    ``maps`` (n_classes, h, w) or {class: (h, w)} at any grid (needed by ``map`` and ``blend``)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown per-cell method {method!r}; choose from {METHODS}")
+    probs = np.asarray(probs, float)
+    if probs.ndim != 1:
+        raise ValueError(f"probs must be one image's (n_classes,) probabilities, got shape {probs.shape}")
+    mask = np.asarray(mask)
+    ids, boxes, areas = cells_of(mask)
+    if method == "image":
+        return CellScores(ids, boxes, areas, np.tile(probs, (len(ids), 1)))
+    if maps is None:
+        raise ValueError(f"method {method!r} needs class maps; use method='image' without them")
+    ratios = map_ratios(mask, ids, maps, len(probs))
+    share = ratios if method == "map" else weight + (1 - weight) * ratios
+    return CellScores(ids, boxes, areas, probs[None, :] * share)
+
+
+def score_table(image_id: str, cells: CellScores) -> pd.DataFrame:
+    """``Id, cell, x0, y0, x1, y1, area, p0..p{n-1}`` (scores rounded as probability tables are)."""
+    n_classes = cells.scores.shape[1]
+    table = pd.DataFrame({"Id": image_id, "cell": cells.ids, **dict(zip(("x0", "y0", "x1", "y1"), cells.boxes.T)),
+                          "area": cells.areas})
+    scores = pd.DataFrame(cells.scores.round(6), columns=[f"p{k}" for k in range(n_classes)])
+    return pd.concat([table, scores], axis=1)
