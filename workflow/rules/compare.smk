@@ -13,6 +13,7 @@ rule compare_ensembles:
             expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES) if config["source"] == "demo" else []
         ),
         test_labels=demo_test_labels(),
+        vocabulary=VOCABULARY,
     output:
         table=report(
             "results/evaluation/comparison.csv",

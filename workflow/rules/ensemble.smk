@@ -6,6 +6,7 @@ rule blend:
         unpack(member_predictions),
         manifest="results/data/manifest.csv",
         groups=class_groups,
+        vocabulary=VOCABULARY,
     output:
         oof="results/ensembles/{ensemble}/oof.csv",
         test="results/ensembles/{ensemble}/test.csv",
@@ -30,6 +31,7 @@ rule fit_thresholds:
         oof=ensemble_table("oof"),
         manifest="results/data/manifest.csv",
         folds="results/splits/folds.csv",
+        vocabulary=VOCABULARY,
     output:
         thresholds="results/thresholds/{ensemble}.json",
         per_class=report(
@@ -64,6 +66,7 @@ rule make_submission:
         manifest="results/data/manifest.csv",
         rejected="results/data/rejected.csv",
         test_labels=demo_test_labels(),
+        vocabulary=VOCABULARY,
     output:
         submission="results/submission/{ensemble}.csv",
         predictions="results/ensembles/{ensemble}/test_predictions.csv",
@@ -110,6 +113,7 @@ rule plot_thresholds:
         manifest="results/data/manifest.csv",
         thresholds="results/thresholds/{ensemble}.json",
         per_class="results/metrics/{ensemble}/per_class.csv",
+        vocabulary=VOCABULARY,
     output:
         curves=report(
             "results/metrics/{ensemble}/threshold_curves.png",

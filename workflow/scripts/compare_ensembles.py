@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from hpa.classes import Vocabulary
 from hpa.tables import read_labels
 from hpa.postprocess.submission import submission_matrices
 from hpa.postprocess.evaluation import comparison_table
@@ -24,8 +25,9 @@ ensembles = {
 predictions, y_test = None, None
 if snakemake.input.submissions:
     truth = read_labels(snakemake.input.test_labels)
+    n_classes = Vocabulary.read(snakemake.input.vocabulary).n_classes
     matrices = {
-        name: submission_matrices(pd.read_csv(path, dtype=str, keep_default_na=False), truth)
+        name: submission_matrices(pd.read_csv(path, dtype=str, keep_default_na=False), truth, n_classes)
         for name, path in zip(names, snakemake.input.submissions)
     }
     predictions = {name: pred for name, (_, pred) in matrices.items()}

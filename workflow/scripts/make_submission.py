@@ -3,6 +3,7 @@ class names (and the true labels where they are known: the demo)."""
 
 import pandas as pd
 
+from hpa.classes import Vocabulary
 from hpa.tables import read_labels, read_manifest
 from hpa.postprocess.predictions import submission_table
 from hpa.postprocess.submission import submission
@@ -21,4 +22,5 @@ sub = submission(
 )
 write_csv(sub, snakemake.output.submission)
 truth = read_labels(snakemake.input.test_labels) if snakemake.input.test_labels else None
-write_csv(submission_table(sub, test, truth), snakemake.output.predictions)
+classes = Vocabulary.read(snakemake.input.vocabulary).classes
+write_csv(submission_table(sub, test, classes, truth), snakemake.output.predictions)
