@@ -280,3 +280,19 @@ def test_a_classifier_has_one_output_per_class_and_its_checkpoint_says_how_many(
     assert empty.shape == (1, 0, vocab.n_classes)
     with pytest.raises(TypeError, match="num_classes"):
         build_model("resnet18")  # no silent HPA 28
+
+
+def test_every_rule_whose_script_reads_the_vocabulary_declares_it():
+    """A script reading snakemake.input.vocabulary runs in a rule with vocabulary=VOCABULARY among its
+    inputs, so that changing labels: reruns it (and a rule declaring it has a script that reads it)."""
+    import re
+
+    reads = {p.name for p in (REPO / "workflow/scripts").glob("*.py") if "snakemake.input.vocabulary" in p.read_text()}
+    declares = set()
+    for smk in (REPO / "workflow/rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule \w+:)", smk.read_text()):
+            script = re.search(r'script:\s*"\.\./scripts/(\w+\.py)"', block)
+            if script and "vocabulary=VOCABULARY" in block.split("output:")[0]:
+                declares.add(script.group(1))
+    assert {"blend.py", "fit_thresholds.py", "train.py", "count_labels.py"} <= reads
+    assert reads - {"vocabulary.py"} == declares
