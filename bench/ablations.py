@@ -24,7 +24,8 @@ from hpa import thresholds as th
 from hpa.files import read_json, write_csv
 from hpa.metrics import macro_f1, no_skill_macro_f1, paired_difference
 from hpa.postprocess.submission import submission_matrices, threshold_inputs
-from hpa.tables import PROB_COLUMNS, labels_to_matrix, read_labels, read_manifest
+from hpa.classes import HPA
+from hpa.tables import labels_to_matrix, prob_matrix, read_labels, read_manifest
 
 BASE = "focal_os"  # the benchmark's reference system: ResNet18, focal loss, oversampling, flip TTA
 BASE_VIEW = "flips_mean"  # its TTA views and aggregate (config/benchmark.yaml)
@@ -58,7 +59,7 @@ class Run:
         self.root = Path(root)
         truth = read_labels(self.root / "resources/demo/test_labels.csv")
         self.truth = truth
-        self.y = labels_to_matrix(truth["Target"]).astype(bool)
+        self.y = labels_to_matrix(truth["Target"], HPA.n_classes).astype(bool)
         self.labels = read_manifest(self.root / "results/data/manifest.csv", split="train")
         self.folds = pd.read_csv(self.root / "results/splits/folds.csv", dtype={"Id": str})
         self.comparison = pd.read_csv(self.root / "results/evaluation/comparison.csv")
@@ -81,12 +82,12 @@ class Run:
             ensemble, fold = spec.split("#")
             return self.one_fold(ensemble, int(fold))
         sub = pd.read_csv(self.root / f"results/submission/{spec}.csv", dtype=str, keep_default_na=False)
-        return submission_matrices(sub, self.truth)[1]
+        return submission_matrices(sub, self.truth, HPA.n_classes)[1]
 
     def with_method(self, ensemble: str, method: str) -> np.ndarray:
         oof, test = (self._table(f"results/ensembles/{ensemble}/{k}.csv") for k in ("oof", "test"))
         probs, y, _, frequency = threshold_inputs(oof, self.labels, self.folds)
-        test_probs = test[PROB_COLUMNS].to_numpy()
+        test_probs = prob_matrix(test)
         top1 = read_json(self.root / f"results/thresholds/{ensemble}.json").get("top1", False)
         t = th.for_test(method, probs, y, frequency, test_probs)
         return self._aligned(test["Id"], th.predict(test_probs, t, top1))
@@ -97,7 +98,7 @@ class Run:
         (model,) = ens["models"].split()
         record = read_json(self.root / f"results/thresholds/{ensemble}.json")
         test = self._table(f"results/predictions/{model}/fold{fold}/{BASE_VIEW}/test.csv")
-        return self._aligned(test["Id"], th.predict(test[PROB_COLUMNS].to_numpy(), record["thresholds"],
+        return self._aligned(test["Id"], th.predict(prob_matrix(test), record["thresholds"],
                                                      record.get("top1", False)))
 
     def best_single(self) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from hpa.classes import HPA
 from hpa.labels import cooccurrence as co
 
 from .common import report
@@ -28,18 +29,18 @@ def main(train=SHARED_HPA / "train.csv", external=SHARED_HPA / "HPAv18RBGY_wodpl
     settings = yaml.safe_load((REPO / "config/hpa.yaml").read_text())["analysis"]
     mining = {k: settings[k] for k in ("algorithm", "min_support", "max_len", "min_confidence")}
     clock = time.perf_counter()
-    labels = co.read_label_sources({"kaggle": train, "external": external})
+    labels = co.read_label_sources({"kaggle": train, "external": external}, HPA.n_classes)
     read = time.perf_counter() - clock
     tables, timings = {}, {}
     for subset in ("all", "kaggle", "external"):
         part = labels if subset == "all" else labels[labels["source"] == subset]
         start = time.perf_counter()
-        tables[subset] = {**co.cooccurrence_tables(part), **co.mining_tables(part, **mining)}
+        tables[subset] = {**co.cooccurrence_tables(part, HPA.classes), **co.mining_tables(part, HPA.classes, **mining)}
         timings[subset] = time.perf_counter() - start
     start = time.perf_counter()
     counts = co.matrix_values(tables["all"]["cooccurrence_counts"])
-    groups = co.class_groups(counts, settings["n_groups"], settings["group_method"])
-    co.sampling_weights(counts.diagonal(), len(labels), power=settings["weight_power"], cap=settings["weight_cap"])
+    groups = co.class_groups(counts, settings["n_groups"], settings["group_method"], HPA.classes)
+    co.sampling_weights(counts.diagonal(), len(labels), HPA.classes, power=settings["weight_power"], cap=settings["weight_cap"])
     grouping = time.perf_counter() - start
     total = time.perf_counter() - clock
 

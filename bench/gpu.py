@@ -104,9 +104,11 @@ def measure(cache, arch: str, compiled: bool, args, device: torch.device) -> dic
     epoch = train_one_epoch(trainer, loader, torch.Generator().manual_seed(1))
     tta_rows = np.resize(np.arange(len(cache)), args.tta_images)
     tta_loader = make_loader(CachedImages(cache, tta_rows), PREDICT_BATCH, workers=args.workers)
-    predict_probs(trainer.model, [next(iter(tta_loader))], device, tta="dihedral", amp=trainer.amp_dtype)
+    predict_probs(trainer.model, [next(iter(tta_loader))], device, tta="dihedral", amp=trainer.amp_dtype,
+                  n_classes=y.shape[1])
     start = time.perf_counter()
-    predict_probs(trainer.model, tta_loader, device, tta="dihedral", amp=trainer.amp_dtype)
+    predict_probs(trainer.model, tta_loader, device, tta="dihedral", amp=trainer.amp_dtype,
+                  n_classes=y.shape[1])
     tta_seconds = time.perf_counter() - start
     target = TARGET_IMAGES_PER_S.get(arch) if device.type == "cuda" and args.size == 512 else None
     return {

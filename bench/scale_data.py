@@ -26,6 +26,7 @@ from hpa.embedding.neighbours import write_embeddings
 from hpa.external.dedup import hash_plane, summary_columns
 from hpa.external.download import RECORD_COLUMNS
 from hpa.files import write_csv
+from hpa.classes import HPA
 from hpa.tables import format_target, labels_to_matrix, probability_table, read_labels, read_manifest
 
 SHARED_HPA = REPO.parent / "shared" / "data" / "hpa"
@@ -160,7 +161,7 @@ def write_probabilities(layout: Layout, seed: int = 0) -> None:
     train = read_manifest(layout.results / "manifest.csv", split="train")
     test = read_manifest(layout.results / "manifest.csv", split="test")
     fold = pd.read_csv(layout.results / "folds.csv", dtype={"Id": str}).set_index("Id").loc[train["Id"], "fold"]
-    y = labels_to_matrix(train["Target"])
+    y = labels_to_matrix(train["Target"], HPA.n_classes)
     for paths in member_paths(layout).values():
         for k, (oof_path, test_path) in enumerate(zip(paths["oof"], paths["test"])):
             rows = np.flatnonzero(fold.to_numpy() == k)

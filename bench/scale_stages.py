@@ -73,49 +73,54 @@ def ingest_images(d: Layout, threads: int) -> None:
 
 
 def count_labels(d: Layout, threads: int) -> None:
+    from hpa.classes import HPA
     from hpa.files import write_csv
     from hpa.labels import cooccurrence as co
-    labels = co.read_label_sources(label_paths(d))
-    write_csv(co.class_counts_table(labels, list(label_paths(d))), d.results / "analysis" / "class_counts.csv")
+    labels = co.read_label_sources(label_paths(d), HPA.n_classes)
+    write_csv(co.class_counts_table(labels, list(label_paths(d)), HPA.classes), d.results / "analysis" / "class_counts.csv")
     for subset, part in co.subsets(labels).items():
-        for name, table in co.cooccurrence_tables(part).items():
+        for name, table in co.cooccurrence_tables(part, HPA.classes).items():
             write_csv(table, d.results / "analysis" / subset / f"{name}.csv")
 
 
 def mine_labels(d: Layout, threads: int) -> None:
+    from hpa.classes import HPA
     from hpa.files import write_csv
     from hpa.labels import cooccurrence as co
-    labels = co.read_label_sources(label_paths(d))
+    labels = co.read_label_sources(label_paths(d), HPA.n_classes)
     mining = {k: CONFIG["analysis"][k] for k in ("algorithm", "min_support", "max_len", "min_confidence")}
     for subset, part in co.subsets(labels).items():
-        for name, table in co.mining_tables(part, **mining).items():
+        for name, table in co.mining_tables(part, HPA.classes, **mining).items():
             write_csv(table, d.results / "analysis" / subset / f"{name}.csv")
 
 
 def class_groups(d: Layout, threads: int) -> None:
+    from hpa.classes import HPA
     from hpa.labels import cooccurrence as co
     counts = co.read_matrix(d.results / "analysis" / "all" / "cooccurrence_counts.csv")
     analysis = CONFIG["analysis"]
-    co.write_yaml(co.class_groups(counts, analysis["n_groups"], analysis["group_method"]),
+    co.write_yaml(co.class_groups(counts, analysis["n_groups"], analysis["group_method"], HPA.classes),
                   d.results / "analysis" / "class_groups.yaml")
 
 
 def sampling_weights(d: Layout, threads: int) -> None:
+    from hpa.classes import HPA
     from hpa.files import write_csv
     from hpa.labels import cooccurrence as co
-    labels = co.read_label_sources(label_paths(d))
+    labels = co.read_label_sources(label_paths(d), HPA.n_classes)
     analysis = CONFIG["analysis"]
-    weights = co.sampling_weights(co.label_matrix(labels).sum(axis=0), len(labels),
+    weights = co.sampling_weights(co.label_matrix(labels, HPA.n_classes).sum(axis=0), len(labels), HPA.classes,
                                   power=analysis["weight_power"], cap=analysis["weight_cap"])
     write_csv(weights, d.results / "analysis" / "sampling_weights.csv")
 
 
 def folds(d: Layout, threads: int) -> None:
+    from hpa.classes import HPA
     from hpa.data.folds import make_folds, read_groups
     from hpa.files import write_csv
     from hpa.tables import read_manifest
     table = make_folds(read_manifest(d.results / "manifest.csv", split="train"), n_folds=CONFIG["folds"]["n"],
-                       seed=CONFIG["folds"]["seed"], groups=read_groups(d.results / "external" / "duplicates.csv"))
+                       seed=CONFIG["folds"]["seed"], groups=read_groups(d.results / "external" / "duplicates.csv"), n_classes=HPA.n_classes)
     write_csv(table, d.results / "folds.csv")
 
 
@@ -135,17 +140,20 @@ def channel_stats(d: Layout, threads: int) -> None:
 
 
 def blend(d: Layout, threads: int) -> None:
+    from hpa.classes import HPA
     from hpa.files import write_csv, write_json
     from hpa.postprocess.blend import combine
     from hpa.tables import read_manifest
     members = {m: {k: [str(p) for p in paths] for k, paths in kinds.items()} for m, kinds in member_paths(d).items()}
-    oof, test, how = combine(members, read_manifest(d.results / "manifest.csv", split="train"), combine_as="mean")
+    oof, test, how = combine(members, read_manifest(d.results / "manifest.csv", split="train"), combine_as="mean",
+                             classes=HPA.classes)
     write_csv(oof, d.results / "ensemble" / "oof.csv")
     write_csv(test, d.results / "ensemble" / "test.csv")
     write_json(how, d.results / "ensemble" / "how.json")
 
 
 def thresholds(d: Layout, threads: int) -> None:
+    from hpa.classes import HPA
     import pandas as pd
 
     from hpa.files import write_csv, write_json
@@ -155,7 +163,7 @@ def thresholds(d: Layout, threads: int) -> None:
     record, per_class, methods, _ = fit_thresholds(
         pd.read_csv(ens / "oof.csv", dtype={"Id": str}), read_manifest(d.results / "manifest.csv", split="train"),
         pd.read_csv(d.results / "folds.csv", dtype={"Id": str}),
-        CONFIG["ensembles"]["resnet34_densenet121"]["threshold"])
+        CONFIG["ensembles"]["resnet34_densenet121"]["threshold"], classes=HPA.classes)
     write_csv(per_class, ens / "per_class.csv")
     write_csv(methods, ens / "threshold_methods.csv")
     write_json(record, ens / "thresholds.json")

@@ -178,13 +178,14 @@ def test_every_rule_has_log_benchmark_and_conda():
 
 def startup_checks(config: dict) -> list[str]:
     """What common.smk does with a config before any rule: validate, fill, check; the warnings."""
+    from hpa.classes import Vocabulary
     from hpa.config_checks import check_config, schema_defaults
 
     given = copy.deepcopy(config)
     validate(config, str(SCHEMA_PATH))
     models = {n: schema_defaults(SCHEMA, "model") | m for n, m in config["models"].items()}
     ensembles = {n: schema_defaults(SCHEMA, "ensemble") | e for n, e in config["ensembles"].items()}
-    return check_config(given, config, models, ensembles)
+    return check_config(given, config, models, ensembles, Vocabulary.from_config(config))
 
 
 def overlaid(base: dict, overlay: dict) -> dict:

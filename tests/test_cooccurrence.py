@@ -53,7 +53,7 @@ def parse(itemset):
 def test_every_itemset_count_matches_a_brute_force_count(algorithm):
     labels = labels_table(random_label_sets(600, seed=1))
     n, min_support, max_len = len(labels), 0.01, 3
-    table = co.mining_tables(labels, algorithm=algorithm, min_support=min_support, max_len=max_len,
+    table = co.mining_tables(labels, CLASS_NAMES, algorithm=algorithm, min_support=min_support, max_len=max_len,
                             min_confidence=0.3)["itemsets"]
     brute = brute_force_counts(labels["Target"], max_len)
     expected = {s: c for s, c in brute.items() if c / n >= min_support}
@@ -70,7 +70,7 @@ def test_every_itemset_count_matches_a_brute_force_count(algorithm):
 def test_rules_match_brute_force_confidence_and_lift():
     labels = labels_table(random_label_sets(800, seed=2))
     n, min_support, min_confidence = len(labels), 0.01, 0.2
-    rules = co.mining_tables(labels, algorithm="apriori", min_support=min_support, max_len=3,
+    rules = co.mining_tables(labels, CLASS_NAMES, algorithm="apriori", min_support=min_support, max_len=3,
                             min_confidence=min_confidence)["rules"]
     brute = brute_force_counts(labels["Target"], 3)
     frequent = {s: c for s, c in brute.items() if c / n >= min_support}
@@ -94,7 +94,7 @@ def test_rules_match_brute_force_confidence_and_lift():
 def test_cooccurrence_matrices_match_pair_counts():
     sets = random_label_sets(300, seed=3)
     sets = [s - {27} for s in sets if s - {27}]  # class 27 absent
-    counts = co.cooccurrence_counts(co.label_matrix(labels_table(sets)))
+    counts = co.cooccurrence_counts(co.label_matrix(labels_table(sets), NUM_CLASSES))
     brute = brute_force_counts([format_target(s) for s in sets], 2)
     for i in range(NUM_CLASSES):
         assert counts[i, i] == brute[(i,)]
@@ -107,7 +107,7 @@ def test_cooccurrence_matrices_match_pair_counts():
 
 def test_tiny_labels_give_empty_tables_with_their_headers(tmp_path):
     labels = labels_table([{0}, {1}, {2, 3}])
-    tables = co.mining_tables(labels, algorithm="apriori", min_support=0.9, max_len=4, min_confidence=0.5)
+    tables = co.mining_tables(labels, CLASS_NAMES, algorithm="apriori", min_support=0.9, max_len=4, min_confidence=0.5)
     assert tables["itemsets"].empty and tables["rules"].empty
     for name in ("itemsets", "rules"):
         tables[name].to_csv(tmp_path / f"{name}.csv", index=False)
@@ -115,7 +115,7 @@ def test_tiny_labels_give_empty_tables_with_their_headers(tmp_path):
     assert pd.read_csv(tmp_path / "rules.csv").columns.tolist()[:5] == [
         "antecedent", "consequent", "support", "confidence", "lift"]
     # singletons frequent, no pair: still no rule and no error
-    tables = co.mining_tables(labels_table([{0}, {1}, {2}, {3}]), algorithm="fpgrowth", min_support=0.25,
+    tables = co.mining_tables(labels_table([{0}, {1}, {2}, {3}]), CLASS_NAMES, algorithm="fpgrowth", min_support=0.25,
                              max_len=4, min_confidence=0.5)
     assert tables["itemsets"]["itemset"].tolist() == ["0", "1", "2", "3"] and tables["rules"].empty
 
@@ -132,16 +132,16 @@ def planted_blocks(n, seed):
 
 @pytest.mark.parametrize("method", ["spectral", "hierarchical"])
 def test_class_groups_recover_planted_blocks(method):
-    counts = co.cooccurrence_counts(co.label_matrix(labels_table(planted_blocks(2000, seed=4))))
-    groups = co.class_groups(counts, 4, method)
+    counts = co.cooccurrence_counts(co.label_matrix(labels_table(planted_blocks(2000, seed=4)), NUM_CLASSES))
+    groups = co.class_groups(counts, 4, method, CLASS_NAMES)
     assert [g["classes"] for g in groups["groups"]] == [list(range(7 * b, 7 * b + 7)) for b in range(4)]
-    assert groups == co.class_groups(counts, 4, method)
+    assert groups == co.class_groups(counts, 4, method, CLASS_NAMES)
 
 
 def test_class_groups_place_lonely_and_absent_classes_once():
     sets = [s for s in planted_blocks(500, seed=5) if not s & {26, 27}] + [{26}] * 3  # 27 absent, 26 alone
-    counts = co.cooccurrence_counts(co.label_matrix(labels_table(sets)))
-    groups = co.class_groups(counts, 5, "spectral")
+    counts = co.cooccurrence_counts(co.label_matrix(labels_table(sets), NUM_CLASSES))
+    groups = co.class_groups(counts, 5, "spectral", CLASS_NAMES)
     members = [k for g in groups["groups"] for k in g["classes"]]
     assert sorted(members) == list(range(NUM_CLASSES))
     assert groups["unlinked"] == [26, 27] and groups["n_groups"] == len(groups["groups"]) == 5
@@ -149,20 +149,20 @@ def test_class_groups_place_lonely_and_absent_classes_once():
     home = next(g for g in groups["groups"] if most_frequent in g["classes"])
     assert {26, 27} <= set(home["classes"]) and home["name"] == co.slug(CLASS_NAMES[most_frequent])
     # more groups asked than the labels can hold
-    few = co.cooccurrence_counts(co.label_matrix(labels_table([{0, 1}, {1, 2}, {5}])))
-    few_groups = co.class_groups(few, 6, "spectral")
+    few = co.cooccurrence_counts(co.label_matrix(labels_table([{0, 1}, {1, 2}, {5}]), NUM_CLASSES))
+    few_groups = co.class_groups(few, 6, "spectral", CLASS_NAMES)
     assert [g["classes"] for g in few_groups["groups"]] == [[0], [1, *range(3, NUM_CLASSES)], [2]]
 
 
 def test_sampling_weights_follow_the_documented_formula():
     counts = np.zeros(NUM_CLASSES, dtype=int)
     counts[:4] = [400, 100, 25, 1]
-    table = co.sampling_weights(counts, 500, power=0.5, cap=10.0)
+    table = co.sampling_weights(counts, 500, CLASS_NAMES, power=0.5, cap=10.0)
     assert table.columns.tolist() == ["class", "name", "count", "frequency", "weight"]
     assert table["weight"][:4].tolist() == [1.0, 2.0, 4.0, 10.0]  # sqrt(400/1) = 20 capped at 10
     assert (table["weight"][4:] == 10.0).all()  # absent classes get the cap
     assert table["frequency"][1] == 0.2
-    assert (co.sampling_weights(counts, 500, power=0.0, cap=10.0)["weight"] == 1.0).all()
+    assert (co.sampling_weights(counts, 500, CLASS_NAMES, power=0.0, cap=10.0)["weight"] == 1.0).all()
 
 
 def independent_counts(path):
@@ -186,11 +186,11 @@ def test_real_labels_class_counts_and_top_pairs(name):
     path = SHARED_HPA / name
     if not path.is_file():
         pytest.skip(f"{path} not present")
-    labels = co.read_label_sources({"kaggle": path})
-    itemsets = co.mining_tables(labels, algorithm="apriori", min_support=0.001, max_len=2,
+    labels = co.read_label_sources({"kaggle": path}, 28)
+    itemsets = co.mining_tables(labels, CLASS_NAMES, algorithm="apriori", min_support=0.001, max_len=2,
                                 min_confidence=0.3)["itemsets"]
     rows, singles, pairs = independent_counts(path)
-    counts = co.matrix_values(co.cooccurrence_tables(labels)["cooccurrence_counts"])
+    counts = co.matrix_values(co.cooccurrence_tables(labels, CLASS_NAMES)["cooccurrence_counts"])
     assert len(labels) == rows == REAL[name][0]
     assert [counts[k, k] for k in (0, 25, 27, 15)] == list(REAL[name][1:])
     assert [counts[k, k] for k in range(NUM_CLASSES)] == [singles[k] for k in range(NUM_CLASSES)]

@@ -61,7 +61,7 @@ def crop_run(mixed_source, tmp_path):  # noqa: F811
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
     index = build_cache(train, tmp_path / "c.npy", tmp_path / "c.csv", size=32)
     cache = np.load(tmp_path / "c.npy", mmap_mode="r")
-    y = labels_to_matrix(train.set_index("Id").loc[index["Id"], "Target"])
+    y = labels_to_matrix(train.set_index("Id").loc[index["Id"], "Target"], 28)
     rows = index["row"].to_numpy()
     cfg = TrainConfig(epochs=1, batch_size=2, augment={"crop_scale": [0.8, 1.2]})
     history, oof = fit_fold(cfg, cache, rows, y, rows, y, STATS, checkpoint_path=tmp_path / "model.pt", crop=24,
@@ -75,10 +75,10 @@ def test_training_on_crops_of_a_larger_cache_and_predicting_on_the_crop_grid(cro
     model, ckpt = load_checkpoint(checkpoint, torch.device("cpu"))
     assert ckpt["config"]["crop"] == 24
     loader = make_loader(CachedImages(cache, rows), 3)
-    per_view = predict_views(model, loader, torch.device("cpu"), transforms_for("flips"), crop=24, grid="five")
+    per_view = predict_views(model, loader, torch.device("cpu"), transforms_for("flips"), n_classes=28, crop=24, grid="five")
     assert per_view.shape == (5 * 4, 4, 28)  # five crops x four flips, every image
-    mean = predict_probs(model, loader, torch.device("cpu"), tta="flips", crop=24, grid="five")
-    top = predict_probs(model, loader, torch.device("cpu"), tta="flips", aggregate="max", crop=24, grid="five")
+    mean = predict_probs(model, loader, torch.device("cpu"), tta="flips", n_classes=28, crop=24, grid="five")
+    top = predict_probs(model, loader, torch.device("cpu"), tta="flips", aggregate="max", n_classes=28, crop=24, grid="five")
     assert np.allclose(mean, per_view.mean(0), atol=1e-6) and np.allclose(top, per_view.max(0), atol=1e-6)
 
 
@@ -91,7 +91,7 @@ def test_each_crop_of_the_grid_sees_its_own_pixels_and_validation_the_centre(tmp
                       checkpoint_path=tmp_path / "model.pt", crop=24)
     model, _ = load_checkpoint(tmp_path / "model.pt", torch.device("cpu"))
     per_view = predict_views(model, make_loader(CachedImages(cache, rows), 4), torch.device("cpu"), [0],
-                             crop=24, grid="five")
+                             n_classes=28, crop=24, grid="five")
     assert per_view.shape == (5, 6, 28)
     assert not np.allclose(per_view[0], per_view[1])  # two corners see different pixels
     assert np.allclose(per_view[4], oof, atol=1e-5)  # validation during training saw the centre crop

@@ -36,7 +36,7 @@ def test_read_labels_names_file_and_line(tmp_path):
 
 def test_label_matrix_round_trip():
     targets = ["0 25", "27", "3 2 1"]
-    y = labels_to_matrix(targets)
+    y = labels_to_matrix(targets, 28)
     assert y.shape == (3, 28) and y.sum() == 6
     assert matrix_to_labels(y) == ["0 25", "27", "1 2 3"]
 
@@ -102,9 +102,9 @@ def test_folds_are_stratified_and_seeded():
     y = rng.random((600, 28)) < np.geomspace(0.005, 0.3, 28)
     y[np.arange(600), rng.integers(0, 28, 600)] = True
     train = pd.DataFrame({"Id": [f"i{i}" for i in range(600)], "Target": matrix_to_labels(y)})
-    folds = make_folds(train, 3, seed=7)
+    folds = make_folds(train, 3, seed=7, n_classes=28)
     assert sorted(folds["fold"].unique()) == [0, 1, 2]
-    assert folds.equals(make_folds(train, 3, seed=7))
+    assert folds.equals(make_folds(train, 3, seed=7, n_classes=28))
 
     def spread(fold):
         per_fold = np.stack([y[fold == k].sum(0) for k in range(3)])
@@ -120,7 +120,7 @@ def test_folds_are_stratified_and_seeded():
 @pytest.mark.skipif(not (SHARED_HPA / "train.csv").exists(), reason="real competition labels not present")
 def test_real_competition_labels_read_cleanly():
     labels = read_labels(SHARED_HPA / "train.csv")
-    y = labels_to_matrix(labels["Target"])
+    y = labels_to_matrix(labels["Target"], 28)
     assert len(labels) == 31072
     assert y[:, 0].sum() == 12885 and y[:, 27].sum() == 11
 

@@ -185,13 +185,13 @@ def random_labels(n, rng):
 def test_folds_without_groups_are_the_plain_stratified_folds():
     rng = np.random.default_rng(1)
     train = pd.DataFrame({"Id": [f"i{k}" for k in range(200)], "Target": random_labels(200, rng)})
-    folds = make_folds(train, 4, seed=3)
+    folds = make_folds(train, 4, seed=3, n_classes=28)
     splitter = MultilabelStratifiedKFold(n_splits=4, shuffle=True, random_state=3)
     expected = np.zeros(200, int)
-    for k, (_, val) in enumerate(splitter.split(np.zeros(200), labels_to_matrix(train["Target"]))):
+    for k, (_, val) in enumerate(splitter.split(np.zeros(200), labels_to_matrix(train["Target"], 28))):
         expected[val] = k
     assert folds["fold"].tolist() == expected.tolist()
-    assert make_folds(train, 4, seed=3, groups={}).equals(folds)
+    assert make_folds(train, 4, seed=3, groups={}, n_classes=28).equals(folds)
 
 
 def test_folds_keep_each_duplicate_cluster_in_one_fold():
@@ -199,11 +199,11 @@ def test_folds_keep_each_duplicate_cluster_in_one_fold():
     train = pd.DataFrame({"Id": [f"i{k}" for k in range(300)], "Target": random_labels(300, rng)})
     members = rng.permutation(300)[:120].reshape(40, 3)
     groups = {f"i{m}": g for g, row in enumerate(members) for m in row}
-    folds = make_folds(train, 3, seed=0, groups=groups).set_index("Id")["fold"]
+    folds = make_folds(train, 3, seed=0, groups=groups, n_classes=28).set_index("Id")["fold"]
     assert all(folds[[f"i{m}" for m in row]].nunique() == 1 for row in members)
     assert folds.value_counts().between(85, 115).all()
     # Without the groups, the same clusters straddle folds.
-    plain = make_folds(train, 3, seed=0).set_index("Id")["fold"]
+    plain = make_folds(train, 3, seed=0, n_classes=28).set_index("Id")["fold"]
     assert any(plain[[f"i{m}" for m in row]].nunique() > 1 for row in members)
 
 
@@ -214,6 +214,6 @@ def test_published_duplicate_groups_of_kaggle_train_stay_in_one_fold():
     labels = read_labels(SHARED_HPA / "train.csv")
     others = labels[~labels["Id"].isin(dupes["ID"])].sample(800, random_state=0)
     train = pd.concat([labels[labels["Id"].isin(dupes["ID"])], others], ignore_index=True)
-    folds = make_folds(train, 5, seed=42, groups=dict(zip(dupes["ID"], dupes["Group Id"])))
+    folds = make_folds(train, 5, seed=42, groups=dict(zip(dupes["ID"], dupes["Group Id"])), n_classes=28)
     per_group = folds.merge(dupes, left_on="Id", right_on="ID").groupby("Group Id")["fold"].nunique()
     assert len(per_group) == 106 and (per_group == 1).all()

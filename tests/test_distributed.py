@@ -7,10 +7,12 @@ import torch
 
 from hpa.files import write_json
 from hpa.runtime.distributed import Ranks, RankBatches, epoch_batches
-from hpa.tables import PROB_COLUMNS
+from hpa.tables import prob_columns
 from hpa.tables import matrix_to_labels
 from hpa.training.config import TrainConfig
 from hpa.training.job import run_job
+
+PROB_COLUMNS = prob_columns(28)
 from test_train import STATS, toy_problem
 
 
@@ -49,7 +51,7 @@ def run(job, out, **model):
     run_job(cache_npy=job / "train.npy", cache_index=job / "train.csv", stats_json=job / "stats.json",
             folds_csv=job / "folds.csv", manifest_csv=job / "manifest.csv", model_name="toy", model_cfg=cfg,
             fold=0, checkpoint=out / "model.pt", history_csv=out / "history.csv", oof_csv=out / "oof.csv",
-            threads=2)
+            n_classes=28, threads=2)
     oof = pd.read_csv(out / "oof.csv").set_index("Id")[PROB_COLUMNS].to_numpy()
     return pd.read_csv(out / "history.csv"), oof, torch.load(out / "model.pt")
 
@@ -86,7 +88,7 @@ def test_two_gloo_processes_train_the_embedding_like_one(tmp_path):
         run_training_job(cache_npy=job / "train.npy", cache_index=job / "train.csv", stats_json=job / "stats.json",
                          folds_csv=job / "folds.csv", manifest_csv=job / "manifest.csv",
                          embedding={**common, "processes": processes}, fold=0, checkpoint=out / "model.pt",
-                         history_csv=out / "history.csv", threads=2)
+                         history_csv=out / "history.csv", n_classes=28, threads=2)
         histories[name] = pd.read_csv(out / "history.csv")
         assert not (out / "last.pt").exists()
     model, ckpt = load_embedder(tmp_path / "two" / "model.pt", torch.device("cpu"))

@@ -6,12 +6,14 @@ from hpa import thresholds as th
 from hpa.tables import matrix_to_labels
 from hpa.postprocess.blend import combine, resolve_groups
 from hpa.postprocess.submission import fit_thresholds, submission, submission_matrices
-from hpa.tables import PROB_COLUMNS
-from hpa.classes import class_names
+from hpa.tables import prob_columns
+from hpa.classes import CLASS_NAMES, HPA, class_names
 from hpa.postprocess.evaluation import comparison_table, evaluate_on_test
 from hpa.postprocess.predictions import submission_table
 from hpa.metrics import class_confusion, macro_f1, no_skill_macro_f1, score_with_interval
 from hpa.tables import labels_to_matrix
+
+PROB_COLUMNS = prob_columns(28)
 
 
 def write_probs(path, ids, probs):
@@ -45,7 +47,7 @@ def two_models(tmp_path):
 
 def test_mean_combination_averages_models_and_folds(two_models):
     members, labels, folds, _ = two_models
-    oof, test, how = combine(members, labels, "mean")
+    oof, test, how = combine(members, labels, "mean", classes=CLASS_NAMES)
     good = pd.concat([pd.read_csv(p) for p in members["good"]["oof"]]).set_index("Id")
     noise = pd.concat([pd.read_csv(p) for p in members["noise"]["oof"]]).set_index("Id")
     expected = ((good + noise) / 2).loc[oof["Id"], PROB_COLUMNS].to_numpy()
@@ -55,13 +57,14 @@ def test_mean_combination_averages_models_and_folds(two_models):
 
 def test_fitted_weights_trust_the_informative_model(two_models):
     members, labels, _, _ = two_models
-    _, _, how = combine(members, labels, "weighted", weights="fit")
+    _, _, how = combine(members, labels, "weighted", weights="fit", classes=CLASS_NAMES)
     assert how["weights"]["good"] > 0.8
 
 
 def test_group_combination_takes_each_group_from_its_best_member(two_models):
     members, labels, _, _ = two_models
-    oof, _, how = combine(members, labels, "groups", groups=[list(range(14)), list(range(14, 28))])
+    oof, _, how = combine(members, labels, "groups", groups=[list(range(14)), list(range(14, 28))],
+                          classes=CLASS_NAMES)
     assert set(how["sources"].values()) == {"good"}
     good = pd.concat([pd.read_csv(p) for p in members["good"]["oof"]]).set_index("Id")
     assert np.allclose(oof[PROB_COLUMNS].to_numpy(), good.loc[oof["Id"], PROB_COLUMNS].to_numpy(), atol=1e-6)
@@ -69,8 +72,8 @@ def test_group_combination_takes_each_group_from_its_best_member(two_models):
 
 def test_fit_thresholds_reports_every_method_in_sample_and_honest(two_models):
     members, labels, folds, _ = two_models
-    oof, _, _ = combine(members, labels, "mean")
-    record, per_class, methods, _ = fit_thresholds(oof, labels, folds, "per_class")
+    oof, _, _ = combine(members, labels, "mean", classes=CLASS_NAMES)
+    record, per_class, methods, _ = fit_thresholds(oof, labels, folds, "per_class", classes=CLASS_NAMES)
     assert record["method"] == "per_class" and len(record["thresholds"]) == 28
     assert record["oof_macro_f1"] >= record["honest_macro_f1"]
     assert set(methods["method"]) == set(th.METHODS) | {"fixed_0.5"}
@@ -81,14 +84,14 @@ def test_fit_thresholds_reports_every_method_in_sample_and_honest(two_models):
     assert record["no_skill_macro_f1"] == pytest.approx(methods["no_skill_macro_f1"].iloc[0])
     assert (methods["honest_low"] <= methods["honest_macro_f1"]).all()
     assert (methods["honest_macro_f1"] <= methods["honest_high"]).all()
-    again, _, _, _ = fit_thresholds(oof, labels, folds, "per_class")
+    again, _, _, _ = fit_thresholds(oof, labels, folds, "per_class", classes=CLASS_NAMES)
     assert again == record, "seeded: a rerun prints the same intervals"
 
 
 def test_submission_covers_every_id_and_matches_distribution_on_test(two_models):
     members, labels, folds, _ = two_models
-    oof, test, _ = combine(members, labels, "mean")
-    record, _, _, _ = fit_thresholds(oof, labels, folds, "match_distribution")
+    oof, test, _ = combine(members, labels, "mean", classes=CLASS_NAMES)
+    record, _, _, _ = fit_thresholds(oof, labels, folds, "match_distribution", classes=CLASS_NAMES)
     sub = submission(test, record, sorted(test["Id"]) + ["unreadable"])
     assert len(sub) == 31 and sub.set_index("Id").at["unreadable", "Predicted"] == ""
     predicted = np.zeros((30, 28), dtype=bool)
@@ -99,7 +102,7 @@ def test_submission_covers_every_id_and_matches_distribution_on_test(two_models)
 
 
 def test_ntu_preset_groups_partition_the_classes_and_pick_a_member_per_group(tmp_path):
-    groups = resolve_groups("ntu")
+    groups = resolve_groups("ntu", HPA)
     assert len(groups) == 4 and sorted(k for g in groups for k in g) == list(range(28))
     rng = np.random.default_rng(1)
     n = 240
@@ -115,7 +118,7 @@ def test_ntu_preset_groups_partition_the_classes_and_pick_a_member_per_group(tmp
         probs = np.where(sees, 0.7 * y + 0.3 * rng.random((n, 28)), rng.random((n, 28)))
         members[name] = {"oof": [write_probs(tmp_path / f"{name}.csv", ids, probs)],
                          "test": [write_probs(tmp_path / f"{name}_t.csv", ids[:5], probs[:5])]}
-    _, _, how = combine(members, labels, "groups", groups=groups)
+    _, _, how = combine(members, labels, "groups", groups=groups, classes=CLASS_NAMES)
     sources = list(how["sources"].values())
     assert [sources[k] for k in groups[0]] == ["nuclear"] * len(groups[0])
     assert {sources[k] for g in groups[1:] for k in g} == {"rest"}
@@ -128,7 +131,7 @@ def test_ntu_preset_groups_partition_the_classes_and_pick_a_member_per_group(tmp
 ])
 def test_bad_groups_name_the_problem(spec, message):
     with pytest.raises(ValueError, match=message):
-        resolve_groups(spec)
+        resolve_groups(spec, HPA)
 
 
 def test_comparison_table_ranks_ensembles_by_honest_f1_and_sums_job_times(tmp_path):
@@ -180,8 +183,8 @@ def test_one_score_carries_one_interval_in_every_table(two_models):
     """The chosen method's honest and test F1 get the same interval in the thresholds record, the
     methods tables and the evaluation, also with shrunk thresholds and an unreadable test image."""
     members, labels, folds, _ = two_models
-    oof, test, _ = combine(members, labels, "mean")
-    record, _, methods, _ = fit_thresholds(oof, labels, folds, "per_class", shrink_factor=0.7)
+    oof, test, _ = combine(members, labels, "mean", classes=CLASS_NAMES)
+    record, _, methods, _ = fit_thresholds(oof, labels, folds, "per_class", classes=CLASS_NAMES, shrink_factor=0.7)
     chosen = methods.set_index("method").loc["per_class"]
     assert [chosen["honest_low"], chosen["honest_high"]] == record["honest_macro_f1_interval"]
     assert chosen["honest_macro_f1"] == record["honest_macro_f1"]
@@ -192,15 +195,15 @@ def test_one_score_carries_one_interval_in_every_table(two_models):
     summary, per_method = evaluate_on_test(submission=sub, record=record, oof=oof, test=test, labels=labels,
                                            folds=folds, methods=methods, truth=truth)
     row = per_method.set_index("method").loc["per_class"]
-    assert row["test_macro_f1"] == summary["test_macro_f1"] == pytest.approx(macro_f1(*submission_matrices(sub, truth)), abs=1e-6)
+    assert row["test_macro_f1"] == summary["test_macro_f1"] == pytest.approx(macro_f1(*submission_matrices(sub, truth, 28)), abs=1e-6)
     assert [row["test_low"], row["test_high"]] == summary["test_macro_f1_interval"]
     assert summary["n_test_images"] == len(ids)
 
 
 def test_per_class_table_carries_the_honest_f1_with_intervals(two_models):
     members, labels, folds, _ = two_models
-    oof, _, _ = combine(members, labels, "mean")
-    record, per_class, _, _ = fit_thresholds(oof, labels, folds, "per_class")
+    oof, _, _ = combine(members, labels, "mean", classes=CLASS_NAMES)
+    record, per_class, _, _ = fit_thresholds(oof, labels, folds, "per_class", classes=CLASS_NAMES)
     assert per_class["honest_f1"].mean() == pytest.approx(record["honest_macro_f1"], abs=1e-3)
     assert (per_class["honest_low"] <= per_class["honest_f1"]).all()
     assert (per_class["honest_f1"] <= per_class["honest_high"]).all()
@@ -209,14 +212,14 @@ def test_per_class_table_carries_the_honest_f1_with_intervals(two_models):
 
 def test_oof_prediction_table_lists_true_predicted_missed_and_extra_classes_by_name(two_models):
     members, labels, folds, _ = two_models
-    oof, _, _ = combine(members, labels, "mean")
-    record, _, _, table = fit_thresholds(oof, labels, folds, "per_class")
+    oof, _, _ = combine(members, labels, "mean", classes=CLASS_NAMES)
+    record, _, _, table = fit_thresholds(oof, labels, folds, "per_class", classes=CLASS_NAMES)
     assert list(table.columns[:8]) == ["Id", "fold", "Target", "target_names", "Predicted", "predicted_names",
                                        "missed", "extra"]
     assert list(table["Id"]) == list(oof["Id"]) and list(table.columns[8:]) == PROB_COLUMNS
     truth = labels.set_index("Id").loc[table["Id"], "Target"]
     assert list(table["Target"]) == list(truth)
-    assert macro_f1(labels_to_matrix(table["Target"]), labels_to_matrix(table["Predicted"])) == pytest.approx(
+    assert macro_f1(labels_to_matrix(table["Target"], 28), labels_to_matrix(table["Predicted"], 28)) == pytest.approx(
         record["honest_macro_f1"], abs=1e-6), "Predicted holds the honest predictions"
     for row in table.itertuples():
         true, pred = set(row.Target.split()), set(row.Predicted.split())
@@ -227,18 +230,18 @@ def test_oof_prediction_table_lists_true_predicted_missed_and_extra_classes_by_n
 
 def test_test_prediction_table_follows_the_submission_and_flags_unread_images(two_models):
     members, labels, folds, _ = two_models
-    oof, test, _ = combine(members, labels, "mean")
-    record, _, _, _ = fit_thresholds(oof, labels, folds, "per_class")
+    oof, test, _ = combine(members, labels, "mean", classes=CLASS_NAMES)
+    record, _, _, _ = fit_thresholds(oof, labels, folds, "per_class", classes=CLASS_NAMES)
     ids = sorted(test["Id"]) + ["unreadable"]
     sub = submission(test, record, ids)
-    table = submission_table(sub, test)
+    table = submission_table(sub, test, CLASS_NAMES)
     assert "Target" not in table and list(table["Predicted"]) == list(sub["Predicted"])
     assert table.set_index("Id")["read"].to_dict() == {i: i != "unreadable" for i in ids}
     truth = pd.DataFrame({"Id": ids, "Target": ["0 25"] * len(ids)})
-    labelled = submission_table(sub, test, truth).set_index("Id")
+    labelled = submission_table(sub, test, CLASS_NAMES, truth).set_index("Id")
     assert labelled.at["unreadable", "missed"] == "Nucleoplasm; Cytosol" and labelled.at["unreadable", "extra"] == ""
     with pytest.raises(ValueError, match="lack Id unreadable"):
-        submission_table(sub, test, truth[truth["Id"] != "unreadable"])
+        submission_table(sub, test, CLASS_NAMES, truth[truth["Id"] != "unreadable"])
 
 
 def test_class_confusion_counts_the_classes_predicted_in_place_of_each_true_class():

@@ -13,7 +13,7 @@ from torchvision import models as tvm
 @pytest.mark.parametrize("arch", sorted(set(ARCHITECTURES) - {"vgg16"}))
 def test_every_arch_takes_four_channels_and_gives_28_logits(arch):
     torch.manual_seed(0)
-    model = build_model(arch, dropout=0.2).eval()
+    model = build_model(arch, dropout=0.2, num_classes=28).eval()
     x = torch.randint(0, 256, (2, 4, 64, 64), dtype=torch.uint8)
     assert model(x).shape == (2, 28)
 
@@ -35,7 +35,7 @@ def test_fourth_filter_initialised_from_the_rgb_filters(init, expected):
 
 def test_adapter_starts_as_the_unchanged_rgb_backbone():
     torch.manual_seed(0)
-    model = build_model("resnet18", stem="adapter").eval()
+    model = build_model("resnet18", stem="adapter", num_classes=28).eval()
     torch.manual_seed(0)
     rgb = tvm.resnet18(weights=None)
     rgb.fc = model.backbone.fc  # same head, to compare outputs
@@ -48,10 +48,10 @@ def test_local_weights_file_is_loaded(tmp_path):
     torch.manual_seed(1)
     source = tvm.resnet18(weights=None)
     torch.save(source.state_dict(), tmp_path / "r18.pth")
-    model = build_model("resnet18", weights=str(tmp_path / "r18.pth"))
+    model = build_model("resnet18", weights=str(tmp_path / "r18.pth"), num_classes=28)
     assert torch.equal(model.backbone.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        build_model("resnet18", weights=str(tmp_path / "missing.pth"))
+        build_model("resnet18", weights=str(tmp_path / "missing.pth"), num_classes=28)
 
 
 def test_unreachable_imagenet_weights_say_how_to_provide_them(monkeypatch, tmp_path):
@@ -62,11 +62,11 @@ def test_unreachable_imagenet_weights_say_how_to_provide_them(monkeypatch, tmp_p
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(RuntimeError, match="weights: <path of that file>"):
-        build_model("resnet18", pretrained="imagenet")
+        build_model("resnet18", pretrained="imagenet", num_classes=28)
 
 
 def test_normalisation_is_part_of_the_model():
-    model = build_model("resnet18", mean=[0.1, 0.2, 0.3, 0.4], std=[0.5] * 4)
+    model = build_model("resnet18", mean=[0.1, 0.2, 0.3, 0.4], std=[0.5] * 4, num_classes=28)
     x = torch.full((1, 4, 2, 2), 51, dtype=torch.uint8)  # 0.2 on the 0..1 scale
     out = model.normalize(x)
     assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.2, 0.0, -0.2, -0.4]), atol=1e-6)
@@ -98,11 +98,11 @@ def test_tta_averages_or_maxes_the_model_over_exactly_the_named_views():
     cpu = torch.device("cpu")
     with torch.no_grad():
         views = {t: torch.sigmoid(model(dihedral(x, t))).numpy() for t in range(8)}
-    plain = predict_probs(model, batches, cpu, tta="none")
+    plain = predict_probs(model, batches, cpu, tta="none", n_classes=28)
     assert plain.shape == (5, 28) and np.allclose(plain, views[0], atol=1e-6)
-    flips = predict_probs(model, batches, cpu, tta="flips")
+    flips = predict_probs(model, batches, cpu, tta="flips", n_classes=28)
     assert np.allclose(flips, np.mean([views[t] for t in transforms_for("flips")], 0), atol=1e-6)
-    most = predict_probs(model, batches, cpu, tta="dihedral", aggregate="max")
+    most = predict_probs(model, batches, cpu, tta="dihedral", aggregate="max", n_classes=28)
     assert np.allclose(most, np.max([views[t] for t in range(8)], 0), atol=1e-6)
     assert not np.allclose(flips, plain, atol=1e-3) and not np.allclose(most, flips, atol=1e-3)
 
@@ -113,8 +113,8 @@ def test_tta_of_an_invariant_model_equals_plain_prediction():
         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 28)
     )
     batches = [torch.rand(3, 4, 8, 8), torch.rand(2, 4, 8, 8)]
-    plain = predict_probs(model, batches, torch.device("cpu"), tta="none")
-    flips = predict_probs(model, batches, torch.device("cpu"), tta="dihedral", aggregate="max")
+    plain = predict_probs(model, batches, torch.device("cpu"), tta="none", n_classes=28)
+    flips = predict_probs(model, batches, torch.device("cpu"), tta="dihedral", aggregate="max", n_classes=28)
     assert plain.shape == (5, 28)
     assert np.allclose(plain, flips, atol=1e-6)
 
@@ -125,11 +125,11 @@ def test_per_image_normalisation_removes_gain_and_offset():
     torch.manual_seed(0)
     x = torch.randint(0, 200, (2, 4, 16, 16)).float()
     dim = (x * 0.5 + 10).round()
-    image = build_model("resnet18", normalize="image").normalize
+    image = build_model("resnet18", normalize="image", num_classes=28).normalize
     assert torch.allclose(image(x), image(dim), atol=0.05)
-    dataset = build_model("resnet18", [0.1] * 4, [0.2] * 4, normalize="dataset").normalize
+    dataset = build_model("resnet18", [0.1] * 4, [0.2] * 4, normalize="dataset", num_classes=28).normalize
     assert not torch.allclose(dataset(x), dataset(dim), atol=0.05)
     blank = image(torch.full((1, 4, 8, 8), 7.0))
     assert torch.equal(blank, torch.zeros_like(blank))
     with pytest.raises(ValueError, match="normalize"):
-        build_model("resnet18", normalize="percentile")
+        build_model("resnet18", normalize="percentile", num_classes=28)

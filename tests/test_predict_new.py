@@ -7,19 +7,21 @@ import yaml
 from PIL import Image
 
 from hpa import thresholds as th
-from hpa.classes import CHANNELS, NUM_CLASSES
+from hpa.classes import CHANNELS, CLASS_NAMES, NUM_CLASSES
 from hpa.data.images import BitDepth, load_image
 from hpa.inference.tta import predict_probs
 from hpa.new_images.ensemble import blended_probabilities, classify, predict_folder
 from hpa.new_images.folder import batches
 from hpa.postprocess.blend import combine
 from hpa.postprocess.submission import MATCHED, OUT_OF_FOLD, fit_thresholds, images_to_match, submission
-from hpa.tables import PROB_COLUMNS, matrix_to_labels, probability_table
+from hpa.tables import matrix_to_labels, prob_columns, probability_table
 from hpa.runtime.checkpoint import load_checkpoint
 from hpa.training.config import TrainConfig
 from hpa.runtime.device import pick_device
 from hpa.training.classifier import fit_fold
 from hpa.runtime.loader import CachedImages, make_loader
+
+PROB_COLUMNS = prob_columns(NUM_CLASSES)
 
 from test_train import STATS, toy_problem
 
@@ -92,7 +94,7 @@ def pipeline(folder, checkpoints, tmp_path_factory):
         for k, path in enumerate(paths):
             model, _ = load_checkpoint(path, device)
             probs = predict_probs(model, make_loader(CachedImages(images, np.arange(len(USABLE))), 5), device,
-                                  tta="flips")
+                                  tta="flips", n_classes=NUM_CLASSES)
             members[name]["test"].append(tmp_path / f"{name}{k}_test.csv")
             probability_table(USABLE, probs).to_csv(members[name]["test"][-1], index=False)
         for k in range(2):  # a model's OOF covers every training image once, whatever its test folds
@@ -109,7 +111,8 @@ def blended(folder, checkpoints, pipeline):
     members, labels, _ = pipeline
     found = {}
     for combine_as in ("mean", "groups", "weighted"):
-        oof, test, how = combine(members, labels, combine_as, weights="fit", groups=[[0, 1], list(range(2, 28))])
+        oof, test, how = combine(members, labels, combine_as, weights="fit", groups=[[0, 1], list(range(2, 28))],
+                                 classes=CLASS_NAMES)
         probs, skipped = blended_probabilities(folder, members_of(checkpoints), how, tta="flips", aggregate="mean",
                                                batch_size=5, batch=7)
         found[combine_as] = oof, test, probs, skipped
@@ -123,7 +126,7 @@ def test_the_table_equals_the_submission_row_for_row(pipeline, blended, method, 
     (match_distribution matched on the folder, which is at least min_images large)."""
     _, labels, folds = pipeline
     oof, test, probs, skipped = blended[combine_as]
-    record, _, _, _ = fit_thresholds(oof, labels, folds, method, top1=method == "global")
+    record, _, _, _ = fit_thresholds(oof, labels, folds, method, classes=CLASS_NAMES, top1=method == "global")
     table = classify(probs, skipped, record, min_images=20).set_index("Id")
     ok = table[table["ok"]]
     assert list(ok.index) == USABLE
@@ -135,7 +138,7 @@ def test_the_table_equals_the_submission_row_for_row(pipeline, blended, method, 
 def test_match_distribution_falls_back_to_the_out_of_fold_thresholds_on_a_small_folder(pipeline, blended):
     _, labels, folds = pipeline
     oof, test, probs, skipped = blended["mean"]
-    record, _, _, _ = fit_thresholds(oof, labels, folds, "match_distribution")
+    record, _, _, _ = fit_thresholds(oof, labels, folds, "match_distribution", classes=CLASS_NAMES)
     ok = classify(probs, skipped, record, min_images=25).set_index("Id").query("ok")
     assert list(ok["Predicted"]) == matrix_to_labels(th.predict(ok[PROB_COLUMNS].to_numpy(), record["thresholds"]))
     assert ok["thresholds"].str.startswith(OUT_OF_FOLD).all()
@@ -148,7 +151,7 @@ def test_match_distribution_needs_one_image_per_rarest_class_frequency(pipeline,
     assert images_to_match([0.0, 0.004, 0.5]) == 250  # a class without positives is never matched anyway
     _, labels, folds = pipeline
     oof, _, probs, skipped = blended["mean"]
-    record, _, _, _ = fit_thresholds(oof, labels, folds, "match_distribution")
+    record, _, _, _ = fit_thresholds(oof, labels, folds, "match_distribution", classes=CLASS_NAMES)
     n = images_to_match(record["train_frequency"])
     assert n <= 24
     assert set(classify(probs, skipped, record).query("ok")["thresholds"]) == {MATCHED}

@@ -7,7 +7,9 @@ import torch
 
 from hpa.inference.predict import combine_job, views_of
 from hpa.inference.tta import predict_probs, predict_views
-from hpa.tables import PROB_COLUMNS
+from hpa.tables import prob_columns
+
+PROB_COLUMNS = prob_columns(28)
 
 
 class Corner(torch.nn.Module):
@@ -26,7 +28,7 @@ def test_recombined_views_equal_a_direct_tta_pass(tmp_path):
     x = torch.randint(0, 255, (6, 4, 8, 8), dtype=torch.uint8)
     batches = [x[:4], x[4:]]
     views = views_of(["dihedral"])
-    per_view = predict_views(Corner(), batches, torch.device("cpu"), views)
+    per_view = predict_views(Corner(), batches, torch.device("cpu"), views, n_classes=28)
     assert per_view.shape == (8, 6, 28) and not np.allclose(per_view[0], per_view[1])
     ids = np.array([f"i{k}" for k in range(6)])
     path = tmp_path / "views.npz"
@@ -35,7 +37,7 @@ def test_recombined_views_equal_a_direct_tta_pass(tmp_path):
     for tta, aggregate in (("flips", "mean"), ("flips", "max"), ("dihedral", "mean"), ("none", "mean")):
         combine_job(views_npz=path, tta=tta, aggregate=aggregate, oof_csv=tmp_path / "o.csv",
                     test_csv=tmp_path / "t.csv")
-        direct = predict_probs(Corner(), batches, torch.device("cpu"), tta=tta, aggregate=aggregate)
+        direct = predict_probs(Corner(), batches, torch.device("cpu"), tta=tta, aggregate=aggregate, n_classes=28)
         table = pd.read_csv(tmp_path / "o.csv")
         assert list(table["Id"]) == list(ids)
         assert np.allclose(table[PROB_COLUMNS].to_numpy(), direct, atol=1e-6), (tta, aggregate)  # tables keep 6 decimals

@@ -12,6 +12,7 @@ from docutils.core import publish_parts
 
 from conftest import snakemake
 from hpa.postprocess.figures import scores_figure
+from hpa.classes import CLASS_NAMES
 from hpa.postprocess.front_page import class_table, classes_page, scores_page
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -51,7 +52,7 @@ def test_scores_figure_draws_with_and_without_test_labels(test, tmp_path):
 
 def test_class_table_counts_the_training_labels_and_renders_every_class():
     train = pd.DataFrame({"Target": ["0", "0 25", "7"]})
-    table = class_table(train)
+    table = class_table(train, CLASS_NAMES)
     assert table.loc[0, "train_images"] == 2 and table.loc[0, "train_percent"] == pytest.approx(66.67)
     assert table.loc[7, "name"] == "Golgi apparatus" and table["train_images"].sum() == 4
     body = publish_parts(classes_page(table), writer="html")["html_body"]

@@ -231,13 +231,13 @@ def filled(**changes):
 ])
 def test_contradicting_source_keys_are_refused_by_name(config, message):
     with pytest.raises(ValueError, match=message):
-        check_source(config)
+        check_source(config, Vocabulary.from_config(config))
 
 
 def test_the_source_keys_that_agree_pass():
-    check_source(filled(source="kaggle", test_labels="t.csv"))
-    check_source(filled(source="samples", samples="s.tsv", labels={"names": ["a"]}))
-    check_source(filled(external={"use": True}))
+    for config in (filled(source="kaggle", test_labels="t.csv"),
+                   filled(source="samples", samples="s.tsv", labels={"names": ["a"]}), filled(external={"use": True})):
+        check_source(config, Vocabulary.from_config(config))
 
 
 def lab_config(**extra):

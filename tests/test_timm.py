@@ -20,7 +20,7 @@ def x():
 
 @pytest.mark.parametrize("arch", [TINY, "timm/mobilenetv3_small_050"])
 def test_a_timm_model_takes_four_channels_and_gives_28_logits(arch, x):
-    model = build_model(arch).eval()
+    model = build_model(arch, num_classes=28).eval()
     stem = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert stem.in_channels == 4
     assert model(x).shape == (2, NUM_CLASSES)
@@ -31,7 +31,7 @@ def test_a_timm_model_takes_four_channels_and_gives_28_logits(arch, x):
 
 
 def test_gapnet_taps_the_timm_stages_at_strides_4_to_32(x):
-    model = build_model(TINY, head="gapnet").eval()
+    model = build_model(TINY, head="gapnet", num_classes=28).eval()
     assert model.backbone.nodes == ["layer1", "layer2", "layer3", "layer4"]
     maps = model.backbone(model.normalize(x))
     assert [m.shape[-1] for m in maps.values()] == [16, 8, 4, 2]
@@ -41,7 +41,7 @@ def test_gapnet_taps_the_timm_stages_at_strides_4_to_32(x):
 
 @pytest.mark.parametrize("head", ["linear", "gapnet"])
 def test_the_decoder_rebuilds_the_input_from_a_timm_model(head, x):
-    model = build_model(TINY, head=head, decoder=True)
+    model = build_model(TINY, head=head, decoder=True, num_classes=28)
     logits, recon = model(x, reconstruct=True)
     assert logits.shape == (2, NUM_CLASSES) and recon.shape == (2, 4, 64, 64)
     assert "decoder" in model.head_modules
@@ -49,15 +49,15 @@ def test_the_decoder_rebuilds_the_input_from_a_timm_model(head, x):
 
 def test_what_a_timm_model_cannot_do_is_refused_by_name():
     with pytest.raises(ValueError, match="extra_blocks=1 applies to torchvision resnet archs only, not timm/resnet10t"):
-        build_model(TINY, extra_blocks=1)
+        build_model(TINY, extra_blocks=1, num_classes=28)
     with pytest.raises(ValueError, match="decoder needs a 2-D feature map, but timm/vit_tiny_patch16_224"):
-        build_model("timm/vit_tiny_patch16_224", decoder=True)
+        build_model("timm/vit_tiny_patch16_224", decoder=True, num_classes=28)
     with pytest.raises(ValueError, match="timm has no model 'resnet10x'; close names: timm/resnet10"):
-        build_model("timm/resnet10x")
+        build_model("timm/resnet10x", num_classes=28)
 
 
 def test_the_adapter_feeds_an_unchanged_three_channel_timm_model(x):
-    model = build_model(TINY, stem="adapter").eval()
+    model = build_model(TINY, stem="adapter", num_classes=28).eval()
     assert model.adapter.in_channels == 4 and model.backbone.conv1[0].in_channels == 3
     assert model(x).shape == (2, NUM_CLASSES)
 
@@ -69,7 +69,7 @@ def test_unreachable_timm_weights_say_where_to_put_them(monkeypatch):
     monkeypatch.setattr(_builder, "load_state_dict_from_hf", offline)
     monkeypatch.setattr(_builder, "load_state_dict_from_url", offline)
     with pytest.raises(RuntimeError) as err:
-        build_model(TINY, pretrained="imagenet")
+        build_model(TINY, pretrained="imagenet", num_classes=28)
     message = str(err.value)
     assert "could not load ImageNet weights for timm/resnet10t (OSError: network unreachable)" in message
     assert "https://huggingface.co/timm/resnet10t.c3_in1k/resolve/main/model.safetensors" in message
@@ -79,7 +79,7 @@ def test_unreachable_timm_weights_say_where_to_put_them(monkeypatch):
 def test_local_timm_weights_load_with_timm_stem_adaptation(tmp_path):
     reference = timm.create_model("resnet10t", pretrained=False)  # 3 channels, 1000 classes
     torch.save(reference.state_dict(), tmp_path / "resnet10t.pth")
-    model = build_model(TINY, weights=str(tmp_path / "resnet10t.pth"))
+    model = build_model(TINY, weights=str(tmp_path / "resnet10t.pth"), num_classes=28)
     rgb = reference.conv1[0].weight
     stem = model.backbone.conv1[0].weight
     # timm's in_chans=4: the filters repeated R, G, B, R and scaled by 3/4.
@@ -87,7 +87,7 @@ def test_local_timm_weights_load_with_timm_stem_adaptation(tmp_path):
     torch.testing.assert_close(model.backbone.layer4[0].conv1.weight, reference.layer4[0].conv1.weight)
     assert model.backbone.fc.out_features == NUM_CLASSES
     with pytest.raises(FileNotFoundError, match="weights: .*nope.pth does not exist"):
-        build_model(TINY, weights=str(tmp_path / "nope.pth"))
+        build_model(TINY, weights=str(tmp_path / "nope.pth"), num_classes=28)
 
 
 def test_the_embedding_width_replaces_the_timm_classes(x):

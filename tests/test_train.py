@@ -105,7 +105,7 @@ def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
 
 
 def test_frozen_body_does_not_change():
-    model = build_model("resnet18", STATS["mean"], STATS["std"])
+    model = build_model("resnet18", STATS["mean"], STATS["std"], num_classes=28)
     before = [p.detach().clone() for p in model.body_parameters()]
     opt = build_optimizer(model, "adam", 1e-2, 0.0)
     for p in model.body_parameters():
@@ -117,7 +117,7 @@ def test_frozen_body_does_not_change():
 
 
 def test_differential_learning_rates():
-    model = build_model("resnet18")
+    model = build_model("resnet18", num_classes=28)
     opt = build_optimizer(model, "adamw", 1e-3, 0.01, body_lr_mult=0.1)
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
     assert lrs == pytest.approx({"body": 1e-4, "head": 1e-3})

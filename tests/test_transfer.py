@@ -10,7 +10,9 @@ from hpa.postprocess.transfer import (
     threshold_score,
     transfer_labels,
 )
-from hpa.tables import PROB_COLUMNS, labels_to_matrix, matrix_to_labels, probability_table
+from hpa.tables import labels_to_matrix, matrix_to_labels, prob_columns, probability_table
+
+PROB_COLUMNS = prob_columns(28)
 
 
 def planted_transfer_problem(rng, n=600, cut=0.7):
@@ -82,7 +84,7 @@ def test_transfer_labels_applies_the_oof_cut_to_test(rng):
                                                    TransferSettings(mode="replace"))
     assert abs(record["similarity_threshold"] - 0.7) < 0.03
     expected = np.full((4, 28), 0.3)
-    expected[:2] = labels_to_matrix(["3", "4 5"])
+    expected[:2] = labels_to_matrix(["3", "4 5"], 28)
     assert np.allclose(new_test[PROB_COLUMNS].to_numpy(), expected)
     assert record["test"] == {"images": 4, "transferred": 2}
     assert record["oof"]["transferred"] == int((similarity >= record["similarity_threshold"]).sum())

@@ -11,7 +11,9 @@ import yaml
 from conftest import TINY, job_counts, snakemake
 from hpa.embedding.neighbours import read_embeddings
 from hpa.postprocess.submission import submission
-from hpa.tables import PROB_COLUMNS
+from hpa.tables import prob_columns
+
+PROB_COLUMNS = prob_columns(28)
 
 pytestmark = pytest.mark.workflow
 

@@ -11,6 +11,7 @@ MINE_TABLES = ("itemsets", "rules")
 rule count_labels:
     input:
         **label_sources(),
+        vocabulary=VOCABULARY,
     output:
         **analysis_tables(COUNT_TABLES),
         class_counts="results/analysis/class_counts.csv",
@@ -29,6 +30,7 @@ rule count_labels:
 rule mine_labels:
     input:
         **label_sources(),
+        vocabulary=VOCABULARY,
     output:
         **analysis_tables(MINE_TABLES),
     log:
@@ -47,6 +49,7 @@ rule mine_labels:
 rule class_groups:
     input:
         counts="results/analysis/cooccurrence_counts.csv",
+        vocabulary=VOCABULARY,
     output:
         groups="results/analysis/class_groups.yaml",
     log:
@@ -65,6 +68,7 @@ rule class_groups:
 rule sampling_weights:
     input:
         **label_sources(),
+        vocabulary=VOCABULARY,
     output:
         weights="results/analysis/sampling_weights.csv",
     log:
@@ -86,6 +90,7 @@ rule plot_labels:
         class_counts="results/analysis/class_counts.csv",
         cooccurrence_counts="results/analysis/cooccurrence_counts.csv",
         class_groups="results/analysis/class_groups.yaml",
+        vocabulary=VOCABULARY,
     output:
         heatmap=report(
             "results/analysis/cooccurrence_heatmap.png",

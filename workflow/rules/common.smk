@@ -61,9 +61,10 @@ FOLDS = list(range(config["folds"]["n"]))
 VOCAB = checked(Vocabulary.from_config, config)
 VOCABULARY = "results/data/vocabulary.json"
 
-# Every model and the embedding built as their jobs build them, and the settings they would
-# ignore refused by name, now rather than when a train job starts (hpa.config_checks).
-for _warning in checked(check_config, GIVEN, config, MODELS, ENSEMBLES):
+# Every model and the embedding built as their jobs build them, the settings they would ignore
+# refused by name, and the class groups checked against VOCAB's classes: now rather than when a
+# job starts (hpa.config_checks).
+for _warning in checked(check_config, GIVEN, config, MODELS, ENSEMBLES, VOCAB):
     logger.warning(f"Config: {_warning}")
 
 

@@ -6,6 +6,7 @@ rule blend:
         unpack(member_predictions),
         manifest="results/data/manifest.csv",
         groups=class_groups,
+        vocabulary=VOCABULARY,
     output:
         oof="results/ensembles/{ensemble}/oof.csv",
         test="results/ensembles/{ensemble}/test.csv",
@@ -30,6 +31,7 @@ rule fit_thresholds:
         oof=ensemble_table("oof"),
         manifest="results/data/manifest.csv",
         folds="results/splits/folds.csv",
+        vocabulary=VOCABULARY,
     output:
         thresholds="results/thresholds/{ensemble}.json",
         per_class=report(
@@ -112,6 +114,7 @@ rule plot_thresholds:
         manifest="results/data/manifest.csv",
         thresholds="results/thresholds/{ensemble}.json",
         per_class="results/metrics/{ensemble}/per_class.csv",
+        vocabulary=VOCABULARY,
     output:
         curves=report(
             "results/metrics/{ensemble}/threshold_curves.png",

@@ -5,6 +5,7 @@ rule make_folds:
     input:
         **external_inputs("duplicates"),
         manifest="results/data/manifest.csv",
+        vocabulary=VOCABULARY,
     output:
         folds="results/splits/folds.csv",
     log:

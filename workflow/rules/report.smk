@@ -5,6 +5,7 @@
 rule class_table:
     input:
         manifest="results/data/manifest.csv",
+        vocabulary=VOCABULARY,
     output:
         table=report(
             "results/data/classes.csv",
@@ -46,6 +47,7 @@ rule plot_confusion:
     input:
         oof="results/ensembles/{ensemble}/oof_predictions.csv",
         test="results/ensembles/{ensemble}/test_predictions.csv",
+        vocabulary=VOCABULARY,
     output:
         figure=report(
             "results/metrics/{ensemble}/confusion.png",

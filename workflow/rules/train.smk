@@ -10,6 +10,7 @@ rule train:
         folds="results/splits/folds.csv",
         manifest="results/data/manifest.csv",
         sampling_weights=sampling_weights,
+        vocabulary=VOCABULARY,
     output:
         checkpoint="results/models/{model}/fold{fold}/model.pt",
         history="results/models/{model}/fold{fold}/history.csv",

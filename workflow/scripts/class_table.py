@@ -1,10 +1,12 @@
 """Rule class_table: every class's number, name and frequency in the training labels."""
 
+from hpa.classes import Vocabulary
 from hpa.tables import read_manifest
 from hpa.postprocess.front_page import class_table, classes_page
 from hpa.files import setup_logging, write_csv, write_text
 
 setup_logging(snakemake.log[0])
-table = class_table(read_manifest(snakemake.input.manifest, split="train"))
+names = Vocabulary.read(snakemake.input.vocabulary).classes
+table = class_table(read_manifest(snakemake.input.manifest, split="train"), names)
 write_csv(table, snakemake.output.table)
 write_text(classes_page(table), snakemake.output.page)

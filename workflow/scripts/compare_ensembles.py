@@ -10,7 +10,7 @@ from hpa.postprocess.evaluation import comparison_table
 from hpa.files import read_json, setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
-N_CLASSES = Vocabulary.read(snakemake.input.vocabulary).n_classes
+VOCAB = Vocabulary.read(snakemake.input.vocabulary)
 names = list(snakemake.params.models)
 evaluations = snakemake.input.evaluations or [None] * len(names)
 ensembles = {
@@ -26,9 +26,9 @@ ensembles = {
 }
 predictions, y_test = None, None
 if snakemake.input.submissions:
-    truth = read_canonical_labels(snakemake.input.test_labels, N_CLASSES)
+    truth = read_canonical_labels(snakemake.input.test_labels, VOCAB.n_classes)
     matrices = {
-        name: submission_matrices(pd.read_csv(path, dtype=str, keep_default_na=False), truth)
+        name: submission_matrices(pd.read_csv(path, dtype=str, keep_default_na=False), truth, VOCAB.n_classes)
         for name, path in zip(names, snakemake.input.submissions)
     }
     predictions = {name: pred for name, (_, pred) in matrices.items()}

@@ -3,6 +3,7 @@ and the OOF prediction table (honest predictions beside the true labels)."""
 
 import pandas as pd
 
+from hpa.classes import Vocabulary
 from hpa.tables import read_manifest
 from hpa.postprocess.submission import fit_thresholds
 from hpa.files import setup_logging, write_csv, write_json
@@ -14,6 +15,7 @@ record, per_class, methods, predictions = fit_thresholds(
     read_manifest(snakemake.input.manifest, split="train"),
     pd.read_csv(snakemake.input.folds, dtype={"Id": str}),
     ens["threshold"],
+    classes=Vocabulary.read(snakemake.input.vocabulary).classes,
     top1=ens["top1"],
     shrink_factor=ens["shrink"],
     shrink_toward=ens["shrink_toward"],

@@ -1,5 +1,6 @@
 """Rule make_folds: multilabel-stratified folds of the training images."""
 
+from hpa.classes import Vocabulary
 from hpa.tables import read_manifest
 from hpa.data.folds import make_folds, read_groups
 from hpa.files import setup_logging, write_csv
@@ -10,5 +11,6 @@ folds = make_folds(
     n_folds=snakemake.params.n_folds,
     seed=snakemake.params.seed,
     groups=read_groups(snakemake.input.duplicates) if snakemake.input.get("duplicates") else None,
+    n_classes=Vocabulary.read(snakemake.input.vocabulary).n_classes,
 )
 write_csv(folds, snakemake.output.folds)

@@ -10,7 +10,7 @@ from hpa.postprocess.submission import submission
 from hpa.files import read_json, setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
-N_CLASSES = Vocabulary.read(snakemake.input.vocabulary).n_classes
+VOCAB = Vocabulary.read(snakemake.input.vocabulary)
 test_ids = pd.concat(
     [read_manifest(snakemake.input.manifest, split="test")["Id"],
      read_manifest(snakemake.input.rejected, split="test")["Id"]]
@@ -22,5 +22,5 @@ sub = submission(
     sorted(set(test_ids)),  # once each: a sample sheet's repeated Id is rejected on each of its rows
 )
 write_csv(sub, snakemake.output.submission)
-truth = read_canonical_labels(snakemake.input.test_labels, N_CLASSES) if snakemake.input.test_labels else None
-write_csv(submission_table(sub, test, truth), snakemake.output.predictions)
+truth = read_canonical_labels(snakemake.input.test_labels, VOCAB.n_classes) if snakemake.input.test_labels else None
+write_csv(submission_table(sub, test, VOCAB.classes, truth), snakemake.output.predictions)

@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from hpa.classes import Vocabulary
 from hpa.postprocess.figures import confusion_figure
 from hpa.files import setup_logging
 
@@ -12,4 +13,4 @@ tables = {f"{ensemble}: out-of-fold images (honest predictions)":
 test = pd.read_csv(snakemake.input.test, dtype=str, keep_default_na=False)
 if "Target" in test:  # test labels exist (the demo)
     tables[f"{ensemble}: test images"] = test
-confusion_figure(tables, snakemake.output.figure)
+confusion_figure(tables, Vocabulary.read(snakemake.input.vocabulary).classes, snakemake.output.figure)

@@ -1,5 +1,6 @@
 """Rule train: one model on one fold."""
 
+from hpa.classes import Vocabulary
 from hpa.runtime.gpu_job import gpu_job
 
 # params.model leaves out the runtime-only keys (compile), so that switching them reruns nothing;
@@ -20,6 +21,7 @@ with gpu_job(snakemake, [snakemake.input.npy, snakemake.input.index]) as (cache_
         checkpoint=snakemake.output.checkpoint,
         history_csv=snakemake.output.history,
         oof_csv=snakemake.output.oof,
+        n_classes=Vocabulary.read(snakemake.input.vocabulary).n_classes,
         threads=snakemake.threads,
         sampling_weights=snakemake.input.sampling_weights or None,
         image_size=snakemake.params.image_size,

@@ -1,5 +1,6 @@
 """Rule train_embedding: the ArcFace embedding of one fold, trained on the other folds' images."""
 
+from hpa.classes import Vocabulary
 from hpa.runtime.gpu_job import gpu_job
 
 with gpu_job(snakemake, [snakemake.input.npy, snakemake.input.index]) as (cache_npy, cache_index):
@@ -15,5 +16,6 @@ with gpu_job(snakemake, [snakemake.input.npy, snakemake.input.index]) as (cache_
         fold=int(snakemake.wildcards.fold),
         checkpoint=snakemake.output.checkpoint,
         history_csv=snakemake.output.history,
+        n_classes=Vocabulary.read(snakemake.input.vocabulary).n_classes,
         threads=snakemake.threads,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from hpa.labels.groups import check_spec
 from hpa.spec import SCRATCH_ARCHS, EmbeddingConfig, TrainConfig
 
 # Keys of embedding: read by embed and embedding_duplicates, not by the training job.
@@ -153,7 +154,7 @@ def check_data(given_config: dict, config: dict) -> list[str]:
     return []
 
 
-def check_source(config: dict) -> None:
+def check_source(config: dict, vocab) -> None:
     """Refuse source keys that contradict each other: the sample sheet without source samples (or the
     reverse), test labels the source already has, and the HPAv18 images beside another vocabulary."""
     source = config["source"]
@@ -169,9 +170,8 @@ def check_source(config: dict) -> None:
                          "remove test_labels" + (" and fill the sheet's Target of every test row" if source == "samples"
                                                  else ""))
     if config["external"]["use"]:
-        from hpa.classes import CHANNELS, Vocabulary  # here: hpa.classes imports pandas (hpa.files)
+        from hpa.classes import CHANNELS  # here: hpa.classes imports pandas (hpa.files)
 
-        vocab = Vocabulary.from_config(config)
         if not vocab.is_hpa or vocab.channels != CHANNELS:
             raise ValueError("external.use: the HPAv18 images carry the 2018 task's 28 classes and its 4 stains "
                              f"{', '.join(CHANNELS)}, not this config's labels:/channels: ({vocab.n_classes} classes, "
@@ -181,10 +181,24 @@ def check_source(config: dict) -> None:
                              "(source demo or kaggle), not a sample sheet; set external.use: false")
 
 
-def check_config(given_config: dict, config: dict, models: dict, ensembles: dict) -> list[str]:
+def check_classes(given_config: dict, ensembles: dict, vocab) -> None:
+    """The settings counted in classes against the vocabulary's (``labels:``): class groups and their number."""
+    n_groups = given_config.get("analysis", {}).get("n_groups")
+    # The default (6) is capped at the number of classes by the class_groups stage (logged there).
+    if n_groups is not None and n_groups > vocab.n_classes:
+        raise ValueError(f"analysis.n_groups: {n_groups} groups of {vocab.n_classes} classes (labels:) leaves "
+                         f"some empty; give at most {vocab.n_classes}")
+    for name, ens in ensembles.items():
+        if ens["combine"] == "groups":
+            check_spec(ens["groups"], vocab, where=f"ensembles.{name}.groups")
+
+
+def check_config(given_config: dict, config: dict, models: dict, ensembles: dict, vocab) -> list[str]:
     """Refuse what ``config`` (validated, defaults filled; ``models``/``ensembles`` filled too)
-    cannot do or would ignore of ``given_config`` (as written); return the warnings."""
-    check_source(config)
+    cannot do or would ignore of ``given_config`` (as written), or what does not fit the classes of
+    ``vocab`` (the config's ``hpa.classes.Vocabulary``); return the warnings."""
+    check_source(config, vocab)
     check_models(given_config.get("models", {}), models, config)
     check_ensembles(given_config.get("ensembles", {}), ensembles, models, config)
+    check_classes(given_config, ensembles, vocab)
     return check_embedding(given_config, config, ensembles) + check_data(given_config, config)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hpa.classes import CLASS_NAMES
-
 
 def confusion_counts(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-class true positives, false positives and false negatives."""
@@ -30,14 +28,17 @@ def macro_f1(y_true, y_pred) -> float:
     return float(f1_per_class(y_true, y_pred).mean())
 
 
-def per_class_report(y_true, y_pred, thresholds) -> pd.DataFrame:
+def per_class_report(y_true, y_pred, thresholds, names) -> pd.DataFrame:
+    """Per class (``names``, one per column of ``y_true``): F1, precision, recall, support, predicted, threshold."""
     tp, fp, fn = confusion_counts(y_true, y_pred)
+    if len(names) != len(tp):
+        raise ValueError(f"{len(names)} class names for {len(tp)} classes; they must agree")
     precision = np.divide(tp, tp + fp, out=np.zeros(len(tp)), where=(tp + fp) > 0)
     recall = np.divide(tp, tp + fn, out=np.zeros(len(tp)), where=(tp + fn) > 0)
     return pd.DataFrame(
         {
             "class": np.arange(len(tp)),
-            "name": CLASS_NAMES[: len(tp)],
+            "name": list(names),
             "f1": f1_per_class(y_true, y_pred).round(4),
             "precision": precision.round(4),
             "recall": recall.round(4),

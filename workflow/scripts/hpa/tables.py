@@ -1,14 +1,16 @@
 """The table formats every stage shares: label sets, the manifest, probability tables.
 
 A label set is the canonical ``Target`` string (ascending space-separated class indices,
-"0 16") or a 0/1 matrix of shape (n, 28); a probability table is ``Id, p0..p27``. A
-dataset's own label files (names or indices, its own separator and column names) are read
-once, by ``read_labels`` with the dataset's ``Vocabulary``; everything after reads the
+"0 16") or a 0/1 matrix of shape (images, classes); a probability table is ``Id, p0..p{n-1}``
+for the vocabulary's n classes (``hpa.classes``; callers pass n, nothing here assumes the HPA
+28). A dataset's own label files (names or indices, its own separator and column names) are
+read once, by ``read_labels`` with the dataset's ``Vocabulary``; everything after reads the
 canonical tables with ``read_canonical_labels``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,11 +122,14 @@ def read_test_ids(path, id_column: str = "Id") -> pd.DataFrame:
     return _read_id_table(path, [id_column], {id_column: "Id"})[["Id"]]
 
 
-def labels_to_matrix(targets) -> np.ndarray:
-    """One-hot (n, 28) uint8 matrix from Target strings."""
-    y = np.zeros((len(targets), NUM_CLASSES), dtype=np.uint8)
+def labels_to_matrix(targets, n_classes: int) -> np.ndarray:
+    """One-hot (images, ``n_classes``) uint8 matrix from canonical Target strings."""
+    y = np.zeros((len(targets), n_classes), dtype=np.uint8)
     for i, t in enumerate(targets):
         for k in str(t).split():
+            if not 0 <= int(k) < n_classes:
+                raise InputError(f"Target {t!r}: class {k} is outside 0..{n_classes - 1}; the labels were "
+                                 f"written for another vocabulary (rerun ingest after changing labels:)")
             y[i, int(k)] = 1
     return y
 
@@ -140,15 +145,36 @@ def read_manifest(path, split: str | None = None) -> pd.DataFrame:
     return df
 
 
-PROB_COLUMNS = [f"p{k}" for k in range(NUM_CLASSES)]
+def prob_columns(n_classes: int) -> list[str]:
+    """The probability columns of ``n_classes`` classes: ``p0..p{n-1}``."""
+    return [f"p{k}" for k in range(n_classes)]
+
+
+_PROB = re.compile(r"p\d+")
+
+
+def prob_columns_of(table: pd.DataFrame, where="probability table") -> list[str]:
+    """The ``p<k>`` columns of a probability table, in order; refused unless they are ``p0..p{n-1}``."""
+    found = [c for c in table.columns if _PROB.fullmatch(str(c))]
+    if not found or found != prob_columns(len(found)):
+        raise InputError(f"{where}: probability columns {found[:5]}{'...' if len(found) > 5 else ''} are not "
+                         f"p0..p{{n-1}} in order; it was not written by this pipeline (rerun the job that wrote it)")
+    return found
+
+
+def prob_matrix(table: pd.DataFrame, where="probability table") -> np.ndarray:
+    """The (images, classes) probabilities of a probability table."""
+    return table[prob_columns_of(table, where)].to_numpy()
 
 
 def probability_table(ids, probs: np.ndarray) -> pd.DataFrame:
-    """``Id,p0..p27``: the format of every probability table the pipeline writes."""
-    return pd.DataFrame(np.asarray(probs).round(6), columns=PROB_COLUMNS).assign(Id=np.asarray(ids))[
-        ["Id", *PROB_COLUMNS]
-    ]
+    """``Id,p0..p{n-1}``: the format of every probability table the pipeline writes (n: ``probs``' columns)."""
+    probs = np.asarray(probs)
+    columns = prob_columns(probs.shape[1])
+    return pd.DataFrame(probs.round(6), columns=columns).assign(Id=np.asarray(ids))[["Id", *columns]]
 
 
 def read_probs(path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"Id": str}).set_index("Id")[PROB_COLUMNS]
+    """A probability table with its Id as index and only its ``p0..p{n-1}`` columns (n from the header)."""
+    table = pd.read_csv(path, dtype={"Id": str}).set_index("Id")
+    return table[prob_columns_of(table, where=str(path))]

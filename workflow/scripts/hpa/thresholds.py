@@ -50,7 +50,7 @@ def macro_f1_at(probs, y, cuts) -> np.ndarray:
     """Macro F1 of ``probs >= t`` for every t in ``cuts``, as ``macro_f1`` computes it.
 
     Per class, the counts at every cut come from a binary search in the sorted scores:
-    O(n log n) once instead of a pass over all n x 28 probabilities per cut.
+    O(n log n) once instead of a pass over all n x classes probabilities per cut.
     """
     y = np.asarray(y, dtype=bool)
     cuts = np.asarray(cuts, dtype=np.float64)

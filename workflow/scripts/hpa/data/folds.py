@@ -9,8 +9,9 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from hpa.tables import InputError, labels_to_matrix
 
 
-def make_folds(train: pd.DataFrame, n_folds: int, seed: int, groups: dict | None = None) -> pd.DataFrame:
-    """Assign each image (``Id``, ``Target``) a fold so that every class is spread evenly.
+def make_folds(train: pd.DataFrame, n_folds: int, seed: int, groups: dict | None = None, *,
+               n_classes: int) -> pd.DataFrame:
+    """Assign each image (``Id``, ``Target``) a fold so that every one of the ``n_classes`` classes is spread evenly.
 
     Iterative stratification (Sechidis et al. 2011) balances each class's
     positives over the folds, which plain KFold cannot do for a class of 11
@@ -28,8 +29,8 @@ def make_folds(train: pd.DataFrame, n_folds: int, seed: int, groups: dict | None
         raise InputError(
             f"folds.n={n_folds} but only {n_groups} training images (or duplicate groups); lower folds.n"
         )
-    y = np.zeros((n_groups, labels_to_matrix([]).shape[1]), dtype=np.uint8)
-    np.maximum.at(y, group, labels_to_matrix(train["Target"]))
+    y = np.zeros((n_groups, n_classes), dtype=np.uint8)
+    np.maximum.at(y, group, labels_to_matrix(train["Target"], n_classes))
     splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold = np.full(n_groups, -1, dtype=int)
     for k, (_, val) in enumerate(splitter.split(np.zeros(n_groups), y)):

@@ -38,14 +38,15 @@ def embed_rows(model: EmbeddingNet, cache: np.ndarray, rows, batch_size: int = 6
 
 
 def run_training_job(*, cache_npy, cache_index, stats_json, folds_csv, manifest_csv, embedding: dict,
-                     fold: int, checkpoint, history_csv, threads: int = 1) -> None:
-    """The ``train_embedding`` rule: one fold's embedding, trained on the other folds' images.
+                     fold: int, checkpoint, history_csv, n_classes: int, threads: int = 1) -> None:
+    """The ``train_embedding`` rule: one fold's embedding, trained on the other folds' images (its
+    ArcFace classes are their label sets, read as ``n_classes``-wide matrices).
 
     With ``processes: N``, N ranks train it together (torchrun, as a classifier's job does).
     """
     job = FoldJob(train=train_embedding_job, cfg=EmbeddingConfig.from_dict(embedding), fold=fold,
                   cache_npy=cache_npy, cache_index=cache_index, stats_json=stats_json, folds_csv=folds_csv,
-                  manifest_csv=manifest_csv, checkpoint=checkpoint, threads=threads)
+                  manifest_csv=manifest_csv, checkpoint=checkpoint, n_classes=n_classes, threads=threads)
     write_csv(run_fold_job(job).round(6), history_csv)
 
 

@@ -53,11 +53,12 @@ def run_job(
     test_cache, test_idx = open_cache(test_npy, test_index)
     test = test_idx[test_idx["ok"]]
 
-    # Row k of each split's (C * V, n, 28) array is crop view_crop[k] seen through dihedral view_t[k].
+    # Row k of each split's (C * V, images, classes) array is crop view_crop[k] seen through dihedral view_t[k].
     arrays = {"view_t": np.tile(views, n_crops), "view_crop": np.repeat(np.arange(n_crops), len(views))}
     for split, table, array in (("oof", val, cache), ("test", test, test_cache)):
         loader = make_loader(CachedImages(array, table["row"]), batch_size, workers=loader_workers(threads))
-        arrays[split] = predict_views(model, loader, device, views, amp, crop=crop, grid=crops)
+        arrays[split] = predict_views(model, loader, device, views, amp, n_classes=ckpt["config"]["num_classes"],
+                                      crop=crop, grid=crops)
         arrays[f"{split}_ids"] = table["Id"].to_numpy(dtype=str)
         log.info("fold %d: %d %s images x %d crops x %d views", fold, len(table), split, n_crops, len(views))
     with atomic_path(views_npz) as tmp, open(tmp, "wb") as fh:

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from hpa.classes import NUM_CLASSES
 from hpa.crops import crop_boxes, take
 from hpa.dihedral import dihedral, transforms_for
 
@@ -40,18 +39,21 @@ def view_outputs(model, batches, device: torch.device, views: Sequence[int], *, 
 
 
 def predict_views(model, batches, device, views: Sequence[int], amp: torch.dtype | None = None, *,
-                  crop: int | None = None, grid: str = "none") -> np.ndarray:
-    """Sigmoid probabilities on each crop and view: (C * len(views), n, 28) float32, crop-major."""
+                  n_classes: int, crop: int | None = None, grid: str = "none") -> np.ndarray:
+    """Sigmoid probabilities on each crop and view: (C * len(views), images, ``n_classes``) float32,
+    crop-major (``n_classes``, the model's outputs, shapes the result when there are no images)."""
     out = [p.cpu().numpy() for p in view_outputs(model, batches, device, views, amp=amp, crop=crop, grid=grid)]
     if out:
         return np.concatenate(out, axis=1)
-    return np.zeros((len(views), 0, NUM_CLASSES), dtype=np.float32)
+    return np.zeros((len(views), 0, n_classes), dtype=np.float32)
 
 
 def predict_probs(model, batches, device, tta: str = "flips", aggregate: str = "mean",
-                  amp: torch.dtype | None = None, *, crop: int | None = None, grid: str = "none") -> np.ndarray:
-    """Sigmoid probabilities over ``batches``, aggregated over the crops and TTA views: (n, 28) float32."""
+                  amp: torch.dtype | None = None, *, n_classes: int, crop: int | None = None,
+                  grid: str = "none") -> np.ndarray:
+    """Sigmoid probabilities over ``batches``, aggregated over the crops and TTA views: (images,
+    ``n_classes``) float32."""
     reduce = AGGREGATES[aggregate]
     outputs = view_outputs(model, batches, device, transforms_for(tta), amp=amp, crop=crop, grid=grid)
     out = [reduce(p).cpu().numpy() for p in outputs]
-    return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+    return np.concatenate(out) if out else np.zeros((0, n_classes), dtype=np.float32)

@@ -2,7 +2,9 @@
 
 Everything here reads labels only (``Id,Target`` tables), never images, so the
 analysis runs before a single image is downloaded. Class sets are written as
-ascending space-separated class numbers, as in Kaggle's ``Target`` column.
+ascending space-separated class numbers, as in Kaggle's ``Target`` column. The class
+names (and so the number of classes) are the vocabulary's (``hpa.classes.Vocabulary``),
+passed in as ``names``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 from sklearn.cluster import SpectralClustering
 
-from hpa.classes import CLASS_NAMES, NUM_CLASSES
 from hpa.files import atomic_path
 from hpa.labels.sampling import class_weights
-from hpa.tables import InputError, format_target, labels_to_matrix, read_labels
+from hpa.tables import InputError, format_target, labels_to_matrix, read_canonical_labels
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,14 @@ RULE_COLUMNS = ["antecedent", "consequent", "support", "confidence", "lift", "co
                 "antecedent_names", "consequent_names"]
 
 
-def read_label_sources(paths: dict[str, str]) -> pd.DataFrame:
-    """``Id,Target,source`` for every row of every labels CSV, as listed (no image is checked)."""
+def read_label_sources(paths: dict[str, str], n_classes: int) -> pd.DataFrame:
+    """``Id,Target,source`` for every row of every labels CSV, as listed (no image is checked).
+
+    Each is canonical: the training labels as ingest's ``labels`` rule wrote them, or the
+    HPAv18 list (the atlas's 28 classes, used only with that vocabulary)."""
     tables = []
     for source, path in paths.items():
-        table = read_labels(path)
+        table = read_canonical_labels(path, n_classes)[["Id", "Target"]]
         if table.empty:
             raise InputError(f"{path}: no label rows; the {source} labels file must list Id,Target rows")
         tables.append(table.assign(source=source))
@@ -49,20 +53,22 @@ def read_label_sources(paths: dict[str, str]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def class_names(classes) -> str:
-    return "; ".join(CLASS_NAMES[k] for k in classes)
+def class_names(classes, names) -> str:
+    """The ``names`` of class numbers, "; "-separated (a vocabulary's names never hold ";")."""
+    return "; ".join(names[k] for k in classes)
 
 
-def label_matrix(labels: pd.DataFrame) -> np.ndarray:
-    """One-hot (n, 28) bool matrix of a labels table."""
-    return labels_to_matrix(labels["Target"]).astype(bool)
+def label_matrix(labels: pd.DataFrame, n_classes: int) -> np.ndarray:
+    """One-hot (images, ``n_classes``) bool matrix of a labels table."""
+    return labels_to_matrix(labels["Target"], n_classes).astype(bool)
 
 
 def frequent_itemsets(y: np.ndarray, *, min_support: float, max_len: int, algorithm: str) -> pd.DataFrame:
     """mlxtend's frequent itemsets (``support``, ``itemsets`` of class numbers) of a one-hot matrix."""
     if algorithm not in ALGORITHMS:
         raise InputError(f"analysis.algorithm {algorithm!r} is unknown; use one of {sorted(ALGORITHMS)}")
-    onehot = pd.DataFrame(np.asarray(y, dtype=bool), columns=range(NUM_CLASSES))
+    y = np.asarray(y, dtype=bool)
+    onehot = pd.DataFrame(y, columns=range(y.shape[1]))
     return ALGORITHMS[algorithm](onehot, min_support=min_support, use_colnames=True, max_len=max_len)
 
 
@@ -71,7 +77,7 @@ def class_sets(column) -> list[tuple[int, ...]]:
     return [tuple(sorted(int(k) for k in s)) for s in column]
 
 
-def itemsets_table(freq: pd.DataFrame, n: int) -> pd.DataFrame:
+def itemsets_table(freq: pd.DataFrame, n: int, names) -> pd.DataFrame:
     """``itemset,support,count,length,names``: by length, then most frequent first."""
     items = class_sets(freq["itemsets"])
     support = freq["support"].to_numpy(dtype=float)
@@ -80,13 +86,13 @@ def itemsets_table(freq: pd.DataFrame, n: int) -> pd.DataFrame:
         "support": support.round(6),
         "count": np.rint(support * n).astype(int),
         "length": [len(s) for s in items],
-        "names": [class_names(s) for s in items],
+        "names": [class_names(s, names) for s in items],
     }, columns=ITEMSET_COLUMNS)
     order = sorted(range(len(items)), key=lambda i: (len(items[i]), -table["count"][i], items[i]))
     return table.iloc[order].reset_index(drop=True)
 
 
-def rules_table(freq: pd.DataFrame, n: int, min_confidence: float) -> pd.DataFrame:
+def rules_table(freq: pd.DataFrame, n: int, min_confidence: float, names) -> pd.DataFrame:
     """Association rules with confidence >= ``min_confidence``, strongest lift first."""
     if not (freq["itemsets"].map(len) > 1).any():  # mlxtend refuses an itemset table without pairs
         return pd.DataFrame(columns=RULE_COLUMNS)
@@ -100,8 +106,8 @@ def rules_table(freq: pd.DataFrame, n: int, min_confidence: float) -> pd.DataFra
         "confidence": rules["confidence"].to_numpy(dtype=float).round(6),
         "lift": rules["lift"].to_numpy(dtype=float).round(6),
         "count": np.rint(rules["support"].to_numpy(dtype=float) * n).astype(int),
-        "antecedent_names": [class_names(s) for s in a],
-        "consequent_names": [class_names(s) for s in c],
+        "antecedent_names": [class_names(s, names) for s in a],
+        "consequent_names": [class_names(s, names) for s in c],
     })
     # Sorted on the rounded values, so that float noise cannot reorder equal lifts (A -> C, C -> A).
     order = sorted(range(len(a)), key=lambda i: (-table["lift"][i], -table["confidence"][i], a[i], c[i]))
@@ -109,7 +115,7 @@ def rules_table(freq: pd.DataFrame, n: int, min_confidence: float) -> pd.DataFra
 
 
 def cooccurrence_counts(y: np.ndarray) -> np.ndarray:
-    """(28, 28) images holding both i and j; the diagonal is each class's count."""
+    """(classes, classes) images holding both i and j; the diagonal is each class's count."""
     # float64 goes through BLAS (integer matmul does not: 0.5 s for 106k rows) and is exact below 2**53.
     y = np.asarray(y, dtype=np.float64)
     return np.rint(y.T @ y).astype(np.int64)
@@ -122,17 +128,23 @@ def conditional_probability(counts: np.ndarray) -> np.ndarray:
         return np.where(diag[:, None] > 0, counts / diag[:, None], np.nan)
 
 
-def matrix_table(matrix: np.ndarray) -> pd.DataFrame:
-    """A square class-by-class matrix as ``class,name,0,...,27``."""
-    table = pd.DataFrame(matrix, columns=[str(k) for k in range(NUM_CLASSES)])
-    table.insert(0, "name", CLASS_NAMES)
-    table.insert(0, "class", range(NUM_CLASSES))
+def matrix_table(matrix: np.ndarray, names) -> pd.DataFrame:
+    """A square class-by-class matrix as ``class,name,0,...,n-1``."""
+    if np.shape(matrix) != (len(names), len(names)):
+        raise ValueError(f"a {np.shape(matrix)} matrix for {len(names)} class names; they must agree")
+    table = pd.DataFrame(matrix, columns=[str(k) for k in range(len(names))])
+    table.insert(0, "name", list(names))
+    table.insert(0, "class", range(len(names)))
     return table
 
 
 def matrix_values(table: pd.DataFrame) -> np.ndarray:
-    """The (28, 28) values of a :func:`matrix_table`."""
-    return table[[str(k) for k in range(NUM_CLASSES)]].to_numpy()
+    """The (n, n) values of a :func:`matrix_table` (n: its rows)."""
+    columns = [str(k) for k in range(len(table))]
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"a class matrix of {len(table)} rows lacks column(s) {missing[:5]}; rerun count_labels")
+    return table[columns].to_numpy()
 
 
 def read_matrix(path) -> np.ndarray:
@@ -149,33 +161,34 @@ def table_key(subset: str, name: str) -> str:
     return name if subset == "all" else f"{name}_{subset}"
 
 
-def cooccurrence_tables(labels: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Co-occurrence counts and P(j | i) of one set of labels."""
-    counts = cooccurrence_counts(label_matrix(labels))
+def cooccurrence_tables(labels: pd.DataFrame, names) -> dict[str, pd.DataFrame]:
+    """Co-occurrence counts and P(j | i) of one set of labels, over the classes ``names``."""
+    counts = cooccurrence_counts(label_matrix(labels, len(names)))
     return {
-        "cooccurrence_counts": matrix_table(counts),
-        "cooccurrence_conditional": matrix_table(conditional_probability(counts).round(6)),
+        "cooccurrence_counts": matrix_table(counts, names),
+        "cooccurrence_conditional": matrix_table(conditional_probability(counts).round(6), names),
     }
 
 
-def mining_tables(labels: pd.DataFrame, *, algorithm: str, min_support: float, max_len: int,
+def mining_tables(labels: pd.DataFrame, names, *, algorithm: str, min_support: float, max_len: int,
                   min_confidence: float) -> dict[str, pd.DataFrame]:
-    """Frequent itemsets and association rules of one set of labels."""
-    y = label_matrix(labels)
+    """Frequent itemsets and association rules of one set of labels, over the classes ``names``."""
+    y = label_matrix(labels, len(names))
     freq = frequent_itemsets(y, min_support=min_support, max_len=max_len, algorithm=algorithm)
-    itemsets, rules = itemsets_table(freq, len(y)), rules_table(freq, len(y), min_confidence)
+    itemsets, rules = itemsets_table(freq, len(y), names), rules_table(freq, len(y), min_confidence, names)
     log.info("%s, %d label sets: %d frequent itemsets (%s, support >= %g, up to %d classes), %d rules",
              " + ".join(labels["source"].unique()), len(y), len(itemsets),
              algorithm, min_support, max_len, len(rules))
     return {"itemsets": itemsets, "rules": rules}
 
 
-def class_counts_table(labels: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
-    """``class,name``, one count column per source, then ``all``: images per class."""
-    table = pd.DataFrame({"class": range(NUM_CLASSES), "name": CLASS_NAMES})
+def class_counts_table(labels: pd.DataFrame, sources: list[str], names) -> pd.DataFrame:
+    """``class,name``, one count column per source, then ``all``: images per class of ``names``."""
+    n = len(names)
+    table = pd.DataFrame({"class": range(n), "name": list(names)})
     for source in sources:
-        table[source] = label_matrix(labels[labels["source"] == source]).sum(axis=0)
-    table["all"] = label_matrix(labels).sum(axis=0)
+        table[source] = label_matrix(labels[labels["source"] == source], n).sum(axis=0)
+    table["all"] = label_matrix(labels, n).sum(axis=0)
     return table
 
 
@@ -217,8 +230,8 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def class_groups(counts: np.ndarray, n_groups: int, method: str) -> dict:
-    """Partition the 28 classes into at most ``n_groups`` groups of classes that co-occur.
+def class_groups(counts: np.ndarray, n_groups: int, method: str, names) -> dict:
+    """Partition the classes (``names``, as ``counts``' rows) into at most ``n_groups`` groups that co-occur.
 
     Classes that never share an image with another class (absent, or always alone)
     carry no co-occurrence signal; they join the group of the most frequent class.
@@ -226,10 +239,15 @@ def class_groups(counts: np.ndarray, n_groups: int, method: str) -> dict:
     """
     if method not in GROUPINGS:
         raise InputError(f"analysis.group_method {method!r} is unknown; use one of {sorted(GROUPINGS)}")
+    n = len(names)
+    if np.shape(counts) != (n, n):
+        raise InputError(f"co-occurrence counts of shape {np.shape(counts)} for {n} classes; rerun count_labels")
+    if n_groups < 1:  # more groups than classes: capped below (at most one class per group), logged
+        raise InputError(f"analysis.n_groups {n_groups}: give at least 1")
     sim = ochiai_similarity(counts)
     size = np.diag(counts)
     linked = np.flatnonzero(sim.sum(axis=1) > 0)
-    assignment = np.zeros(NUM_CLASSES, dtype=int)
+    assignment = np.zeros(n, dtype=int)
     if len(linked):
         k = min(n_groups, len(linked))
         assignment[:] = -1
@@ -245,9 +263,8 @@ def class_groups(counts: np.ndarray, n_groups: int, method: str) -> dict:
     groups = []
     for classes in members:
         top = max(classes, key=lambda k: (size[k], -k))
-        groups.append({"name": slug(CLASS_NAMES[top]), "classes": classes,
-                       "names": [CLASS_NAMES[k] for k in classes]})
-    unlinked = sorted(set(range(NUM_CLASSES)) - set(linked.tolist()))
+        groups.append({"name": slug(names[top]), "classes": classes, "names": [names[k] for k in classes]})
+    unlinked = sorted(set(range(n)) - set(linked.tolist()))
     for group in groups:
         log.info("group %s: %s", group["name"], ", ".join(group["names"]))
     return {"method": method, "similarity": "ochiai", "n_groups": len(groups), "unlinked": unlinked,
@@ -261,7 +278,7 @@ def write_yaml(obj, path) -> None:
                                       width=100))
 
 
-def sampling_weights(class_count, n: int, *, power: float, cap: float) -> pd.DataFrame:
+def sampling_weights(class_count, n: int, names, *, power: float, cap: float) -> pd.DataFrame:
     """``class,name,count,frequency,weight`` with weight_c = min(cap, (f_max / f_c) ** power).
 
     f_c is the fraction of label sets holding class c, f_max that of the most frequent
@@ -271,9 +288,11 @@ def sampling_weights(class_count, n: int, *, power: float, cap: float) -> pd.Dat
     so it is drawn as often as its rarest class asks.
     """
     count = np.asarray(class_count, dtype=float)
+    if len(count) != len(names):
+        raise ValueError(f"{len(count)} class counts for {len(names)} class names; they must agree")
     return pd.DataFrame({
-        "class": range(NUM_CLASSES),
-        "name": CLASS_NAMES,
+        "class": range(len(names)),
+        "name": list(names),
         "count": count.astype(int),
         "frequency": (count / n).round(8),
         "weight": class_weights(count, power, cap).round(6),

@@ -7,20 +7,22 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import PowerNorm
 
-from hpa.classes import CLASS_NAMES
-from hpa.figures import save_figure
+from hpa.figures import per_class_size, save_figure
 from hpa.labels.cooccurrence import conditional_probability
 
 
-def cooccurrence_heatmap(counts: np.ndarray, groups: dict, path) -> None:
-    """P(column class | row class), classes ordered by group, group borders drawn, percentages written."""
+def cooccurrence_heatmap(counts: np.ndarray, groups: dict, names, path) -> None:
+    """P(column class | row class), classes (``names``) ordered by group, group borders drawn, percentages written."""
+    if len(counts) != len(names):
+        raise ValueError(f"co-occurrence counts of {len(counts)} classes, {len(names)} class names; rerun count_labels")
     order = [k for group in groups["groups"] for k in group["classes"]]
     cond = conditional_probability(counts)[np.ix_(order, order)]
     size = np.diag(counts)[order]
     shown = np.ma.masked_where(np.eye(len(order), dtype=bool) | np.isnan(cond), cond)
     cmap = plt.get_cmap("viridis").with_extremes(bad="#d9d9d9")
 
-    fig, ax = plt.subplots(figsize=(15, 13))
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(per_class_size(4, 11, n), per_class_size(4, 9, n)))
     # A square-root scale: most P(j | i) are a few percent, which a linear scale shows as one colour.
     image = ax.imshow(shown, cmap=cmap, norm=PowerNorm(0.5, vmin=0, vmax=1))
     for r in range(len(order)):
@@ -28,9 +30,9 @@ def cooccurrence_heatmap(counts: np.ndarray, groups: dict, path) -> None:
             if r != c and not np.isnan(cond[r, c]) and cond[r, c] >= 0.01:
                 ax.text(c, r, f"{100 * cond[r, c]:.0f}", ha="center", va="center", fontsize=7,
                         color="black" if cond[r, c] > 0.35 else "white")
-    names = [f"{k} {CLASS_NAMES[k]}" for k in order]
-    ax.set_xticks(range(len(order)), names, rotation=90, fontsize=9)
-    ax.set_yticks(range(len(order)), [f"{name} (n={n:,})" for name, n in zip(names, size)], fontsize=9)
+    ticks = [f"{k} {names[k]}" for k in order]
+    ax.set_xticks(range(len(order)), ticks, rotation=90, fontsize=9)
+    ax.set_yticks(range(len(order)), [f"{tick} (n={count:,})" for tick, count in zip(ticks, size)], fontsize=9)
     edges = np.cumsum([len(group["classes"]) for group in groups["groups"]])[:-1] - 0.5
     for edge in edges:
         ax.axhline(edge, color="white", linewidth=2)
@@ -48,7 +50,7 @@ def class_frequency_chart(class_counts: pd.DataFrame, path) -> None:
     sources = [c for c in class_counts.columns if c not in ("class", "name", "all")]
     table = class_counts.sort_values(["all", "class"], ascending=[False, True]).reset_index(drop=True)
     height = 0.8 / len(sources)
-    fig, ax = plt.subplots(figsize=(11, 10))
+    fig, ax = plt.subplots(figsize=(11, per_class_size(2, 8, len(table))))
     for i, source in enumerate(sources):
         y = np.arange(len(table)) - 0.4 + height * (i + 0.5)
         values = table[source].to_numpy()

@@ -1,4 +1,4 @@
-"""Model factory: torchvision or timm backbones with a 4-channel input and a 28-logit head.
+"""Model factory: torchvision or timm backbones with a 4-channel input and one logit per class.
 
 ``arch: timm/<name>`` builds any timm model (``hpa.models.timm_backbones``),
 its stem adapted by timm itself; the rest of this note is about torchvision's.
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from hpa.classes import NUM_CLASSES
 from hpa.models.backbones import (
     SCRATCH,
     STEMS,
@@ -69,8 +68,8 @@ def build_model(
     dropout: float = 0.0,
     stem: str = "mean_rg",
     weights: str | None = None,
-    num_classes: int = NUM_CLASSES,
     *,
+    num_classes: int,
     head: str = "linear",
     se_reduction: int = 16,
     extra_blocks: int = 0,
@@ -124,12 +123,14 @@ def _with_heads(extractor, head_modules, taps, channels, mean, std, adapter, hea
     return HPANet(extractor, head_modules, mean, std, adapter, gap_head, recon, normalize)
 
 
-def build_from_config(cfg: dict, stats: dict, *, pretrained: bool = True):
+def build_from_config(cfg: dict, stats: dict, *, num_classes: int, pretrained: bool = True):
     """The classifier a ``models:`` entry describes (every key given, as ``dataclasses.asdict`` of the
-    training config and a checkpoint's ``config["model"]`` hold it); ``pretrained=False`` skips weights a
-    checkpoint will replace. Takes the plain dict so that reading a checkpoint needs no training code."""
+    training config and a checkpoint's ``config["model"]`` hold it), with ``num_classes`` outputs (the
+    vocabulary's); ``pretrained=False`` skips weights a checkpoint will replace. Takes the plain dict so
+    that reading a checkpoint needs no training code."""
     return build_model(
         cfg["arch"], stats["mean"], stats["std"], cfg["pretrained"] if pretrained else None, cfg["dropout"],
-        cfg["stem"], cfg["weights"] if pretrained else None, head=cfg["head"], se_reduction=cfg["se_reduction"],
+        cfg["stem"], cfg["weights"] if pretrained else None, num_classes=num_classes, head=cfg["head"],
+        se_reduction=cfg["se_reduction"],
         extra_blocks=cfg["extra_blocks"], decoder=cfg["reconstruction_weight"] > 0, normalize=cfg["normalize"],
     )

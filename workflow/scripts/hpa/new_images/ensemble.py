@@ -16,13 +16,13 @@ import logging
 import numpy as np
 import pandas as pd
 
-from hpa.classes import CLASS_NAMES, NUM_CLASSES
+from hpa.classes import CLASS_NAMES
 from hpa.data.images import BitDepth
 from hpa.inference.tta import predict_probs
 from hpa.new_images.folder import batches, list_images
 from hpa.postprocess.blend import apply_combination, average_folds
 from hpa.postprocess.submission import images_to_match, predict_classes
-from hpa.tables import PROB_COLUMNS, matrix_to_labels, probability_table
+from hpa.tables import matrix_to_labels, prob_columns_of, prob_matrix, probability_table
 from hpa.runtime.checkpoint import load_checkpoint
 from hpa.runtime.device import autocast_dtype, pick_device
 from hpa.runtime.loader import CachedImages, make_loader
@@ -50,9 +50,11 @@ def fold_probabilities(folder, ids, checkpoints: dict[str, list[str]], *, tta: s
                 loader = make_loader(CachedImages(arrays[size], np.arange(len(good))), batch_size)
                 out.append(predict_probs(model, loader, device, tta=tta, aggregate=aggregate,
                                          amp=autocast_dtype(device, ckpt["config"]["model"].get("amp")),
+                                         n_classes=ckpt["config"]["num_classes"],
                                          crop=ckpt["config"].get("crop"), grid=crops))
         log.info("%d of %d images predicted", len(done) + len(failed), len(ids))
-    stacked = {name: [np.concatenate(p) if p else np.zeros((0, NUM_CLASSES)) for p in per_fold]
+    stacked = {name: [np.concatenate(p) if p else np.zeros((0, ckpt["config"]["num_classes"]))
+                      for p, (_, ckpt) in zip(per_fold, models[name])]
                for name, per_fold in parts.items()}
     return done, stacked, failed
 
@@ -96,7 +98,7 @@ def classify(table: pd.DataFrame, skipped: list[tuple[str, str]], record: dict,
     """
     if min_images is None:  # only match_distribution reads it
         min_images = images_to_match(record["train_frequency"]) if record["method"] == "match_distribution" else 0
-    pred, source = predict_classes(table[PROB_COLUMNS].to_numpy(), record, min_images)
+    pred, source = predict_classes(prob_matrix(table), record, min_images)
     log.info("%d images predicted, %d skipped; thresholds: %s", len(table), len(skipped), source)
     table = table.assign(ok=True, reason="", thresholds=source, Predicted=matrix_to_labels(pred),
                          Predicted_names=["; ".join(CLASS_NAMES[k] for k in np.flatnonzero(row)) for row in pred])
@@ -104,7 +106,7 @@ def classify(table: pd.DataFrame, skipped: list[tuple[str, str]], record: dict,
             for i, why in skipped]
     if rows:  # their probabilities are left empty
         table = pd.concat([table, pd.DataFrame(rows).reindex(columns=table.columns)], ignore_index=True)
-    return table.astype(dict.fromkeys(PROB_COLUMNS, float)).sort_values("Id", ignore_index=True)
+    return table.astype(dict.fromkeys(prob_columns_of(table), float)).sort_values("Id", ignore_index=True)
 
 
 def predict_folder(folder, checkpoints: dict[str, list[str]], combination: dict, record: dict, *,

@@ -8,18 +8,19 @@ member with the best OOF F1 on that group's classes supplies those classes.
 
 ``combination.json`` records the combination, and ``apply_combination`` applies it: the
 blend of the submission and of ``predict_new`` on a folder of new images is the same code.
+With ``groups`` it names each class's member under the class's name, one entry per class
+of the vocabulary in class order.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy.optimize import minimize
 
 from hpa import thresholds as th
-from hpa.classes import CLASS_NAMES, GROUP_PRESETS, NUM_CLASSES
 from hpa.metrics import macro_f1
+from hpa.labels.groups import resolve_groups  # noqa: F401 (blend's script resolves the groups from here)
 from hpa.tables import labels_to_matrix, probability_table, read_probs
 
 
@@ -55,7 +56,14 @@ def apply_combination(probs: dict[str, np.ndarray], how: dict) -> np.ndarray:
         raise ValueError(f"the combination uses {sorted(members)}, the probabilities are of {sorted(probs)}; "
                          f"rerun the ensemble's blend job")
     if how["combine"] == "groups":
-        return np.stack([probs[how["sources"][name]][:, k] for k, name in enumerate(CLASS_NAMES)], 1)
+        # One source per class, in class order (as combine wrote them); a count that differs from the
+        # probabilities' is a combination of another vocabulary.
+        sources = list(how["sources"].values())
+        width = next(iter(probs.values())).shape[1]
+        if len(sources) != width:
+            raise ValueError(f"the combination names a source for {len(sources)} classes, the probabilities have "
+                             f"{width}; rerun the ensemble's blend job")
+        return np.stack([probs[model][:, k] for k, model in enumerate(sources)], 1)
     return sum(w * probs[m] for m, w in how["weights"].items())
 
 
@@ -75,32 +83,10 @@ def fit_weights(oofs: list[np.ndarray], y: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-def resolve_groups(spec, groups_file=None) -> list[list[int]]:
-    """Class groups from the co-occurrence stage's file, a preset name, or explicit lists; a partition of the 28."""
-    if groups_file:
-        with open(groups_file) as fh:
-            groups = [g["classes"] for g in yaml.safe_load(fh)["groups"]]
-    elif isinstance(spec, str):
-        if spec not in GROUP_PRESETS:
-            raise ValueError(f"groups: {spec!r} is not a preset; choose cooccurrence, {sorted(GROUP_PRESETS)}, "
-                             f"or give lists of class numbers")
-        groups = GROUP_PRESETS[spec]
-    else:
-        groups = spec
-    groups = [[int(k) for k in g] for g in groups]
-    listed = sorted(k for g in groups for k in g)
-    if listed != list(range(NUM_CLASSES)):
-        missing = sorted(set(range(NUM_CLASSES)) - set(listed))
-        twice = sorted({k for k in listed if listed.count(k) > 1})
-        raise ValueError(f"groups must put each of the {NUM_CLASSES} classes in exactly one group; "
-                         f"missing {missing}, repeated {twice}, out of range {sorted(set(listed) - set(range(NUM_CLASSES)))}")
-    return groups
-
-
 def group_sources(oofs: dict[str, np.ndarray], y: np.ndarray, groups: list[list[int]]) -> np.ndarray:
     """Per class, the index of the member trusted for it: the best on its group's OOF macro F1."""
     names = list(oofs)
-    source = np.zeros(NUM_CLASSES, dtype=int)
+    source = np.zeros(y.shape[1], dtype=int)
     for classes in groups:
         scores = []
         for name in names:
@@ -112,9 +98,11 @@ def group_sources(oofs: dict[str, np.ndarray], y: np.ndarray, groups: list[list[
 
 
 def combine(members: dict[str, dict[str, list[str]]], labels: pd.DataFrame, combine_as: str = "mean",
-            weights=None, groups: list[list[int]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+            weights=None, groups: list[list[int]] | None = None, *,
+            classes) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Blend ``members`` ({model: {"oof": [...], "test": [...]}}) into OOF and test tables.
 
+    ``classes``: the vocabulary's class names (their number is the tables' width).
     Returns (oof, test, how) where ``how`` records the weights or the per-class sources used.
     """
     names = list(members)
@@ -124,11 +112,16 @@ def combine(members: dict[str, dict[str, list[str]]], labels: pd.DataFrame, comb
     test_ids = _check_same_ids(list(test.values()), "ensemble test")
     oof_p = {m: oof[m].loc[oof_ids].to_numpy() for m in names}
     test_p = {m: test[m].loc[test_ids].to_numpy() for m in names}
-    y = labels_to_matrix(labels.set_index("Id").loc[oof_ids, "Target"]).astype(float)
+    n = len(classes)
+    for m in names:
+        if oof[m].shape[1] != n or test[m].shape[1] != n:
+            raise ValueError(f"{m}: probability tables of {oof[m].shape[1]} classes, the vocabulary has {n}; "
+                             f"rerun its train and predict jobs")
+    y = labels_to_matrix(labels.set_index("Id").loc[oof_ids, "Target"], n).astype(float)
 
     if combine_as == "groups":
-        source = group_sources(oof_p, y, groups or [list(range(NUM_CLASSES))])
-        how = {"combine": "groups", "sources": {CLASS_NAMES[k]: names[source[k]] for k in range(NUM_CLASSES)}}
+        source = group_sources(oof_p, y, groups or [list(range(n))])
+        how = {"combine": "groups", "sources": {classes[k]: names[source[k]] for k in range(n)}}
     else:
         if combine_as == "weighted" and weights == "fit":
             w = fit_weights([oof_p[m] for m in names], y)

@@ -12,7 +12,7 @@ import pandas as pd
 from hpa import thresholds as th
 from hpa.metrics import paired_difference, scores_with_intervals
 from hpa.postprocess.submission import submission_matrices, threshold_inputs
-from hpa.tables import PROB_COLUMNS
+from hpa.tables import prob_matrix
 
 
 def _rounded(values) -> list[float]:
@@ -27,10 +27,10 @@ def evaluate_on_test(*, submission, record, oof, test, labels, folds, methods, t
     row of the table is the submission's score with the same interval.
     """
     probs, y, _, frequency = threshold_inputs(oof, labels, folds)
-    truth_y, sub_y = submission_matrices(submission, truth)
+    truth_y, sub_y = submission_matrices(submission, truth, probs.shape[1])
     row_of = pd.Index(test["Id"]).get_indexer(truth["Id"])  # -1: no probabilities (unreadable)
     read = row_of >= 0
-    test_probs = test[PROB_COLUMNS].to_numpy()[row_of[read]]
+    test_probs = prob_matrix(test, "test probabilities")[row_of[read]]
     predictions = {}
     for name in [*th.METHODS, "fixed_0.5"]:
         predictions[name] = np.zeros_like(truth_y)

@@ -7,10 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hpa.classes import CLASS_NAMES
 from hpa.metrics import class_confusion
 from hpa.tables import labels_to_matrix
-from hpa.figures import save_figure
+from hpa.figures import per_class_size, save_figure
 
 
 def _interval_text(score, low, high) -> str:
@@ -48,26 +47,29 @@ def scores_figure(comparison: pd.DataFrame, path) -> None:
     save_figure(fig, path)
 
 
-def _confusion_panel(ax, y, pred, title) -> None:
+def _confusion_panel(ax, y, pred, names, title) -> None:
     shares, n = class_confusion(y, pred)
     ax.imshow(100 * shares, cmap="Blues", vmin=0, vmax=100, aspect="auto")
     for i, j in zip(*np.nonzero(shares >= 0.05)):
         ax.text(j, i, f"{100 * shares[i, j]:.0f}", ha="center", va="center", fontsize=6,
                 color="white" if shares[i, j] > 0.5 else "black")
-    k = len(CLASS_NAMES)
+    k = len(names)
     ax.plot([-0.5, k - 0.5], [-0.5, k - 0.5], color="crimson", lw=0.5)  # the diagonal: recall
-    ax.set_xticks(range(k + 1), [f"{c} {name}" for c, name in enumerate(CLASS_NAMES)] + ["no class"],
+    ax.set_xticks(range(k + 1), [f"{c} {name}" for c, name in enumerate(names)] + ["no class"],
                   rotation=90, fontsize=7)
-    ax.set_yticks(range(k), [f"{c} {name} ({count})" for c, (name, count) in enumerate(zip(CLASS_NAMES, n))],
+    ax.set_yticks(range(k), [f"{c} {name} ({count})" for c, (name, count) in enumerate(zip(names, n))],
                   fontsize=7)
     ax.set(xlabel="predicted class", ylabel="true class (images)", title=title)
 
 
-def confusion_figure(tables: dict[str, pd.DataFrame], path) -> None:
-    """One panel per prediction table (``Target``, ``Predicted``): for each true class (row), the
+def confusion_figure(tables: dict[str, pd.DataFrame], names, path) -> None:
+    """One panel per prediction table (``Target``, ``Predicted``): for each true class (row, ``names``), the
     percentage of its images on which each class is predicted although they do not hold it;
     the diagonal is the class's recall, the last column images given no class at all."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(10.5 * len(tables), 10), squeeze=False, layout="constrained")
+    n = len(names)
+    size = (per_class_size(3, 7.5, n) * len(tables), per_class_size(2.5, 7.5, n))
+    fig, axes = plt.subplots(1, len(tables), figsize=size, squeeze=False, layout="constrained")
     for ax, (title, table) in zip(axes[0], tables.items()):
-        _confusion_panel(ax, labels_to_matrix(table["Target"]), labels_to_matrix(table["Predicted"]), title)
+        y, pred = labels_to_matrix(table["Target"], n), labels_to_matrix(table["Predicted"], n)
+        _confusion_panel(ax, y, pred, names, title)
     save_figure(fig, path)

@@ -14,15 +14,14 @@ import math
 
 import pandas as pd
 
-from hpa.classes import CLASS_NAMES
 from hpa.tables import labels_to_matrix
 
 
-def class_table(train: pd.DataFrame) -> pd.DataFrame:
-    """``class, name, train_images, train_percent``: each class's number, name and frequency in the
-    training labels (the manifest's training images, external ones included)."""
-    counts = labels_to_matrix(train["Target"]).sum(axis=0)
-    return pd.DataFrame({"class": range(len(CLASS_NAMES)), "name": CLASS_NAMES, "train_images": counts,
+def class_table(train: pd.DataFrame, names) -> pd.DataFrame:
+    """``class, name, train_images, train_percent``: each class's number, name (``names``: the
+    vocabulary's) and frequency in the training labels (the manifest's training images, external ones included)."""
+    counts = labels_to_matrix(train["Target"], len(names)).sum(axis=0)
+    return pd.DataFrame({"class": range(len(names)), "name": list(names), "train_images": counts,
                          "train_percent": (100 * counts / max(len(train), 1)).round(2)})
 
 
@@ -87,5 +86,5 @@ def classes_page(classes: pd.DataFrame) -> str:
     """The class table as text: number, name, training images and their share."""
     rows = [[str(r["class"]), r["name"], str(r["train_images"]), f"{r['train_percent']:.1f}"]
             for _, r in classes.iterrows()]
-    return _csv_table("The 28 classes and their frequency in the training labels",
+    return _csv_table(f"The {len(classes)} classes and their frequency in the training labels",
                       ["class", "name", "training images", "% of images"], rows)

@@ -8,29 +8,35 @@ import numpy as np
 import pandas as pd
 
 from hpa import thresholds as th
-from hpa.classes import NUM_CLASSES
 from hpa.metrics import f1_per_class_with_intervals, macro_f1, per_class_report, scores_with_intervals
 from hpa.postprocess.predictions import prediction_table
-from hpa.tables import PROB_COLUMNS, labels_to_matrix, matrix_to_labels
+from hpa.tables import labels_to_matrix, matrix_to_labels, prob_matrix
 
 
 def threshold_inputs(oof: pd.DataFrame, labels: pd.DataFrame, folds: pd.DataFrame):
-    """OOF probabilities, their labels, their folds, and the training class frequencies."""
+    """OOF probabilities, their labels, their folds, and the training class frequencies (as many
+    classes as ``oof`` has probability columns)."""
+    probs = prob_matrix(oof, "OOF probabilities")
     labelled = labels.set_index("Id")
-    y = labels_to_matrix(labelled.loc[oof["Id"], "Target"]).astype(bool)
+    y = labels_to_matrix(labelled.loc[oof["Id"], "Target"], probs.shape[1]).astype(bool)
     fold = folds.set_index("Id").loc[oof["Id"], "fold"].to_numpy()
-    frequency = labels_to_matrix(labelled["Target"]).mean(0)
-    return oof[PROB_COLUMNS].to_numpy(), y, fold, frequency
+    frequency = labels_to_matrix(labelled["Target"], probs.shape[1]).mean(0)
+    return probs, y, fold, frequency
 
 
-def fit_thresholds(oof, labels, folds, method: str, *, top1: bool = False, shrink_factor: float = 1.0,
+def fit_thresholds(oof, labels, folds, method: str, *, classes, top1: bool = False, shrink_factor: float = 1.0,
                    shrink_toward="global") -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Fit ``method`` on the OOF probabilities; compare every method in-sample and honestly.
+
+    ``classes``: the vocabulary's class names, one per probability column.
 
     Returns the thresholds record, per-class metrics (in-sample, and honest with intervals), the
     method comparison table, and the OOF prediction table (honest predictions, true labels).
     """
     probs, y, fold, frequency = threshold_inputs(oof, labels, folds)
+    if probs.shape[1] != len(classes):
+        raise ValueError(f"OOF probabilities of {probs.shape[1]} classes, the vocabulary has {len(classes)}; "
+                         f"rerun the ensemble's blend job")
     options = {"shrink_factor": shrink_factor, "shrink_toward": shrink_toward}
     thresholds = th.fit(method, probs, y, frequency, **options)
     pred = th.predict(probs, thresholds, top1)
@@ -38,7 +44,7 @@ def fit_thresholds(oof, labels, folds, method: str, *, top1: bool = False, shrin
     compared = {name: (th.predict(probs, th.fit(name, probs, y, frequency), top1),
                        th.honest_predictions(name, probs, y, fold, top1=top1)) for name in th.METHODS}
     # The untuned baseline: nothing is fitted, so in-sample and honest coincide.
-    fixed = th.predict(probs, np.full(NUM_CLASSES, 0.5), top1)
+    fixed = th.predict(probs, np.full(probs.shape[1], 0.5), top1)
     compared["fixed_0.5"] = (fixed, fixed)
     # The chosen method's row is the method as configured (shrunk too): the record's figures.
     compared[method] = (pred, honest_pred)
@@ -60,8 +66,8 @@ def fit_thresholds(oof, labels, folds, method: str, *, top1: bool = False, shrin
     rows = [method_row(name, y, fitted, score, chosen=name == method)
             for (name, (fitted, _)), score in zip(compared.items(), intervals)]
     honest_per_class = f1_per_class_with_intervals(y, honest_pred).round(4).add_prefix("honest_")
-    per_class = pd.concat([per_class_report(y, pred, thresholds), honest_per_class], axis=1)
-    table = prediction_table(oof["Id"], honest_pred, oof[PROB_COLUMNS], truth=y, fold=fold)
+    per_class = pd.concat([per_class_report(y, pred, thresholds, classes), honest_per_class], axis=1)
+    table = prediction_table(oof["Id"], honest_pred, probs, classes, truth=y, fold=fold)
     return record, per_class, pd.DataFrame(rows), table
 
 
@@ -107,12 +113,14 @@ def predict_classes(probs: np.ndarray, record: dict, min_images: int = 0) -> tup
 
 def submission(test: pd.DataFrame, record: dict, all_ids) -> pd.DataFrame:
     """Kaggle ``Id,Predicted`` for every Id in ``all_ids``; images without probabilities get no class."""
-    pred, _ = predict_classes(test[PROB_COLUMNS].to_numpy(), record)
+    pred, _ = predict_classes(prob_matrix(test, "test probabilities"), record)
     predicted = pd.Series(matrix_to_labels(pred), index=test["Id"].to_numpy())
     return pd.DataFrame({"Id": list(all_ids), "Predicted": predicted.reindex(list(all_ids)).fillna("").to_numpy()})
 
 
-def submission_matrices(sub: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, predictions) of every Id in ``truth`` as boolean matrices; a missing Id predicts nothing."""
+def submission_matrices(sub: pd.DataFrame, truth: pd.DataFrame, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions) of every Id in ``truth`` as boolean (images, ``n_classes``) matrices; a missing
+    Id predicts nothing."""
     merged = truth.merge(sub, on="Id", how="left", validate="one_to_one").fillna({"Predicted": ""})
-    return labels_to_matrix(merged["Target"]).astype(bool), labels_to_matrix(merged["Predicted"]).astype(bool)
+    return (labels_to_matrix(merged["Target"], n_classes).astype(bool),
+            labels_to_matrix(merged["Predicted"], n_classes).astype(bool))

@@ -28,7 +28,7 @@ from hpa import thresholds as th
 from hpa.files import write_csv, write_json
 from hpa.metrics import macro_f1
 from hpa.postprocess.submission import threshold_inputs
-from hpa.tables import PROB_COLUMNS, labels_to_matrix, probability_table, read_manifest
+from hpa.tables import labels_to_matrix, prob_matrix, probability_table, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +128,12 @@ def honest_estimate(probs, y, neighbour_y, similarity, fold, frequency, s: Trans
             "honest_macro_f1_after": round(float(np.mean(after)), 6)}
 
 
-def neighbour_arrays(neighbours: pd.DataFrame, split: str, ids) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbour label matrix and similarity of ``ids``; an image without a neighbour never transfers."""
+def neighbour_arrays(neighbours: pd.DataFrame, split: str, ids, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbour label matrix (``n_classes`` wide) and similarity of ``ids``; an image without a neighbour
+    never transfers."""
     sub = neighbours[neighbours["split"] == split].set_index("Id").reindex(list(ids))
     similarity = pd.to_numeric(sub["similarity"]).fillna(-np.inf).to_numpy(dtype=float)
-    return labels_to_matrix(sub["neighbour_target"].fillna("").astype(str)), similarity
+    return labels_to_matrix(sub["neighbour_target"].fillna("").astype(str), n_classes), similarity
 
 
 def passes(similarity: np.ndarray, threshold: float | None) -> np.ndarray:
@@ -149,12 +150,12 @@ def transfer_labels(oof: pd.DataFrame, test: pd.DataFrame, neighbours: pd.DataFr
                     folds: pd.DataFrame, s: TransferSettings):
     """Transferred OOF and test tables, the transfer.json record and the candidate table."""
     probs, y, fold, frequency = threshold_inputs(oof, labels, folds)
-    oof_ny, oof_sim = neighbour_arrays(neighbours, "oof", oof["Id"])
+    oof_ny, oof_sim = neighbour_arrays(neighbours, "oof", oof["Id"], probs.shape[1])
     score = threshold_score(y, frequency, s)
     cut, candidates = fit_similarity_threshold(probs, y, oof_ny, oof_sim, score, s.mode, s.weight)
     new_oof, oof_mask = transfer_at(probs, oof_ny, oof_sim, cut, s)
-    test_ny, test_sim = neighbour_arrays(neighbours, "test", test["Id"])
-    new_test, test_mask = transfer_at(test[PROB_COLUMNS].to_numpy(), test_ny, test_sim, cut, s)
+    test_ny, test_sim = neighbour_arrays(neighbours, "test", test["Id"], probs.shape[1])
+    new_test, test_mask = transfer_at(prob_matrix(test, "test probabilities"), test_ny, test_sim, cut, s)
     same = same_label_set(oof_ny, y, oof_mask)
     record = {
         "similarity_threshold": cut, "mode": s.mode, "weight": s.weight, "threshold_method": s.threshold,

@@ -57,11 +57,13 @@ def read_checkpoint(path, device=None) -> dict:
 
 
 def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a classifier from its checkpoint alone: its config carries arch and statistics."""
+    """Rebuild a classifier from its checkpoint alone: its config carries arch, statistics and number of classes."""
     device = device or pick_device()
     ckpt = read_checkpoint(path, device)
     try:
-        model = build_from_config(ckpt["config"]["model"], ckpt["config"]["stats"], pretrained=False)
+        config = ckpt["config"]
+        model = build_from_config(config["model"], config["stats"], num_classes=config["num_classes"],
+                                  pretrained=False)
     except KeyError as missing:
         raise ValueError(f"{Path(path)}: its config has no {missing} key; it was not written by this "
                          f"pipeline's train rule (or by a much older one): retrain the model") from None

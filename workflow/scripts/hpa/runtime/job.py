@@ -34,7 +34,7 @@ class FoldJob:
 
     ``train(job, ranks)`` trains it on one rank and returns what the rule writes; it must be a
     module-level function (pickled by name). ``cfg`` is the training config; its ``processes``
-    says how many ranks.
+    says how many ranks. ``n_classes``: the vocabulary's (the label matrices' width).
     """
 
     train: Callable[[FoldJob, Ranks], Any]
@@ -46,6 +46,7 @@ class FoldJob:
     folds_csv: str
     manifest_csv: str
     checkpoint: str
+    n_classes: int
     threads: int = 1
     log_files: list[str] = field(default_factory=log_files)
 
@@ -79,8 +80,8 @@ def train_rank(job: FoldJob):
         distributed.leave(ranks)
 
 
-def fold_rows(index: pd.DataFrame, folds: pd.DataFrame, labels: pd.DataFrame, fold: int):
-    """Cache rows, label matrices and Ids of a fold's training and validation images."""
+def fold_rows(index: pd.DataFrame, folds: pd.DataFrame, labels: pd.DataFrame, fold: int, n_classes: int):
+    """Cache rows, label matrices (``n_classes`` wide) and Ids of a fold's training and validation images."""
     table = index[index["ok"]].merge(folds, on="Id", validate="one_to_one").merge(
         labels[["Id", "Target"]], on="Id", validate="one_to_one"
     )
@@ -88,8 +89,8 @@ def fold_rows(index: pd.DataFrame, folds: pd.DataFrame, labels: pd.DataFrame, fo
         raise ValueError(f"fold {fold} is not in the folds table (folds 0..{table['fold'].max()})")
     train, val = table[table["fold"] != fold], table[table["fold"] == fold]
     return (
-        (train["row"].to_numpy(), labels_to_matrix(train["Target"])),
-        (val["row"].to_numpy(), labels_to_matrix(val["Target"]), val["Id"].to_numpy()),
+        (train["row"].to_numpy(), labels_to_matrix(train["Target"], n_classes)),
+        (val["row"].to_numpy(), labels_to_matrix(val["Target"], n_classes), val["Id"].to_numpy()),
     )
 
 
@@ -100,4 +101,4 @@ def read_fold(job: FoldJob, ranks: Ranks):
     cache, index = open_cache(job.cache_npy, job.cache_index)
     labels = read_manifest(job.manifest_csv, split="train")
     folds = pd.read_csv(job.folds_csv, dtype={"Id": str})
-    return (cache, *fold_rows(index, folds, labels, job.fold))
+    return (cache, *fold_rows(index, folds, labels, job.fold, job.n_classes))

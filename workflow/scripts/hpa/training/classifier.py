@@ -11,7 +11,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from hpa.classes import NUM_CLASSES
 from hpa.crops import center
 from hpa.labels import sampling
 from hpa.loop.fit import Plan, epoch_seed, fit
@@ -29,7 +28,7 @@ from hpa.training.config import TrainConfig, stage_at
 
 
 class ClassifierTask:
-    """28 sigmoid outputs trained with the loss of the current stage (plus reconstruction, if any)."""
+    """One sigmoid output per class, trained with the loss of the current stage (plus reconstruction, if any)."""
 
     # What ``keep: best`` ranks epochs by.
     score = "val_macro_f1_fitted"
@@ -60,7 +59,7 @@ class ClassifierTask:
         return {}
 
     def logged(self, row: dict) -> dict:
-        """The epoch's log line: everything but the 28 per-class F1s (they go to the history)."""
+        """The epoch's log line: everything but the per-class F1s (they go to the history)."""
         return {k: v for k, v in row.items() if not k.startswith("f1_")}
 
     def snapshot(self, trainer: Trainer) -> dict:
@@ -69,9 +68,10 @@ class ClassifierTask:
 
 def classifier_trainer(cfg: TrainConfig, stats: dict, y_train: np.ndarray, steps_per_epoch: int,
                        ranks: Ranks | None = None, crop: int | None = None) -> Trainer:
-    """A ``Trainer`` of the network ``cfg`` describes, with its classification task."""
+    """A ``Trainer`` of the network ``cfg`` describes, one output per column of ``y_train``, with its
+    classification task."""
     ranks = ranks or distributed.single(pick_device())
-    model = build_from_config(dataclasses.asdict(cfg), stats)
+    model = build_from_config(dataclasses.asdict(cfg), stats, num_classes=y_train.shape[1])
     return Trainer(cfg, model, ClassifierTask(cfg, y_train, ranks.device), steps_per_epoch, ranks, crop=crop)
 
 
@@ -85,7 +85,8 @@ def evaluate(trainer: Trainer, loader) -> tuple[np.ndarray, dict]:
     trainer.model.eval()
     distributed.broadcast_buffers(trainer.model, trainer.ranks)
     loss_fn = trainer.task.loss_fn
-    probs, targets, losses = [np.zeros((0, NUM_CLASSES), np.float32)], [np.zeros((0, NUM_CLASSES))], [np.zeros(0)]
+    n_classes = loader.dataset.targets.shape[1]  # a rank's shard may be empty: its arrays keep the width
+    probs, targets, losses = [np.zeros((0, n_classes), np.float32)], [np.zeros((0, n_classes))], [np.zeros(0)]
     for x, y in progress(loader, desc="validate"):
         # Training on crops: validation sees the centre crop (predict runs the whole crop grid).
         x, y = trainer.to_device(center(x, trainer.crop)), y.to(trainer.device, non_blocking=True)
@@ -143,7 +144,8 @@ def fit_fold(
     plan = Plan(
         checkpoint=Path(checkpoint_path),
         identity=run_identity(cfg.learning_keys(), train_rows),
-        config={"model": dataclasses.asdict(cfg), "stats": stats, **(extra or {})},
+        # num_classes: what load_checkpoint builds the network with (the vocabulary's classes).
+        config={"model": dataclasses.asdict(cfg), "stats": stats, "num_classes": int(y_train.shape[1]), **(extra or {})},
         validate=lambda trainer: evaluate(trainer, val_loader),
         validate_every=cfg.validate_every, keep=cfg.keep, patience=cfg.patience,
     )

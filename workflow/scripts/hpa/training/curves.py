@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hpa.classes import CLASS_NAMES
-from hpa.figures import save_figure
+from hpa.figures import per_class_size, save_figure
+
+# Threshold curves: panels per row (the HPA 28 make four full rows).
+CURVE_COLUMNS = 7
 
 
 def training_curves(histories: dict[int, pd.DataFrame], title: str, path) -> None:
@@ -37,15 +41,32 @@ def f1_curve(scores: np.ndarray, positives: np.ndarray, grid: np.ndarray) -> np.
     return np.divide(2 * tp, denom, out=np.zeros(len(grid)), where=denom > 0)
 
 
-def threshold_curves(probs: np.ndarray, y: np.ndarray, thresholds, path) -> None:
-    """Per class: OOF F1 as a function of the threshold, the chosen threshold marked."""
+def curve_grid(n_classes: int) -> tuple[int, int]:
+    """(rows, columns) of the threshold-curve panels: up to ``CURVE_COLUMNS`` a row."""
+    columns = min(n_classes, CURVE_COLUMNS)
+    return math.ceil(n_classes / columns), columns
+
+
+def threshold_curves(probs: np.ndarray, y: np.ndarray, thresholds, names, path) -> None:
+    """Per class (``names``, one per column): OOF F1 as a function of the threshold, the chosen threshold marked."""
+    if not probs.shape[1] == y.shape[1] == len(thresholds) == len(names):
+        raise ValueError(f"{probs.shape[1]} probability columns, {y.shape[1]} label columns, {len(thresholds)} "
+                         f"thresholds and {len(names)} class names; they must agree (rerun blend and fit_thresholds)")
     grid = np.linspace(0, 1, 201)
-    fig, axes = plt.subplots(4, 7, figsize=(21, 11), sharex=True, sharey=True)
+    rows, columns = curve_grid(len(names))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 2.75 * rows), sharex=True, sharey=True,
+                             squeeze=False)
     for k, ax in enumerate(axes.flat):
+        if k >= len(names):  # the last row's empty panels: the panel above keeps the x axis
+            ax.set_axis_off()
+            above = axes[-2, k % columns]
+            above.tick_params(labelbottom=True)
+            above.set_xlabel("threshold")
+            continue
         curve = f1_curve(probs[:, k], y[:, k], grid)
         ax.plot(grid, curve, lw=1.2)
         ax.axvline(thresholds[k], color="crimson", lw=1)
-        ax.set_title(f"{k} {CLASS_NAMES[k]} (n={int(y[:, k].sum())})", fontsize=8)
+        ax.set_title(f"{k} {names[k]} (n={int(y[:, k].sum())})", fontsize=8)
         ax.set_ylim(0, 1)
     for ax in axes[-1]:
         ax.set_xlabel("threshold")
@@ -57,7 +78,7 @@ def threshold_curves(probs: np.ndarray, y: np.ndarray, thresholds, path) -> None
 def per_class_f1_bars(per_class: pd.DataFrame, title: str, path) -> None:
     """Honest OOF F1 per class (thresholds fitted on the other folds) with its 95% interval, the
     in-sample F1 (thresholds fitted on the same images) as a tick; classes labelled with support."""
-    fig, ax = plt.subplots(figsize=(12, 4.5))
+    fig, ax = plt.subplots(figsize=(per_class_size(0, 12, max(len(per_class), 14)), 4.5))
     x = np.arange(len(per_class))
     honest, low, high = (per_class[c].to_numpy() for c in ("honest_f1", "honest_low", "honest_high"))
     labels = [f"{k} {n} ({s})" for k, n, s in zip(per_class["class"], per_class["name"], per_class["support"])]

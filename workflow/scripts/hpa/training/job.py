@@ -35,10 +35,11 @@ def read_class_weights(path) -> np.ndarray:
 
 def run_job(
     *, cache_npy, cache_index, stats_json, folds_csv, manifest_csv, model_name: str,
-    model_cfg: dict, fold: int, checkpoint, history_csv, oof_csv, threads: int = 1,
+    model_cfg: dict, fold: int, checkpoint, history_csv, oof_csv, n_classes: int, threads: int = 1,
     sampling_weights=None, image_size: int | None = None,
 ) -> None:
-    """The ``train`` rule: one model on one fold, from the cache to a checkpoint.
+    """The ``train`` rule: one model on one fold, from the cache to a checkpoint; ``n_classes`` outputs
+    (the vocabulary's classes).
 
     With ``processes: N`` in the model's config, N ranks train it together
     (torchrun's launcher; one per GPU) and this process writes their result.
@@ -46,7 +47,7 @@ def run_job(
     job = ClassifierJob(
         train=train_fold_job, cfg=TrainConfig.from_dict(model_cfg), fold=fold, cache_npy=cache_npy,
         cache_index=cache_index, stats_json=stats_json, folds_csv=folds_csv, manifest_csv=manifest_csv,
-        checkpoint=checkpoint, threads=threads, model_name=model_name, sampling_weights=sampling_weights,
+        checkpoint=checkpoint, n_classes=n_classes, threads=threads, model_name=model_name, sampling_weights=sampling_weights,
         image_size=image_size,
     )
     history, oof, val_ids = run_fold_job(job)
