@@ -18,7 +18,7 @@ from hpa import thresholds as th
 from hpa.classes import HPA, Vocabulary
 from hpa.labels import cooccurrence as co
 from hpa.labels import figures as label_figures
-from hpa.labels.groups import check_partition, resolve_groups
+from hpa.groups import check_partition, resolve_groups
 from hpa.postprocess import figures as post_figures
 from hpa.postprocess.blend import apply_combination, combine
 from hpa.postprocess.front_page import class_table, classes_page
@@ -232,6 +232,7 @@ def dag_checks(config):
 def six_class_config(**ensemble):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["labels"] = {"names": list(SIX.classes)}
+    config["external"] = {"use": False}  # the HPAv18 images are the 28 classes' (refused with six)
     config["ensembles"] = {"grouped": {"models": [next(iter(config["models"]))], "combine": "groups", **ensemble}}
     return config
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from hpa.labels.groups import check_spec
+from hpa.groups import check_spec
 from hpa.spec import SCRATCH_ARCHS, EmbeddingConfig, TrainConfig
 
 # Keys of embedding: read by embed and embedding_duplicates, not by the training job.

@@ -20,7 +20,7 @@ from scipy.optimize import minimize
 
 from hpa import thresholds as th
 from hpa.metrics import macro_f1
-from hpa.labels.groups import resolve_groups  # noqa: F401 (blend's script resolves the groups from here)
+from hpa.groups import resolve_groups  # noqa: F401 (blend's script resolves the groups from here)
 from hpa.tables import labels_to_matrix, probability_table, read_probs
 
 
