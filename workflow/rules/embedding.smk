@@ -17,6 +17,7 @@ rule train_embedding:
         stats="results/cache/stats.json",
         folds="results/splits/folds.csv",
         manifest="results/data/manifest.csv",
+        vocabulary=VOCABULARY,
     output:
         checkpoint="results/embedding/fold{fold}/model.pt",
         history="results/embedding/fold{fold}/history.csv",

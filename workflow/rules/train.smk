@@ -9,6 +9,7 @@ rule train:
         stats="results/cache/stats.json",
         folds="results/splits/folds.csv",
         manifest="results/data/manifest.csv",
+        vocabulary=VOCABULARY,
         sampling_weights=sampling_weights,
     output:
         checkpoint="results/models/{model}/fold{fold}/model.pt",

@@ -14,6 +14,7 @@ with gpu_job(snakemake, [snakemake.input.npy, snakemake.input.index]) as (cache_
         stats_json=snakemake.input.stats,
         folds_csv=snakemake.input.folds,
         manifest_csv=snakemake.input.manifest,
+        vocabulary_json=snakemake.input.vocabulary,
         model_name=snakemake.wildcards.model,
         model_cfg=model_cfg,
         fold=int(snakemake.wildcards.fold),

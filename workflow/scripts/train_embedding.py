@@ -11,6 +11,7 @@ with gpu_job(snakemake, [snakemake.input.npy, snakemake.input.index]) as (cache_
         stats_json=snakemake.input.stats,
         folds_csv=snakemake.input.folds,
         manifest_csv=snakemake.input.manifest,
+        vocabulary_json=snakemake.input.vocabulary,
         embedding=snakemake.params.embedding,
         fold=int(snakemake.wildcards.fold),
         checkpoint=snakemake.output.checkpoint,

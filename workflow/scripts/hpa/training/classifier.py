@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from hpa.classes import NUM_CLASSES
+from hpa.classes import NUM_CLASSES, Vocabulary
 from hpa.crops import center
 from hpa.labels import sampling
 from hpa.loop.fit import Plan, epoch_seed, fit
@@ -68,10 +68,10 @@ class ClassifierTask:
 
 
 def classifier_trainer(cfg: TrainConfig, stats: dict, y_train: np.ndarray, steps_per_epoch: int,
-                       ranks: Ranks | None = None, crop: int | None = None) -> Trainer:
-    """A ``Trainer`` of the network ``cfg`` describes, with its classification task."""
+                       ranks: Ranks | None = None, crop: int | None = None, *, vocabulary: Vocabulary) -> Trainer:
+    """A ``Trainer`` of the network ``cfg`` describes for the dataset's ``vocabulary``, with its classification task."""
     ranks = ranks or distributed.single(pick_device())
-    model = build_from_config(dataclasses.asdict(cfg), stats)
+    model = build_from_config(dataclasses.asdict(cfg), stats, vocabulary)
     return Trainer(cfg, model, ClassifierTask(cfg, y_train, ranks.device), steps_per_epoch, ranks, crop=crop)
 
 
@@ -114,6 +114,7 @@ def fit_fold(
     y_val: np.ndarray,
     stats: dict,
     *,
+    vocabulary: Vocabulary,
     checkpoint_path,
     workers: int = 0,
     class_weights=None,
@@ -124,6 +125,8 @@ def fit_fold(
     """Train a classifier, keep the last epoch (or the best by validation macro F1); return (history, OOF probs).
 
     With ``crop``, training sees random ``crop`` px windows of the cache images (``hpa.crops``).
+    ``vocabulary``: the dataset's classes and channels, which the model is built for and the
+    checkpoint records.
     """
     ranks = ranks or distributed.single(pick_device())
     distributed.check_batch_size(cfg.batch_size, ranks)
@@ -136,14 +139,14 @@ def fit_fold(
         weights = sampling.image_weights(train_set.targets.numpy(), class_weights)
     loader = training_loader(train_set, cfg.batch_size, ranks, weights=weights, workers=workers,
                              seed_of=lambda epoch: epoch_seed(cfg, epoch))
-    trainer = classifier_trainer(cfg, stats, y_train, len(loader), ranks, crop)
+    trainer = classifier_trainer(cfg, stats, y_train, len(loader), ranks, crop, vocabulary=vocabulary)
     mine = distributed.shard(len(val_rows), ranks)
     val_set = CachedImages(cache, np.asarray(val_rows)[mine], np.asarray(y_val)[mine])
     val_loader = make_loader(val_set, max(1, cfg.batch_size * 2 // ranks.world), workers=workers)
     plan = Plan(
         checkpoint=Path(checkpoint_path),
         identity=run_identity(cfg.learning_keys(), train_rows),
-        config={"model": dataclasses.asdict(cfg), "stats": stats, **(extra or {})},
+        config={"model": dataclasses.asdict(cfg), "stats": stats, "vocabulary": vocabulary.to_json(), **(extra or {})},
         validate=lambda trainer: evaluate(trainer, val_loader),
         validate_every=cfg.validate_every, keep=cfg.keep, patience=cfg.patience,
     )
