@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import yaml
 
+from hpa.classes import HPA
 from hpa.inference.tta import predict_probs
 from hpa.labels.sampling import image_weights
 from hpa.loop.trainer import train_one_epoch
@@ -93,7 +94,7 @@ def measure(cache, arch: str, compiled: bool, args, device: torch.device) -> dic
     n = args.steps * cfg.batch_size
     rows = np.resize(np.arange(len(cache)), n)  # an epoch of n draws re-reads the cache's rows
     y = (np.random.default_rng(0).random((n, 28)) < 0.1).astype(np.float32)
-    trainer = classifier_trainer(cfg, STATS, y, args.steps, distributed.single(device))
+    trainer = classifier_trainer(cfg, STATS, y, args.steps, distributed.single(device), vocabulary=HPA)
     trainer.start_epoch(cfg.freeze_epochs + 1)  # the whole network trains, as after the frozen epochs
     loader = real_loader(cache, rows, y, cfg, device, args.workers)
     start = time.perf_counter()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hpa.classes import HPA
 from hpa.loop.trainer import train_one_epoch
 from hpa.runtime.distributed import Ranks
 from hpa.runtime.loader import CachedImages, loader_workers, training_loader
@@ -37,7 +38,7 @@ def measure(size: int, n: int, batch: int, workers: int) -> dict:
         cache = np.load(path, mmap_mode="r")
         y = (rng.random((n, 28)) < 0.1).astype(np.float32)
         cfg = TrainConfig(arch="resnet18", batch_size=batch)
-        trainer = classifier_trainer(cfg, {"mean": [0.1] * 4, "std": [0.2] * 4}, y, n // batch)
+        trainer = classifier_trainer(cfg, {"mean": [0.1] * 4, "std": [0.2] * 4}, y, n // batch, vocabulary=HPA)
         loader = training_loader(CachedImages(cache, np.arange(n), y), batch, Ranks(), seed_of=lambda e: e,
                                  workers=workers)
         loader.batch_sampler.set_epoch(0)

@@ -63,9 +63,10 @@ def clean_external(d: Layout, threads: int) -> None:
 
 
 def ingest_images(d: Layout, threads: int) -> None:
+    from hpa.classes import HPA
     from hpa.data.ingest import ingest
     from hpa.files import write_csv
-    manifest, rejected = ingest(d.kaggle, "kaggle", workers=4 * threads,
+    manifest, rejected = ingest(d.kaggle, "kaggle", vocab=HPA, workers=4 * threads,
                                 max_rejected_fraction=CONFIG["data"]["max_rejected_fraction"],
                                 external_csv=d.results / "external" / "kept.csv")
     write_csv(rejected, d.results / "rejected.csv")
@@ -125,18 +126,22 @@ def folds(d: Layout, threads: int) -> None:
 
 
 def cache_split(d: Layout, threads: int, split: str) -> None:
+    from hpa.classes import CHANNELS
     from hpa.data.cache import build_cache
+    from hpa.data.images import BitDepth
     from hpa.tables import read_manifest
     build_cache(read_manifest(d.results / "manifest.csv", split=split), d.results / "cache" / f"{split}.npy",
-                d.results / "cache" / f"{split}.csv", size=SIZE, workers=threads)
+                d.results / "cache" / f"{split}.csv", size=SIZE, channels=CHANNELS, workers=threads,
+                depth=BitDepth(rule="shift"))
 
 
 def channel_stats(d: Layout, threads: int) -> None:
     import pandas as pd
 
+    from hpa.classes import CHANNELS
     from hpa.data.cache import write_stats
     write_stats(d.results / "cache" / "train.npy", pd.read_csv(d.results / "cache" / "train.csv"),
-                d.results / "cache" / "stats.json")
+                d.results / "cache" / "stats.json", CHANNELS)
 
 
 def blend(d: Layout, threads: int) -> None:

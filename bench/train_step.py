@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from hpa.classes import HPA
 from hpa.loop.trainer import Trainer, train_one_epoch
 from hpa.runtime.device import pick_device
 from hpa.runtime.distributed import Ranks
@@ -49,7 +50,7 @@ def main() -> dict:
     y = (rng.random((n, 28)) < 0.1).astype(np.float32)
     stats = {"mean": [0.1] * 4, "std": [0.2] * 4}
     cfg = TrainConfig(arch="resnet18", batch_size=BATCH, augment={"dihedral": True})
-    trainer = classifier_trainer(cfg, stats, y, BATCHES)
+    trainer = classifier_trainer(cfg, stats, y, BATCHES, vocabulary=HPA)
     device = pick_device()
     batches = [(torch.from_numpy(cache[i : i + BATCH]).to(device), torch.from_numpy(y[i : i + BATCH]).to(device))
                for i in range(0, n, BATCH)]

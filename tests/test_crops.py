@@ -6,9 +6,10 @@ import torch
 
 from test_formats import mixed_source  # noqa: F401  (a fixture: mixed formats and sizes)
 
-from hpa.classes import HPA
+from hpa.classes import CHANNELS, HPA
 from hpa.crops import center, crop_boxes, random_crops, take
 from hpa.data.cache import build_cache
+from hpa.data.images import BitDepth
 from hpa.data.ingest import ingest
 from hpa.dihedral import transforms_for
 from hpa.inference.tta import predict_probs, predict_views
@@ -59,13 +60,14 @@ def crop_run(mixed_source, tmp_path):  # noqa: F811
     """Mixed 16-bit TIFFs, colour JPEGs and PNGs of four sizes, cached at 32 px; a model trained on 24 px crops."""
     manifest, _ = ingest(mixed_source, "kaggle", vocab=HPA, max_rejected_fraction=0.5)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
-    index = build_cache(train, tmp_path / "c.npy", tmp_path / "c.csv", size=32)
+    index = build_cache(train, tmp_path / "c.npy", tmp_path / "c.csv", size=32, channels=CHANNELS,
+                        depth=BitDepth(rule="shift"))
     cache = np.load(tmp_path / "c.npy", mmap_mode="r")
     y = labels_to_matrix(train.set_index("Id").loc[index["Id"], "Target"], 28)
     rows = index["row"].to_numpy()
     cfg = TrainConfig(epochs=1, batch_size=2, augment={"crop_scale": [0.8, 1.2]})
-    history, oof = fit_fold(cfg, cache, rows, y, rows, y, STATS, checkpoint_path=tmp_path / "model.pt", crop=24,
-                            extra={"image_size": 32, "crop": 24})
+    history, oof = fit_fold(cfg, cache, rows, y, rows, y, STATS, vocabulary=HPA, checkpoint_path=tmp_path / "model.pt",
+                            crop=24, extra={"image_size": 32, "crop": 24})
     return cache, rows, history, oof, tmp_path / "model.pt"
 
 
@@ -87,7 +89,7 @@ def test_each_crop_of_the_grid_sees_its_own_pixels_and_validation_the_centre(tmp
     y = np.zeros((6, 28), np.uint8)
     y[:3, 0] = 1
     rows = np.arange(6)
-    _, oof = fit_fold(TrainConfig(epochs=1, batch_size=3), cache, rows, y, rows, y, STATS,
+    _, oof = fit_fold(TrainConfig(epochs=1, batch_size=3), cache, rows, y, rows, y, STATS, vocabulary=HPA,
                       checkpoint_path=tmp_path / "model.pt", crop=24)
     model, _ = load_checkpoint(tmp_path / "model.pt", torch.device("cpu"))
     per_view = predict_views(model, make_loader(CachedImages(cache, rows), 4), torch.device("cpu"), [0],

@@ -3,12 +3,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hpa.classes import HPA
+from hpa.classes import CHANNELS, HPA
 from hpa.data.ingest import ingest
 from hpa.tables import InputError, labels_to_matrix, matrix_to_labels, parse_target, read_labels
 from hpa.data.folds import make_folds
 from hpa.data.cache import build_cache, channel_stats
-from hpa.data.images import load_image
+from hpa.data.images import channel_files, load_image
 
 from conftest import SHARED_HPA
 
@@ -79,19 +79,19 @@ def test_cache_matches_direct_decode_and_survives_a_corrupt_file(kaggle_source, 
     # Corrupted after ingest (headers fine then): decode fails only in the cache stage.
     bad = kaggle_source / "train" / "tr05_red.png"
     bad.write_bytes(bad.read_bytes()[:60])
-    index = build_cache(train, tmp_path / "c.npy", tmp_path / "c.csv", size=8, workers=workers)
+    index = build_cache(train, tmp_path / "c.npy", tmp_path / "c.csv", size=8, channels=CHANNELS, workers=workers)
     cache = np.load(tmp_path / "c.npy", mmap_mode="r")
     assert cache.shape == (12, 4, 8, 8) and cache.dtype == np.uint8
     assert not index.set_index("Id").at["tr05", "ok"]
     assert index["ok"].sum() == 11
     row = int(index.set_index("Id").at["tr07", "row"])
-    assert np.array_equal(cache[row], load_image(kaggle_source / "train", "tr07", 8))
+    assert np.array_equal(cache[row], load_image(channel_files(kaggle_source / "train", "tr07", CHANNELS), 8))
     assert not list(tmp_path.glob(".c.npy*")), "no temporary file left behind"
 
 
 def test_channel_stats_match_numpy(rng):
     cache = rng.integers(0, 256, size=(10, 4, 6, 6), dtype=np.uint8)
-    stats = channel_stats(cache, np.arange(10))
+    stats = channel_stats(cache, np.arange(10), CHANNELS)
     x = cache / 255.0
     assert np.allclose(stats["mean"], x.mean(axis=(0, 2, 3)), atol=1e-6)
     assert np.allclose(stats["std"], x.std(axis=(0, 2, 3)), atol=1e-6)

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from hpa.classes import HPA
 from hpa.files import write_json
 from hpa.runtime.distributed import Ranks, RankBatches, epoch_batches
 from hpa.tables import prob_columns
@@ -33,12 +34,13 @@ def test_batch_size_must_divide_over_the_processes(tmp_path):
 
 
 def write_job(root):
-    """A train job's input files (cache, index, stats, folds, manifest) for the toy problem."""
+    """A train job's input files (cache, index, stats, folds, manifest, vocabulary) for the toy problem."""
     cache, y = toy_problem(size=32)
     ids = [f"img{i:02d}" for i in range(len(y))]
     np.save(root / "train.npy", cache)
     pd.DataFrame({"Id": ids, "row": range(len(ids)), "ok": True}).to_csv(root / "train.csv", index=False)
     write_json(STATS, root / "stats.json")
+    HPA.write(root / "vocabulary.json")
     pd.DataFrame({"Id": ids, "fold": [0] * 16 + [1] * 32}).to_csv(root / "folds.csv", index=False)
     pd.DataFrame({"Id": ids, "Target": matrix_to_labels(y), "source": "demo", "split": "train",
                   "image_dir": "", "width": 32, "height": 32}).to_csv(root / "manifest.csv", index=False)
@@ -49,10 +51,11 @@ def run(job, out, **model):
     out.mkdir()
     cfg = {"epochs": 2, "batch_size": 8, "lr": 3e-3, "augment": {"dihedral": False}, **model}
     run_job(cache_npy=job / "train.npy", cache_index=job / "train.csv", stats_json=job / "stats.json",
-            folds_csv=job / "folds.csv", manifest_csv=job / "manifest.csv", model_name="toy", model_cfg=cfg,
+            folds_csv=job / "folds.csv", manifest_csv=job / "manifest.csv", vocabulary_json=job / "vocabulary.json",
+            model_name="toy", model_cfg=cfg,
             fold=0, checkpoint=out / "model.pt", history_csv=out / "history.csv", oof_csv=out / "oof.csv",
-            n_classes=28, threads=2)
-    oof = pd.read_csv(out / "oof.csv").set_index("Id")[PROB_COLUMNS].to_numpy()
+            threads=2)
+    oof = pd.read_csv(out / "oof.csv").set_index("Id")[prob_columns(28)].to_numpy()
     return pd.read_csv(out / "history.csv"), oof, torch.load(out / "model.pt")
 
 
@@ -87,8 +90,8 @@ def test_two_gloo_processes_train_the_embedding_like_one(tmp_path):
         out = tmp_path / name
         run_training_job(cache_npy=job / "train.npy", cache_index=job / "train.csv", stats_json=job / "stats.json",
                          folds_csv=job / "folds.csv", manifest_csv=job / "manifest.csv",
-                         embedding={**common, "processes": processes}, fold=0, checkpoint=out / "model.pt",
-                         history_csv=out / "history.csv", n_classes=28, threads=2)
+                         vocabulary_json=job / "vocabulary.json", embedding={**common, "processes": processes}, fold=0, checkpoint=out / "model.pt",
+                         history_csv=out / "history.csv", threads=2)
         histories[name] = pd.read_csv(out / "history.csv")
         assert not (out / "last.pt").exists()
     model, ckpt = load_embedder(tmp_path / "two" / "model.pt", torch.device("cpu"))

@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
+from hpa.classes import HPA
 from hpa.embedding.fit import fit_embedding
 from hpa.embedding.job import embed_rows
 from hpa.config_checks import schema_properties
@@ -125,8 +126,8 @@ def toy_embedding(tmp_path_factory):
     path = tmp_path_factory.mktemp("embedding") / "model.pt"
     cache, label_sets = toy_cache(n_per_set=24)
     train, held = np.arange(48), np.arange(48, 72)
-    history = fit_embedding(TOY_CFG, cache, train, label_sets[train], STATS, checkpoint_path=path,
-                            extra={"fold": 0, "image_size": 32})
+    history = fit_embedding(TOY_CFG, cache, train, label_sets[train], STATS, vocabulary=HPA,
+                            checkpoint_path=path, extra={"fold": 0, "image_size": 32})
     return path, cache, label_sets, train, held, history
 
 
@@ -140,7 +141,8 @@ def test_training_brings_same_label_sets_together(toy_embedding, tmp_path):
     assert (label_sets[train][index] == label_sets[held]).mean() >= 0.8
     # The same training on shuffled label sets: what augmentation and the images alone would give.
     shuffled = np.random.default_rng(5).permutation(label_sets[train])
-    fit_embedding(TOY_CFG, cache, train, shuffled, STATS, checkpoint_path=tmp_path / "shuffled.pt")
+    fit_embedding(TOY_CFG, cache, train, shuffled, STATS, vocabulary=HPA,
+                  checkpoint_path=tmp_path / "shuffled.pt")
     control = embed_rows(load_embedder(tmp_path / "shuffled.pt", torch.device("cpu"))[0], cache, held)
     assert separation > label_set_separation(control, label_sets[held]) + 0.15 and separation > 0.5
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
@@ -165,7 +167,8 @@ def test_a_killed_embedding_run_resumes_and_matches_an_uninterrupted_one(tmp_pat
     cfg = dataclasses.replace(TOY_CFG, epochs=2, dim=8)
     cache, label_sets = toy_cache(n_per_set=6, size=16)
     rows = np.arange(len(cache))
-    fit_embedding(cfg, cache, rows, label_sets, STATS, checkpoint_path=tmp_path / "full/model.pt")
+    fit_embedding(cfg, cache, rows, label_sets, STATS, vocabulary=HPA,
+                  checkpoint_path=tmp_path / "full/model.pt")
     real, calls = module.train_epoch, {"n": 0}
 
     def die_in_epoch_two(*args, **kwargs):
@@ -176,10 +179,12 @@ def test_a_killed_embedding_run_resumes_and_matches_an_uninterrupted_one(tmp_pat
 
     monkeypatch.setattr(module, "train_epoch", die_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        fit_embedding(cfg, cache, rows, label_sets, STATS, checkpoint_path=tmp_path / "killed/model.pt")
+        fit_embedding(cfg, cache, rows, label_sets, STATS, vocabulary=HPA,
+                      checkpoint_path=tmp_path / "killed/model.pt")
     assert (tmp_path / "killed/last.pt").exists()
     monkeypatch.setattr(module, "train_epoch", real)
-    history = fit_embedding(cfg, cache, rows, label_sets, STATS, checkpoint_path=tmp_path / "killed/model.pt")
+    history = fit_embedding(cfg, cache, rows, label_sets, STATS, vocabulary=HPA,
+                            checkpoint_path=tmp_path / "killed/model.pt")
     assert list(history["epoch"]) == [1, 2] and not (tmp_path / "killed/last.pt").exists()
     full, resumed = (load_embedder(tmp_path / d / "model.pt", torch.device("cpu"))[0] for d in ("full", "killed"))
     assert np.allclose(embed_rows(full, cache, rows), embed_rows(resumed, cache, rows), atol=1e-5)
@@ -188,5 +193,5 @@ def test_a_killed_embedding_run_resumes_and_matches_an_uninterrupted_one(tmp_pat
 def test_too_few_repeated_label_sets_name_the_key(tmp_path):
     cache, _ = toy_cache(n_per_set=2, size=16)
     with pytest.raises(ValueError, match="embedding.min_class_size"):
-        fit_embedding(TOY_CFG, cache, np.arange(6), ["0", "1", "2", "3", "4", "5"], STATS,
+        fit_embedding(TOY_CFG, cache, np.arange(6), ["0", "1", "2", "3", "4", "5"], STATS, vocabulary=HPA,
                       checkpoint_path=tmp_path / "model.pt")

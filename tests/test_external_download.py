@@ -125,7 +125,7 @@ def test_the_real_list_reads_unchanged():
 def test_read_list_rejects_ids_that_are_not_atlas_ids(tmp_path):
     path = tmp_path / "list.csv"
     path.write_text("Id,Target\n10580_1610_C1_1,0\n../etc_passwd,1\n")
-    with pytest.raises(InputError, match=r"line 3: Id '../etc_passwd' is not an HPA image Id"):
+    with pytest.raises(InputError, match=r"line 3: Id '../etc_passwd' cannot name a file"):
         read_list(path)
     path.write_text("Id,Target\nnounderscore,0\n")
     with pytest.raises(InputError, match="line 2"):

@@ -9,7 +9,7 @@ from PIL import Image
 from conftest import SHARED_HPA
 from hpa.classes import CHANNELS, HPA
 from hpa.data.cache import build_cache
-from hpa.data.images import BitDepth, find_channel, list_channels, load_image, percentiles
+from hpa.data.images import BitDepth, channel_files, find_channel, list_channels, load_image, percentiles
 from hpa.data.ingest import FULL_SIZE_DIRS, ingest
 from hpa.external.download import to_plane
 from hpa.new_images.folder import list_images
@@ -72,7 +72,8 @@ def test_ingest_reads_every_format_and_size_and_rejects_two_files_for_one_channe
 def test_the_cache_holds_every_format_at_its_size_with_16_bits_shifted(mixed_source, tmp_path, size):
     manifest, _ = ingest(mixed_source, "kaggle", vocab=HPA, max_rejected_fraction=0.5)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
-    index = build_cache(train, tmp_path / "c.npy", tmp_path / "c.csv", size=size)
+    index = build_cache(train, tmp_path / "c.npy", tmp_path / "c.csv", size=size, channels=CHANNELS,
+                        depth=BitDepth(rule="shift"))
     cache = np.load(tmp_path / "c.npy")
     assert index["ok"].all() and cache.shape == (4, 4, size, size)
     rows = dict(zip(index["Id"], index["row"]))
@@ -86,8 +87,8 @@ def test_the_cache_holds_every_format_at_its_size_with_16_bits_shifted(mixed_sou
 
 def test_bit_depth_rules_on_known_values():
     values = np.array([[0, 4095], [256, 65535]], dtype=np.uint16)
-    np.testing.assert_array_equal(BitDepth().to_uint8(values), [[0, 15], [1, 255]])
-    np.testing.assert_array_equal(BitDepth(bits=4).to_uint8(values), [[0, 255], [16, 255]])  # 12-bit data
+    np.testing.assert_array_equal(BitDepth(rule="shift").to_uint8(values), [[0, 15], [1, 255]])
+    np.testing.assert_array_equal(BitDepth("shift", bits=4).to_uint8(values), [[0, 255], [16, 255]])  # 12-bit data
     ramp = np.arange(0, 1001, dtype=np.uint16).reshape(7, 143)
     stretched = BitDepth(rule="percentile", low=0, high=100).to_uint8(ramp)
     assert stretched.min() == 0 and stretched.max() == 255 and stretched[3, 500 - 3 * 143] == round(500 * 255 / 1000)
@@ -107,9 +108,9 @@ def test_percentile_rule_scales_each_channel_of_each_image_on_its_own(tmp_path):
     for color, top in zip(CHANNELS, (1000, 20000, 300, 65535)):
         Image.fromarray(np.linspace(0, top, 64 * 64).reshape(64, 64).astype(np.uint16)).save(
             tmp_path / f"a_{color}.tif")
-    image = load_image(tmp_path, "a", depth=BitDepth(rule="percentile", low=0, high=100))
+    image = load_image(channel_files(tmp_path, "a", CHANNELS), depth=BitDepth(rule="percentile", low=0, high=100))
     np.testing.assert_array_equal(image.max(axis=(1, 2)), [255] * 4)
-    assert (load_image(tmp_path, "a")[2] <= 1).all()  # shifted, the dim blue channel all but vanishes
+    assert (load_image(channel_files(tmp_path, "a", CHANNELS), depth=BitDepth("shift"))[2] <= 1).all()  # shifted, the dim blue channel all but vanishes
 
 
 @pytest.mark.parametrize("field", [{"rule": "gamma"}, {"bits": 30}, {"low": 60, "high": 40}])
@@ -138,7 +139,7 @@ def test_predict_new_lists_a_folder_of_mixed_formats(tmp_path):
     for color in ("red", "green"):
         tinted(color, 16, 50).save(tmp_path / f"m_{color}.jpg")
     (tmp_path / "notes_about.txt").write_text("not an image")
-    ids, broken = list_images(tmp_path)
+    ids, broken = list_images(tmp_path, CHANNELS)
     assert ids == ["j", "p", "t"]
     problems = dict(broken)
     assert set(problems) == {"d", "m"}
@@ -156,7 +157,7 @@ def test_full_size_layout_reads_the_full_size_folders(mixed_source):
 def test_real_atlas_jpegs_decode_as_the_download_converts_them():
     folder = SHARED_HPA / "images"
     image_id = sorted(list_channels(folder, CHANNELS))[0]
-    image = load_image(folder, image_id, 128)
+    image = load_image(channel_files(folder, image_id, CHANNELS), 128)
     for plane, color in zip(image, CHANNELS):
         body = find_channel(folder, image_id, color).read_bytes()
         np.testing.assert_array_equal(plane, to_plane(body, color, 128))
@@ -167,4 +168,4 @@ def test_to_plane_reads_a_16_bit_tiff_body_by_the_depth_rule():
     buffer = io.BytesIO()
     Image.fromarray(np.full((8, 8), 0x0F00, np.uint16)).save(buffer, format="TIFF")
     assert (to_plane(buffer.getvalue(), "green", 4) == 0x0F).all()
-    assert (to_plane(buffer.getvalue(), "green", 4, depth=BitDepth(bits=4)) == 0xF0).all()
+    assert (to_plane(buffer.getvalue(), "green", 4, depth=BitDepth("shift", bits=4)) == 0xF0).all()

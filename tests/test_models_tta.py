@@ -1,9 +1,15 @@
+import functools
+
 import numpy as np
 import pytest
 import torch
 
-from hpa.models.backbones import ARCHITECTURES, four_channel_stem
-from hpa.models.factory import build_model
+from hpa.classes import HPA
+from hpa.models.backbones import ARCHITECTURES, channel_stem
+from hpa.models import factory
+
+# The atlas's four stains, as every model here is built for (the vocabulary passes them in the pipeline).
+build_model = functools.partial(factory.build_model, rgb_source=HPA.rgb_source())
 from hpa.dihedral import dihedral, random_dihedral, transforms_for
 from hpa.inference.tta import predict_probs
 from torchvision import models as tvm
@@ -27,7 +33,7 @@ def test_fourth_filter_initialised_from_the_rgb_filters(init, expected):
     torch.manual_seed(0)
     rgb = tvm.resnet18(weights=None)
     original = rgb.conv1.weight.detach().clone()
-    stem = four_channel_stem(rgb, init).conv1.weight
+    stem = channel_stem(rgb, HPA.rgb_source(), init).conv1.weight
     assert stem.shape[1] == 4
     assert torch.equal(stem[:, :3], original)
     assert torch.allclose(stem[:, 3], expected(original))

@@ -7,8 +7,8 @@ import yaml
 from PIL import Image
 
 from hpa import thresholds as th
-from hpa.classes import CHANNELS, CLASS_NAMES, NUM_CLASSES
-from hpa.data.images import BitDepth, load_image
+from hpa.classes import CHANNELS, CLASS_NAMES, HPA, NUM_CLASSES
+from hpa.data.images import BitDepth, channel_files, load_image
 from hpa.inference.tta import predict_probs
 from hpa.new_images.ensemble import blended_probabilities, classify, predict_folder
 from hpa.new_images.folder import batches
@@ -26,12 +26,14 @@ PROB_COLUMNS = prob_columns(NUM_CLASSES)
 from test_train import STATS, toy_problem
 
 MEAN = {"combine": "mean", "weights": {"m": 1.0}}
+# predict_new names its probability columns by class.
+NAMED = [f"p_{name}" for name in HPA.classes]
 
 
 def train(folder, epochs, seed=0):
     cache, y = toy_problem()
     fit_fold(TrainConfig(epochs=epochs, batch_size=8, seed=seed), cache, np.arange(32), y[:32], np.arange(32, 48),
-             y[32:], STATS, checkpoint_path=folder / "model.pt", extra={"image_size": 16, "fold": 0})
+             y[32:], STATS, vocabulary=HPA, checkpoint_path=folder / "model.pt", extra={"image_size": 16, "fold": 0})
     return str(folder / "model.pt")
 
 
@@ -82,7 +84,7 @@ def pipeline(folder, checkpoints, tmp_path_factory):
     and random OOF tables of 40 labelled training images in 2 folds, for blend and fit_thresholds."""
     tmp_path = tmp_path_factory.mktemp("tables")
     device = pick_device()
-    images = np.stack([load_image(folder, i, 16) for i in USABLE])
+    images = np.stack([load_image(channel_files(folder, i, CHANNELS), 16) for i in USABLE])
     rng = np.random.default_rng(0)
     train_ids = [f"t{i:02d}" for i in range(40)]
     y = rng.random((40, NUM_CLASSES)) < 0.3
@@ -113,7 +115,7 @@ def blended(folder, checkpoints, pipeline):
     for combine_as in ("mean", "groups", "weighted"):
         oof, test, how = combine(members, labels, combine_as, weights="fit", groups=[[0, 1], list(range(2, 28))],
                                  classes=CLASS_NAMES)
-        probs, skipped = blended_probabilities(folder, members_of(checkpoints), how, tta="flips", aggregate="mean",
+        probs, skipped, _ = blended_probabilities(folder, members_of(checkpoints), how, tta="flips", aggregate="mean",
                                                batch_size=5, batch=7)
         found[combine_as] = oof, test, probs, skipped
     return found
@@ -127,10 +129,10 @@ def test_the_table_equals_the_submission_row_for_row(pipeline, blended, method, 
     _, labels, folds = pipeline
     oof, test, probs, skipped = blended[combine_as]
     record, _, _, _ = fit_thresholds(oof, labels, folds, method, classes=CLASS_NAMES, top1=method == "global")
-    table = classify(probs, skipped, record, min_images=20).set_index("Id")
+    table = classify(probs, skipped, HPA, record, min_images=20).set_index("Id")
     ok = table[table["ok"]]
     assert list(ok.index) == USABLE
-    assert np.array_equal(ok[PROB_COLUMNS].to_numpy(), test.set_index("Id").loc[USABLE].to_numpy())
+    assert np.array_equal(ok[NAMED].to_numpy(), test.set_index("Id").loc[USABLE].to_numpy())
     assert list(ok["Predicted"]) == list(submission(test, record, USABLE)["Predicted"])
     assert set(ok["thresholds"]) == {MATCHED if method == "match_distribution" else OUT_OF_FOLD}
 
@@ -139,8 +141,8 @@ def test_match_distribution_falls_back_to_the_out_of_fold_thresholds_on_a_small_
     _, labels, folds = pipeline
     oof, test, probs, skipped = blended["mean"]
     record, _, _, _ = fit_thresholds(oof, labels, folds, "match_distribution", classes=CLASS_NAMES)
-    ok = classify(probs, skipped, record, min_images=25).set_index("Id").query("ok")
-    assert list(ok["Predicted"]) == matrix_to_labels(th.predict(ok[PROB_COLUMNS].to_numpy(), record["thresholds"]))
+    ok = classify(probs, skipped, HPA, record, min_images=25).set_index("Id").query("ok")
+    assert list(ok["Predicted"]) == matrix_to_labels(th.predict(ok[NAMED].to_numpy(), record["thresholds"]))
     assert ok["thresholds"].str.startswith(OUT_OF_FOLD).all()
     assert "needs at least 25 images to match rates; these are 24" in ok["thresholds"].iloc[0]
     matched = submission(test, record, USABLE)["Predicted"]
@@ -154,9 +156,9 @@ def test_match_distribution_needs_one_image_per_rarest_class_frequency(pipeline,
     record, _, _, _ = fit_thresholds(oof, labels, folds, "match_distribution", classes=CLASS_NAMES)
     n = images_to_match(record["train_frequency"])
     assert n <= 24
-    assert set(classify(probs, skipped, record).query("ok")["thresholds"]) == {MATCHED}
+    assert set(classify(probs, skipped, HPA, record).query("ok")["thresholds"]) == {MATCHED}
     record["train_frequency"] = [1 / 25, *record["train_frequency"][1:]]
-    assert classify(probs, skipped, record).query("ok")["thresholds"].str.startswith(OUT_OF_FOLD).all()
+    assert classify(probs, skipped, HPA, record).query("ok")["thresholds"].str.startswith(OUT_OF_FOLD).all()
 
 
 def test_every_skipped_image_gets_its_reason_and_readable_ones_of_any_size_are_classified(folder, checkpoints):
@@ -170,7 +172,7 @@ def test_every_skipped_image_gets_its_reason_and_readable_ones_of_any_size_are_c
     assert reasons["twosizes"].startswith("channel green is (32, 32), the others are (16, 16)")
     assert reasons["corrupt"].startswith("unreadable channel red")
     assert reasons["truncated"].startswith("could not decode")
-    assert table.loc[~table["ok"], PROB_COLUMNS].isna().all().all() and (table.loc[~table["ok"], "Predicted"] == "").all()
+    assert table.loc[~table["ok"], NAMED].isna().all().all() and (table.loc[~table["ok"], "Predicted"] == "").all()
     assert (table.loc[USABLE, "Predicted"] != "").all()  # top1: at least one class
     names = table.loc[USABLE[0], "Predicted_names"].split("; ")
     assert len(names) == len(table.loc[USABLE[0], "Predicted"].split())
@@ -178,7 +180,7 @@ def test_every_skipped_image_gets_its_reason_and_readable_ones_of_any_size_are_c
 
 def test_images_stream_through_in_batches(folder):
     seen = []
-    for good, arrays, bad in batches(folder, [*USABLE, "truncated"], {16, 8}, BitDepth(), batch=5):
+    for good, arrays, bad in batches(folder, [*USABLE, "truncated"], CHANNELS, {16, 8}, BitDepth(), batch=5):
         assert len(good) + len(bad) <= 5 and arrays[16].shape[0] == arrays[8].shape[0] == len(good)
         seen += good + [i for i, _ in bad]
     assert seen == [*USABLE, "truncated"]
@@ -194,7 +196,7 @@ def test_a_timm_checkpoint_predicts_a_folder_of_mixed_formats(tmp_path):
     cache, y = toy_problem()
     path = tmp_path / "timm.pt"
     fit_fold(TrainConfig(arch="timm/resnet10t", epochs=1, batch_size=8), cache, np.arange(32), y[:32],
-             np.arange(32, 48), y[32:], STATS, checkpoint_path=path, extra={"image_size": 16, "fold": 0})
+             np.arange(32, 48), y[32:], STATS, vocabulary=HPA, checkpoint_path=path, extra={"image_size": 16, "fold": 0})
     folder = tmp_path / "new"
     folder.mkdir()
     write_image(folder, "png", 24, True)
@@ -202,9 +204,9 @@ def test_a_timm_checkpoint_predicts_a_folder_of_mixed_formats(tmp_path):
         plane = np.asarray(Image.open(folder / f"png_{color}.png")).astype(np.uint16)
         Image.fromarray(plane << 4).save(folder / f"tiff_{color}.tiff")
     table = predict_folder(folder, {"m": [str(path)]}, MEAN, {"method": "per_class", "thresholds": [0.5] * 28},
-                           tta="none", aggregate="mean", depth=BitDepth(bits=4)).set_index("Id")
+                           tta="none", aggregate="mean", depth=BitDepth("shift", bits=4)).set_index("Id")
     assert table["ok"].all() and list(table.index) == ["png", "tiff"]
-    probs = table[PROB_COLUMNS]
+    probs = table[NAMED]
     assert np.allclose(probs.loc["png"], probs.loc["tiff"], atol=1e-6)
 
 

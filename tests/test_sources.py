@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import REPO, TINY, snakemake, write_kaggle_source
 from hpa.classes import HPA, Vocabulary
 from hpa.config_checks import check_source
-from hpa.data.ingest import channel_files, ingest
+from hpa.data.ingest import ingest, manifest_files
 from hpa.data.label_files import train_labels, true_test_labels
 from hpa.data.samples import check_sheet, read_sheet, sheet_rows
 from hpa.postprocess.summary import reason_kind
@@ -148,7 +148,7 @@ def test_ingest_of_a_sheet_writes_each_channels_file_and_skips_a_row_with_a_miss
     assert (manifest["image_dir"] == "").all() and manifest["Target"].tolist()[:2] == ["0 1", "2"]
     assert rejected.loc[0, "kind"] == "missing"
     assert f"channel tubulin: file {tmp_path}/plates/a5_tubulin.tif not found" in rejected.loc[0, "reason"]
-    files = channel_files(manifest.iloc[0], LAB.channels)
+    files = manifest_files(manifest.iloc[0], LAB.channels)
     assert files == {c: tmp_path / f"plates/a1_{c}.tif" for c in LAB.channels}
 
 
@@ -164,7 +164,7 @@ def test_a_kaggle_layout_manifest_names_each_channels_file(kaggle_source):
     manifest, _ = ingest(kaggle_source, "kaggle", vocab=HPA, max_rejected_fraction=0.5)
     row = manifest.iloc[0]
     assert row["file_red"] == str(kaggle_source / "train" / f"{row['Id']}_red.png")
-    assert channel_files(row, HPA.channels) == channel_files(row.drop(["file_red", "file_green", "file_blue",
+    assert manifest_files(row, HPA.channels) == manifest_files(row.drop(["file_red", "file_green", "file_blue",
                                                                        "file_yellow"]), HPA.channels)
 
 

@@ -1,12 +1,17 @@
 """timm backbones (``arch: timm/<name>``): four channels, the heads, refusals, weights, DDP."""
 
+import functools
+
 import pytest
 import timm
 import torch
 from timm.models import _builder
 
-from hpa.classes import NUM_CLASSES
-from hpa.models.factory import build_model
+from hpa.classes import HPA, NUM_CLASSES
+from hpa.models import factory
+
+# The atlas's four stains, as every model here is built for (the vocabulary passes them in the pipeline).
+build_model = functools.partial(factory.build_model, rgb_source=HPA.rgb_source())
 
 from test_distributed import run, write_job
 

@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -10,7 +11,11 @@ import torch
 from hpa.labels.sampling import class_weights, image_weights
 from hpa.loop.augment import AugmentConfig, augment_batch, random_affine
 from hpa.loop.optim import build_optimizer, build_schedule
-from hpa.models.factory import build_model
+from hpa.classes import HPA
+from hpa.models import factory
+
+# The atlas's four stains, as every model here is built for (the vocabulary passes them in the pipeline).
+build_model = functools.partial(factory.build_model, rgb_source=HPA.rgb_source())
 from hpa.runtime.checkpoint import load_checkpoint
 from hpa.runtime.distributed import Ranks
 from hpa.runtime.loader import CachedImages, training_loader
@@ -36,7 +41,7 @@ def toy_problem(n=48, size=16, seed=0):
 def run(tmp_path, cfg, name="model.pt"):
     cache, y = toy_problem()
     train, val = np.arange(32), np.arange(32, 48)
-    return fit_fold(cfg, cache, train, y[train], val, y[val], STATS, checkpoint_path=tmp_path / name)
+    return fit_fold(cfg, cache, train, y[train], val, y[val], STATS, vocabulary=HPA, checkpoint_path=tmp_path / name)
 
 
 def test_training_learns_a_separable_toy_problem_and_is_reproducible(tmp_path):
@@ -220,7 +225,7 @@ def test_dual_loss_adds_the_weighted_reconstruction_error():
     cache, y = toy_problem()
     x, target = torch.from_numpy(cache[:8]).float(), torch.as_tensor(y[:8], dtype=torch.float32)
     cfg = TrainConfig(reconstruction_weight=10.0)
-    trainer = classifier_trainer(cfg, STATS, y, 4)
+    trainer = classifier_trainer(cfg, STATS, y, 4, vocabulary=HPA)
     trainer.model.train()
     torch.manual_seed(0)
     loss, _ = trainer.task.loss(trainer, x, target)
@@ -233,7 +238,7 @@ def test_dual_loss_adds_the_weighted_reconstruction_error():
     loss.backward()
     decoder_grads = [p.grad for n, p in trainer.model.named_parameters() if "decoder" in n]
     assert decoder_grads and all(g is not None and g.abs().sum() > 0 for g in decoder_grads)
-    assert not any("decoder" in n for n, _ in classifier_trainer(TrainConfig(), STATS, y, 4).model.named_parameters())
+    assert not any("decoder" in n for n, _ in classifier_trainer(TrainConfig(), STATS, y, 4, vocabulary=HPA).model.named_parameters())
 
 
 def test_a_gapnet_dual_loss_checkpoint_predicts_without_its_training_config(tmp_path):

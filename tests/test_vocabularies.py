@@ -260,7 +260,7 @@ def test_a_classifier_has_one_output_per_class_and_its_checkpoint_says_how_many(
 
     from hpa.inference.tta import predict_views
     from hpa.models.factory import build_model
-    from hpa.runtime.checkpoint import load_checkpoint
+    from hpa.runtime.checkpoint import checkpoint_vocabulary, load_checkpoint
     from hpa.runtime.loader import CachedImages, make_loader
     from hpa.training.classifier import fit_fold
     from hpa.training.config import TrainConfig
@@ -270,17 +270,18 @@ def test_a_classifier_has_one_output_per_class_and_its_checkpoint_says_how_many(
     _, y = labelled(vocab, n=8)
     rows = np.arange(8)
     _, oof = fit_fold(TrainConfig(epochs=1, batch_size=4), cache, rows, y.astype(np.uint8), rows,
-                      y.astype(np.uint8), {"mean": [0.1] * 4, "std": [0.2] * 4}, checkpoint_path=tmp_path / "m.pt")
+                      y.astype(np.uint8), {"mean": [0.1] * 4, "std": [0.2] * 4}, vocabulary=vocab,
+                      checkpoint_path=tmp_path / "m.pt")
     assert oof.shape == (8, vocab.n_classes)
     model, ckpt = load_checkpoint(tmp_path / "m.pt", torch.device("cpu"))
-    assert ckpt["config"]["num_classes"] == vocab.n_classes
+    assert checkpoint_vocabulary(ckpt["config"]) == vocab
     views = predict_views(model, make_loader(CachedImages(cache, rows), 4), torch.device("cpu"), [0, 1],
                           n_classes=vocab.n_classes)
     assert views.shape == (2, 8, vocab.n_classes)
     empty = predict_views(model, [], torch.device("cpu"), [0], n_classes=vocab.n_classes)
     assert empty.shape == (1, 0, vocab.n_classes)
     with pytest.raises(TypeError, match="num_classes"):
-        build_model("resnet18")  # no silent HPA 28
+        build_model("resnet18", rgb_source=vocab.rgb_source())  # no silent HPA 28
 
 
 def test_every_rule_whose_script_reads_the_vocabulary_declares_it():

@@ -120,6 +120,12 @@ def source_files():
     }
 
 
+def bit_depth_images():
+    """What the bit_depth rule measures: the sample sheet (its training rows' files) or the training images' folder."""
+    files = source_files()
+    return {"samples": files["samples"]} if "samples" in files else {"images": files["train_images"]}
+
+
 def external_inputs(*names):
     """Outputs of clean_external a rule reads when external.use is on (none when off)."""
     if not config["external"]["use"]:

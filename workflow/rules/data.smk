@@ -88,9 +88,32 @@ rule ingest:
         "../scripts/ingest.py"
 
 
+# How each channel's 16-bit images become 8-bit (data.bit_depth; auto measures the range a
+# dataset uses), measured on the training images themselves, not the manifest: hash_images,
+# which ingest waits for when external.use is on, decodes by it too.
+rule bit_depth:
+    input:
+        **bit_depth_images(),
+        vocabulary=VOCABULARY,
+    output:
+        bit_depth="results/cache/bit_depth.json",
+    log:
+        "logs/bit_depth.log",
+    benchmark:
+        "benchmarks/bit_depth.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        bit_depth=config["data"]["bit_depth"],
+    script:
+        "../scripts/bit_depth.py"
+
+
 rule cache_images:
     input:
         manifest="results/data/manifest.csv",
+        vocabulary=VOCABULARY,
+        bit_depth="results/cache/bit_depth.json",
     output:
         npy="results/cache/{split}.npy",
         index="results/cache/{split}.csv",
@@ -106,7 +129,7 @@ rule cache_images:
         runtime=PER_IMAGE_RUNTIME,
     params:
         size=config["data"]["cache_size"] or config["data"]["image_size"],
-        bit_depth=config["data"]["bit_depth"],
+        fit=config["data"]["fit"],
     script:
         "../scripts/cache_images.py"
 
@@ -115,6 +138,7 @@ rule channel_stats:
     input:
         npy="results/cache/train.npy",
         index="results/cache/train.csv",
+        vocabulary=VOCABULARY,
     output:
         stats="results/cache/stats.json",
     log:

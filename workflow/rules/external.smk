@@ -36,6 +36,7 @@ rule download_external:
 rule hash_images:
     input:
         **source_files(),
+        bit_depth="results/cache/bit_depth.json",
     output:
         hashes="results/external/source_hashes.csv",
     log:
@@ -53,7 +54,6 @@ rule hash_images:
         hash=EXTERNAL["dedup"]["hash"],
         # The folders ingest reads, decoded as cache_images decodes them.
         full_size=full_size(),
-        bit_depth=config["data"]["bit_depth"],
     script:
         "../scripts/hash_images.py"
 

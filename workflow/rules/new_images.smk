@@ -3,7 +3,10 @@
 
 
 rule predict_new:
-    """Probabilities, classes and their names for every image of config["new_images"].
+    """Probabilities (a column per class name), classes and their names for every image of config["new_images"].
+
+    Its files are named {Id}_{channel}.{ext} by the checkpoints' channel names (a folder carrying
+    other names is refused, naming both lists), decoded by the training images' bit_depth.json and data.fit.
 
     Blended by the ensemble's combination.json and thresholded as its submission is: fitted
     thresholds as fitted on the out-of-fold predictions; match_distribution re-matched to the
@@ -16,6 +19,7 @@ rule predict_new:
         checkpoints=new_image_checkpoints,
         thresholds="results/thresholds/{ensemble}.json",
         combination="results/ensembles/{ensemble}/combination.json",
+        bit_depth="results/cache/bit_depth.json",
         folder=config["new_images"],
     output:
         predictions="results/new_images/{ensemble}.csv",
@@ -37,6 +41,6 @@ rule predict_new:
         folds=FOLDS,
         batch_size=config["predict"]["batch_size"],
         crops=config["predict"]["crops"],
-        bit_depth=config["data"]["bit_depth"],
+        fit=config["data"]["fit"],
     script:
         "../scripts/predict_new.py"

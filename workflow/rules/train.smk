@@ -9,8 +9,8 @@ rule train:
         stats="results/cache/stats.json",
         folds="results/splits/folds.csv",
         manifest="results/data/manifest.csv",
-        sampling_weights=sampling_weights,
         vocabulary=VOCABULARY,
+        sampling_weights=sampling_weights,
     output:
         checkpoint="results/models/{model}/fold{fold}/model.pt",
         history="results/models/{model}/fold{fold}/history.csv",

@@ -1,16 +1,20 @@
 """Rule cache_images: decode one split's images once into a uint8 memory-mapped array."""
 
-from hpa.tables import read_manifest
+from hpa.classes import Vocabulary
+from hpa.data.bit_depth import depths
 from hpa.data.cache import build_cache
-from hpa.data.images import BitDepth
-from hpa.files import setup_logging
+from hpa.files import read_json, setup_logging
+from hpa.tables import read_manifest
 
 setup_logging(snakemake.log[0])
+channels = Vocabulary.read(snakemake.input.vocabulary).channels
 build_cache(
     read_manifest(snakemake.input.manifest, split=snakemake.wildcards.split),
     snakemake.output.npy,
     snakemake.output.index,
     size=snakemake.params.size,
+    channels=channels,
     workers=snakemake.threads,
-    depth=BitDepth(**snakemake.params.bit_depth),
+    depth=depths(read_json(snakemake.input.bit_depth), channels),
+    fit=snakemake.params.fit,
 )

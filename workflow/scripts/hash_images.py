@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from hpa.data.images import BitDepth
+from hpa.classes import CHANNELS
+from hpa.data.bit_depth import depths
 from hpa.data.ingest import image_dirs_of
 from hpa.external.dedup import hash_source
-from hpa.files import setup_logging, write_csv
+from hpa.files import read_json, setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 hashes = hash_source(
@@ -14,8 +15,9 @@ hashes = hash_source(
     snakemake.params.hash,
     workers=2 * snakemake.threads,
     image_dirs=image_dirs_of(snakemake.params.full_size),
-    depth=BitDepth(**snakemake.params.bit_depth),
     id_column=snakemake.params.id_column,
     target_column=snakemake.params.target_column,
+    # The atlas's external images are compared with the source's, so its four stains (HPA only).
+    depth=depths(read_json(snakemake.input.bit_depth), CHANNELS),
 )
 write_csv(hashes, snakemake.output.hashes)

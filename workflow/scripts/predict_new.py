@@ -6,13 +6,14 @@ from hpa.runtime.gpu_job import gpu_job
 with gpu_job(snakemake):
     import torch
 
-    from hpa.data.images import BitDepth
+    from hpa.data.bit_depth import depths
     from hpa.new_images.ensemble import predict_folder
 
     ens = snakemake.params.ensemble
     torch.set_num_threads(max(1, snakemake.threads))
     n_folds = len(snakemake.params.folds)
     paths = snakemake.input.checkpoints
+    bit_depth = read_json(snakemake.input.bit_depth)
     checkpoints = {m: paths[i * n_folds:(i + 1) * n_folds] for i, m in enumerate(ens["models"])}
     table = predict_folder(
         snakemake.input.folder,
@@ -22,7 +23,9 @@ with gpu_job(snakemake):
         tta=ens["tta"],
         aggregate=ens["aggregate"],
         batch_size=snakemake.params.batch_size,
-        depth=BitDepth(**snakemake.params.bit_depth),
+        # Decoded as the cache decoded the training images: bit_depth.json's rule per channel, data.fit.
+        depth=depths(bit_depth, bit_depth["channels"]),
+        fit=snakemake.params.fit,
         crops=snakemake.params.crops,
         workers=snakemake.threads,
     )

@@ -1,6 +1,5 @@
 """Rule train: one model on one fold."""
 
-from hpa.classes import Vocabulary
 from hpa.runtime.gpu_job import gpu_job
 
 # params.model leaves out the runtime-only keys (compile), so that switching them reruns nothing;
@@ -15,13 +14,13 @@ with gpu_job(snakemake, [snakemake.input.npy, snakemake.input.index]) as (cache_
         stats_json=snakemake.input.stats,
         folds_csv=snakemake.input.folds,
         manifest_csv=snakemake.input.manifest,
+        vocabulary_json=snakemake.input.vocabulary,
         model_name=snakemake.wildcards.model,
         model_cfg=model_cfg,
         fold=int(snakemake.wildcards.fold),
         checkpoint=snakemake.output.checkpoint,
         history_csv=snakemake.output.history,
         oof_csv=snakemake.output.oof,
-        n_classes=Vocabulary.read(snakemake.input.vocabulary).n_classes,
         threads=snakemake.threads,
         sampling_weights=snakemake.input.sampling_weights or None,
         image_size=snakemake.params.image_size,

@@ -1,6 +1,5 @@
 """Rule train_embedding: the ArcFace embedding of one fold, trained on the other folds' images."""
 
-from hpa.classes import Vocabulary
 from hpa.runtime.gpu_job import gpu_job
 
 with gpu_job(snakemake, [snakemake.input.npy, snakemake.input.index]) as (cache_npy, cache_index):
@@ -12,10 +11,10 @@ with gpu_job(snakemake, [snakemake.input.npy, snakemake.input.index]) as (cache_
         stats_json=snakemake.input.stats,
         folds_csv=snakemake.input.folds,
         manifest_csv=snakemake.input.manifest,
+        vocabulary_json=snakemake.input.vocabulary,
         embedding=snakemake.params.embedding,
         fold=int(snakemake.wildcards.fold),
         checkpoint=snakemake.output.checkpoint,
         history_csv=snakemake.output.history,
-        n_classes=Vocabulary.read(snakemake.input.vocabulary).n_classes,
         threads=snakemake.threads,
     )

@@ -20,7 +20,7 @@ from hpa.classes import HPA, NUM_CLASSES, Vocabulary, id_problem
 from hpa.files import InputError  # noqa: F401 (re-exported: where the table readers raise it)
 
 MANIFEST_COLUMNS = ["Id", "Target", "source", "split", "image_dir", "width", "height"]
-# The manifest's path of each channel's file: "file_{channel}" (hpa.data.ingest.channel_files reads it).
+# The manifest's path of each channel's file: "file_{channel}" (hpa.data.ingest.manifest_files reads it).
 FILE_PREFIX = "file_"
 
 

@@ -1,17 +1,27 @@
-"""Finding and decoding the four channel images of one field of view.
+"""Finding and decoding the channel images of one field of view.
 
-A channel is the file ``{Id}_{color}{ext}`` for ``ext`` in ``EXTENSIONS``: PNG,
-TIFF or JPEG, 8 or 16 bits, any size. Each decodes to one 8-bit plane:
+A field is one file per channel name (the dataset's, ``Vocabulary.channels``): in the
+Kaggle layout ``{Id}_{channel}{ext}`` for ``ext`` in ``EXTENSIONS`` (``channel_files``),
+in a sample sheet whatever its row names. PNG, TIFF or JPEG, 8 or 16 bits, any size.
+Each decodes to one 8-bit plane:
 
 - 8-bit grey is kept as it is;
 - 16-bit (and 32-bit integer or float) grey is brought to 8 bits by the
-  ``BitDepth`` rule of the config (``data.bit_depth``), so its range survives;
-- colour (the atlas's tinted HPAv18 JPEGs) gives the plane that holds the
-  channel's colour: R, G or B, and for yellow a ``YELLOW`` mix of R and G.
+  ``BitDepth`` rule of the config (``data.bit_depth``; per channel once ``auto``
+  is resolved, ``hpa.data.bit_depth``), so its range survives;
+- colour: for the atlas's channel names (its tinted HPAv18 JPEGs) the plane that holds
+  the channel's colour: R, G or B, and for yellow a ``YELLOW`` mix of R and G; for any
+  other name the per-pixel maximum of R, G and B, which is exact for a grey image saved
+  as RGB and for one stain rendered in any single tint ((v, 0, 0), (0, v, v), ...), and
+  mixes the stains of a multi-colour composite (save such channels as grey files).
+
+A field that is not square becomes square by ``data.fit`` (``FITS``) before it is
+resized; a square one is only resized.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +62,9 @@ def _yellow_luminance(rgb):
 YELLOW = {"red": _yellow_red, "rg_mean": _yellow_rg_mean, "luminance": _yellow_luminance}
 
 
+BIT_DEPTH_RULES = ("auto", "shift", "percentile")
+
+
 @dataclass(frozen=True)
 class BitDepth:
     """How a grey image of more than 8 bits becomes 8-bit (``data.bit_depth`` in the config).
@@ -60,23 +73,29 @@ class BitDepth:
     in 16-bit files), clipping at 255; one scale for every image, so brightness
     stays comparable between images. ``percentile``: map each channel of each
     image from its ``low`` to its ``high`` percentile onto 0..255, so dim and
-    bright fields reach the network at the same contrast.
+    bright fields reach the network at the same contrast. ``auto``: a ``shift``
+    whose bits are measured per channel on a sample of the dataset's images
+    (``hpa.data.bit_depth.resolve``, the ``bit_depth`` rule); it cannot decode
+    before it is resolved.
     """
 
-    rule: str = "shift"
+    rule: str = "auto"
     bits: int = 8
     low: float = 0.5
     high: float = 99.5
 
     def __post_init__(self):
-        if self.rule not in ("shift", "percentile"):
-            raise ValueError(f"data.bit_depth.rule={self.rule!r}; choose shift or percentile")
+        if self.rule not in BIT_DEPTH_RULES:
+            raise ValueError(f"data.bit_depth.rule={self.rule!r}; choose one of {', '.join(BIT_DEPTH_RULES)}")
         if not 0 <= self.bits <= 24:
             raise ValueError(f"data.bit_depth.bits={self.bits}; give 0..24 (8 for 16-bit data)")
         if not 0 <= self.low < self.high <= 100:
             raise ValueError(f"data.bit_depth low={self.low}, high={self.high}; need 0 <= low < high <= 100")
 
     def to_uint8(self, arr: np.ndarray) -> np.ndarray:
+        if self.rule == "auto":
+            raise ValueError("data.bit_depth.rule auto is measured per dataset before decoding: pass the "
+                             "per-channel rules of hpa.data.bit_depth.depths(results/cache/bit_depth.json)")
         if self.rule == "shift":
             if np.issubdtype(arr.dtype, np.integer):  # 16-bit data: an integer shift, no float copy
                 return np.clip(arr >> self.bits, 0, 255).astype(np.uint8)
@@ -147,16 +166,50 @@ def channel_problem(image_id: str, files: dict[str, list[Path]], channels: tuple
     return ""
 
 
+# How a field that is not square becomes square (``data.fit``).
+FITS = ("pad", "crop", "stretch")
+
+
+def square(plane: np.ndarray, fit: str) -> np.ndarray:
+    """``plane`` made square by ``fit``: ``pad`` (black, centred), ``crop`` (the centre) or ``stretch``
+    (unchanged here: the resize distorts it). A square plane is returned as it is."""
+    if fit not in FITS:
+        raise ValueError(f"data.fit={fit!r}; choose one of {', '.join(FITS)}")
+    h, w = plane.shape
+    if h == w or fit == "stretch":
+        return plane
+    if fit == "crop":
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        return plane[top : top + side, left : left + side]
+    side = max(h, w)
+    padded = np.zeros((side, side), dtype=plane.dtype)
+    top, left = (side - h) // 2, (side - w) // 2
+    padded[top : top + h, left : left + w] = plane
+    return padded
+
+
+def colour_plane(rgb: np.ndarray, color: str, yellow: str) -> np.ndarray:
+    """The plane of channel ``color`` in a colour image (the module's note says why each rule)."""
+    if color in RGB_INDEX:
+        return rgb[..., RGB_INDEX[color]]
+    if color == "yellow":
+        return YELLOW[yellow](rgb)
+    return rgb.max(axis=-1)
+
+
 def decode_plane(im: Image.Image, color: str, size: int | None = None, depth: BitDepth = BitDepth(),
-                 yellow: str = "rg_mean") -> np.ndarray:
-    """One opened channel image as a (size, size) uint8 plane (its own size when ``size`` is None)."""
+                 yellow: str = "rg_mean", fit: str = "pad") -> np.ndarray:
+    """One opened image of channel ``color`` as a (size, size) uint8 plane (as it is when ``size`` is None).
+
+    A plane that is not square is first made square by ``fit`` (``square``).
+    """
     if size is not None:
         # JPEG's DCT scaling decodes at 1/2, 1/4 or 1/8 directly: 2048 px
         # images decode several times faster, never below the target size.
         im.draft(im.mode, (size, size))
     if im.mode in COLOUR_MODES:
-        rgb = np.asarray(im)
-        plane = rgb[..., RGB_INDEX[color]] if color in RGB_INDEX else YELLOW[yellow](rgb)
+        plane = colour_plane(np.asarray(im), color, yellow)
     elif im.mode == "L":
         plane = np.asarray(im)
     elif im.mode in GREY_MODES:
@@ -164,17 +217,48 @@ def decode_plane(im: Image.Image, color: str, size: int | None = None, depth: Bi
     else:
         raise ValueError(f"image mode {im.mode}: expected grey (8/16-bit) or RGB")
     if size is not None and plane.shape != (size, size):
+        plane = square(plane, fit)
         # BILINEAR in PIL widens its kernel when shrinking, so it antialiases.
         resized = Image.fromarray(np.ascontiguousarray(plane)).resize((size, size), Image.BILINEAR)
         plane = np.asarray(resized)
     return np.ascontiguousarray(plane, dtype=np.uint8)
 
 
-def load_image(image_dir, image_id: str, size: int | None = None, depth: BitDepth = BitDepth(),
-               yellow: str = "rg_mean") -> np.ndarray:
-    """Read the four channels as a (4, size, size) uint8 array."""
-    planes = []
-    for color in CHANNELS:
-        with Image.open(find_channel(image_dir, image_id, color)) as im:
-            planes.append(decode_plane(im, color, size, depth, yellow))
-    return np.stack(planes)
+def channel_files(image_dir, image_id: str, channels) -> dict[str, Path]:
+    """The Kaggle layout's file of each of ``channels`` (``{image_dir}/{Id}_{channel}.{ext}``, by precedence)."""
+    if isinstance(channels, str):
+        raise TypeError(f"channels={channels!r}: give the channel names as a tuple")
+    return {color: find_channel(image_dir, image_id, color) for color in channels}
+
+
+def depth_of(depth: BitDepth | Mapping[str, BitDepth], color: str) -> BitDepth:
+    """The rule of channel ``color``: one rule for all, or the per-channel ones ``auto`` resolved to."""
+    if isinstance(depth, BitDepth):
+        return depth
+    try:
+        return depth[color]
+    except KeyError:
+        raise ValueError(f"no bit-depth rule for channel {color!r} (rules for {sorted(depth)}); "
+                         "results/cache/bit_depth.json was made for other channels: rerun its rule") from None
+
+
+def decode_field(files: Mapping[str, Path], size: int | None = None,
+                 depth: BitDepth | Mapping[str, BitDepth] = BitDepth(), yellow: str = "rg_mean",
+                 fit: str = "pad") -> tuple[np.ndarray, tuple[int, int]]:
+    """A field's channels ({channel: file}, in the dataset's channel order) as a (C, size, size) uint8
+    array, and the (width, height) of its files."""
+    if not isinstance(files, Mapping):
+        raise TypeError("files: give {channel: file} (channel_files(image_dir, Id, channels) for the Kaggle layout)")
+    planes, shape = [], None
+    for color, path in files.items():
+        with Image.open(path) as im:
+            shape = im.size
+            planes.append(decode_plane(im, color, size, depth_of(depth, color), yellow, fit))
+    return np.stack(planes), shape
+
+
+def load_image(files: Mapping[str, Path], size: int | None = None,
+               depth: BitDepth | Mapping[str, BitDepth] = BitDepth(), yellow: str = "rg_mean",
+               fit: str = "pad") -> np.ndarray:
+    """A field's channels ({channel: file}) as a (C, size, size) uint8 array (``decode_field``)."""
+    return decode_field(files, size, depth, yellow, fit)[0]

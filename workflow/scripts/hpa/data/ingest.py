@@ -9,7 +9,7 @@ channel of the vocabulary; Kaggle's full-size TIFFs sit in ``train_full_size/`` 
 each channel's file itself.
 
 The manifest records each image's files in one column per channel (``file_{channel}``);
-``channel_files`` is how every later stage finds them, whatever the source.
+``manifest_files`` is how every later stage finds them, whatever the source.
 
 Errors in the label files stop the run (they mean the wrong file was given);
 a broken image among thousands is recorded in the rejected table and skipped,
@@ -50,7 +50,7 @@ SPLIT_DIRS = {"train": "train", "test": "test"}
 FULL_SIZE_DIRS = {"train": "train_full_size", "test": "test_full_size"}
 
 
-def channel_files(row, channels: tuple[str, ...]) -> dict[str, Path]:
+def manifest_files(row, channels: tuple[str, ...]) -> dict[str, Path]:
     """Channel -> file of one manifest row (a dict or pandas row), for every source.
 
     Ingest writes each image's files into the manifest's ``file_{channel}`` columns; a table

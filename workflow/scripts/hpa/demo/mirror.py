@@ -30,7 +30,7 @@ import pandas as pd
 from PIL import Image
 
 from hpa.classes import CHANNELS, NUM_CLASSES
-from hpa.data.images import load_image
+from hpa.data.images import channel_files, load_image
 from hpa.demo.dataset import sample_label_sets
 from hpa.demo.render import render_field
 from hpa.files import atomic_path, write_csv
@@ -88,7 +88,7 @@ def _planes(task: dict) -> np.ndarray:
         original = render_field(_labels(task["Target"]), size, np.random.default_rng(task["of_seed"]))
         return jitter(original, size, rng)
     if kind in ("copy_train", "copy_test"):
-        return jitter(load_image(task["of_dir"], task["of"]), size, rng)
+        return jitter(load_image(channel_files(task["of_dir"], task["of"], CHANNELS)), size, rng)
     planes = render_field(_labels(task["Target"]), size, rng)
     if kind == "blank_channel":
         planes[rng.integers(4)] = rng.integers(0, 20)

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from hpa.classes import Vocabulary
 from hpa.embedding.model import ArcFaceNet, ArcMarginProduct, EmbeddingConfig, build_embedder, label_set_classes
 from hpa.loop.fit import Plan, epoch_seed, fit
 from hpa.loop.snapshot import cpu_state, run_identity
@@ -52,7 +53,7 @@ class ArcFaceTask:
 
 
 def fit_embedding(cfg: EmbeddingConfig, cache: np.ndarray, rows, label_sets, stats: dict, *,
-                  checkpoint_path, workers: int = 0, extra: dict | None = None,
+                  vocabulary: Vocabulary, checkpoint_path, workers: int = 0, extra: dict | None = None,
                   ranks: distributed.Ranks | None = None) -> pd.DataFrame:
     """Train the ArcFace embedding on ``rows`` of ``cache``; write the checkpoint, return the history.
 
@@ -70,7 +71,7 @@ def fit_embedding(cfg: EmbeddingConfig, cache: np.ndarray, rows, label_sets, sta
                          f"{cfg.min_class_size} training images; lower embedding.min_class_size")
     log.info("ArcFace on %d of %d images, %d label sets", keep.sum(), len(keep), len(classes))
     arc = ArcMarginProduct(cfg.dim, len(classes), cfg.scale, cfg.margin, cfg.easy_margin)
-    model = ArcFaceNet(build_embedder(cfg, stats), arc)
+    model = ArcFaceNet(build_embedder(cfg, stats, vocabulary), arc)
     dataset = CachedImages(cache, np.asarray(rows)[keep], targets[keep])
     loader = training_loader(dataset, cfg.batch_size, ranks, workers=workers, seed_of=lambda e: epoch_seed(cfg, e))
     trainer = Trainer(cfg, model, ArcFaceTask(), len(loader), ranks)
@@ -78,6 +79,7 @@ def fit_embedding(cfg: EmbeddingConfig, cache: np.ndarray, rows, label_sets, sta
         checkpoint=Path(checkpoint_path),
         # The rows and their ArcFace classes: a changed min_class_size must not resume.
         identity=run_identity(cfg.learning_keys(), np.asarray(rows, dtype=np.int64)[keep], targets[keep]),
-        config={"embedding": dataclasses.asdict(cfg), "stats": stats, "classes": classes, **(extra or {})},
+        config={"embedding": dataclasses.asdict(cfg), "stats": stats, "classes": classes,
+                "vocabulary": vocabulary.to_json(), **(extra or {})},
     )
     return pd.DataFrame(fit(trainer, loader, plan).history)

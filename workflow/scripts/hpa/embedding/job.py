@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from hpa.classes import Vocabulary
 from hpa.data.cache import open_cache
 from hpa.dihedral import TTA_TRANSFORMS
 from hpa.embedding.fit import fit_embedding
@@ -37,16 +38,15 @@ def embed_rows(model: EmbeddingNet, cache: np.ndarray, rows, batch_size: int = 6
     return np.concatenate(out)
 
 
-def run_training_job(*, cache_npy, cache_index, stats_json, folds_csv, manifest_csv, embedding: dict,
-                     fold: int, checkpoint, history_csv, n_classes: int, threads: int = 1) -> None:
-    """The ``train_embedding`` rule: one fold's embedding, trained on the other folds' images (its
-    ArcFace classes are their label sets, read as ``n_classes``-wide matrices).
+def run_training_job(*, cache_npy, cache_index, stats_json, folds_csv, manifest_csv, vocabulary_json,
+                     embedding: dict, fold: int, checkpoint, history_csv, threads: int = 1) -> None:
+    """The ``train_embedding`` rule: one fold's embedding, trained on the other folds' images.
 
     With ``processes: N``, N ranks train it together (torchrun, as a classifier's job does).
     """
     job = FoldJob(train=train_embedding_job, cfg=EmbeddingConfig.from_dict(embedding), fold=fold,
                   cache_npy=cache_npy, cache_index=cache_index, stats_json=stats_json, folds_csv=folds_csv,
-                  manifest_csv=manifest_csv, checkpoint=checkpoint, n_classes=n_classes, threads=threads)
+                  manifest_csv=manifest_csv, checkpoint=checkpoint, vocabulary=vocabulary_json, threads=threads)
     write_csv(run_fold_job(job).round(6), history_csv)
 
 
@@ -56,7 +56,7 @@ def train_embedding_job(job: FoldJob, ranks: Ranks) -> pd.DataFrame:
     log.info("embedding fold %d: %d training images on %s (%d process%s)", job.fold, len(rows), ranks.device,
              ranks.world, "es" if ranks.distributed else "")
     return fit_embedding(job.cfg, cache, rows, matrix_to_labels(y), read_json(job.stats_json),
-                         checkpoint_path=job.checkpoint, workers=loader_workers(job.threads // ranks.world),
+                         vocabulary=Vocabulary.read(job.vocabulary), checkpoint_path=job.checkpoint, workers=loader_workers(job.threads // ranks.world),
                          extra={"fold": job.fold, "image_size": int(cache.shape[-1])}, ranks=ranks)
 
 

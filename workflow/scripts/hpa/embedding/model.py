@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hpa.models.factory import build_model
-from hpa.runtime.checkpoint import read_checkpoint
+from hpa.runtime.checkpoint import checkpoint_vocabulary, read_checkpoint
 from hpa.runtime.device import pick_device
 from hpa.spec import EmbeddingConfig  # noqa: F401 (its settings, torch-free; re-exported)
 
@@ -98,11 +98,13 @@ class ArcFaceNet(nn.Module):
         return self.embedder.body_parameters()
 
 
-def build_embedder(cfg: EmbeddingConfig, stats: dict, *, load_weights: bool = True) -> EmbeddingNet:
-    """The embedding network; ``load_weights=False`` when a checkpoint's state dict follows."""
+def build_embedder(cfg: EmbeddingConfig, stats: dict, vocabulary, *, load_weights: bool = True) -> EmbeddingNet:
+    """The embedding network for the channels of ``vocabulary``; ``load_weights=False`` when a checkpoint's
+    state dict follows."""
     net = build_model(cfg.arch, stats["mean"], stats["std"],
                       pretrained=cfg.pretrained if load_weights else None, dropout=cfg.dropout,
-                      stem=cfg.stem, weights=cfg.weights if load_weights else None, num_classes=cfg.dim)
+                      stem=cfg.stem, weights=cfg.weights if load_weights else None, num_classes=cfg.dim,
+                      rgb_source=vocabulary.rgb_source())
     return EmbeddingNet(net, cfg.dim)
 
 
@@ -119,6 +121,6 @@ def load_embedder(path, device=None) -> tuple[EmbeddingNet, dict]:
     device = device or pick_device()
     ckpt = read_checkpoint(path, device)
     model = build_embedder(EmbeddingConfig.from_dict(ckpt["config"]["embedding"]), ckpt["config"]["stats"],
-                           load_weights=False)
+                           checkpoint_vocabulary(ckpt["config"]), load_weights=False)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt

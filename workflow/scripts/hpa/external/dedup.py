@@ -33,7 +33,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from hpa.classes import CHANNELS
-from hpa.data.images import BitDepth, load_image
+from hpa.data.images import BitDepth, channel_files, load_image
 from hpa.data.ingest import SPLIT_DIRS, source_table
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,8 @@ def clusters(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 def _summarise(task) -> dict:
     image_dir, image_id, kind, depth = task
     try:
-        return {"Id": image_id, "error": "", **plane_summary(load_image(image_dir, image_id, depth=depth), kind)}
+        planes = load_image(channel_files(image_dir, image_id, CHANNELS), depth=depth)
+        return {"Id": image_id, "error": "", **plane_summary(planes, kind)}
     except Exception as err:  # recorded per image; clean_external stops when too many failed
         return {"Id": image_id, "error": f"{type(err).__name__}: {err}"}
 

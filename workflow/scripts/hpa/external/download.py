@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from hpa.classes import CHANNELS
-from hpa.data.images import YELLOW, BitDepth, channel_path, decode_plane, load_image
+from hpa.data.images import YELLOW, BitDepth, channel_files, channel_path, decode_plane, load_image
 from hpa.external.dedup import HASHES, plane_summary, summary_columns
 from hpa.external.fetch import (
     NotFound, RateLimiter, Refused, RetryPolicy, Transient, fetch, source_stamp, with_retries,
@@ -97,7 +97,9 @@ def image_url(base_url: str, image_id: str, color: str) -> str:
     return f"{base_url.rstrip('/')}/{folder}/{rest}_{color}.jpg"
 
 
-def to_plane(body: bytes, color: str, size: int, yellow: str = "rg_mean", depth: BitDepth = BitDepth()) -> np.ndarray:
+# The atlas serves 8-bit JPEGs; a 16-bit body (a local TIFF mirror) keeps the shift by 8 it always had.
+def to_plane(body: bytes, color: str, size: int, yellow: str = "rg_mean",
+             depth: BitDepth = BitDepth(rule="shift")) -> np.ndarray:
     """Decode one channel's file (a tinted JPEG from the atlas; any format PIL reads) into its uint8 plane."""
     try:
         with Image.open(io.BytesIO(body)) as im:
@@ -150,7 +152,7 @@ def download_one(image_id: str, image_dir, settings: Settings, limiter: RateLimi
 def rehash_one(record: dict, image_dir, settings: Settings, limiter: RateLimiter) -> dict:
     """Recompute the hashes of a finished image from its PNGs (after a change of hash kind)."""
     try:
-        planes = load_image(image_dir, record["Id"])
+        planes = load_image(channel_files(image_dir, record["Id"], CHANNELS))
     except OSError:  # a PNG damaged since: fetch the image again
         return download_one(record["Id"], image_dir, settings, limiter)
     kept = {k: v for k, v in record.items() if k in RECORD_COLUMNS or k in settings.image_key()}

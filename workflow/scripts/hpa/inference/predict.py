@@ -19,7 +19,7 @@ from hpa.data.cache import open_cache
 from hpa.dihedral import transforms_for
 from hpa.files import atomic_path, write_csv
 from hpa.inference.tta import AGGREGATES, predict_views
-from hpa.runtime.checkpoint import load_checkpoint
+from hpa.runtime.checkpoint import checkpoint_vocabulary, load_checkpoint
 from hpa.runtime.device import autocast_dtype, pick_device
 from hpa.runtime.loader import CachedImages, loader_workers, make_loader
 from hpa.tables import probability_table
@@ -57,7 +57,7 @@ def run_job(
     arrays = {"view_t": np.tile(views, n_crops), "view_crop": np.repeat(np.arange(n_crops), len(views))}
     for split, table, array in (("oof", val, cache), ("test", test, test_cache)):
         loader = make_loader(CachedImages(array, table["row"]), batch_size, workers=loader_workers(threads))
-        arrays[split] = predict_views(model, loader, device, views, amp, n_classes=ckpt["config"]["num_classes"],
+        arrays[split] = predict_views(model, loader, device, views, amp, n_classes=checkpoint_vocabulary(ckpt["config"]).n_classes,
                                       crop=crop, grid=crops)
         arrays[f"{split}_ids"] = table["Id"].to_numpy(dtype=str)
         log.info("fold %d: %d %s images x %d crops x %d views", fold, len(table), split, n_crops, len(views))

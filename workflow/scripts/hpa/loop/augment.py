@@ -48,7 +48,7 @@ def intensity_jitter(x: torch.Tensor, brightness: float, contrast: float, genera
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator,
                   crop: int | None = None) -> torch.Tensor:
-    """uint8 (n, 4, h, w) -> augmented float on the 0..255 scale (what the model's Normalize takes).
+    """uint8 (n, C, h, w) -> augmented float on the 0..255 scale (what the model's Normalize takes).
 
     With ``crop``, each image is first cut to a random ``crop`` x ``crop`` window of the cache image.
     """

@@ -1,1 +1,1 @@
-"""Networks and losses: backbones with a 4-channel input, heads, the model factory, losses."""
+"""Networks and losses: backbones with a C-channel input, heads, the model factory, losses."""

@@ -1,10 +1,14 @@
-"""torchvision backbones with a 4-channel input: constructors, ImageNet weights, stems, new layers.
+"""torchvision backbones with a C-channel input: constructors, ImageNet weights, stems, new layers.
 
-Two ways to feed four channels to an ImageNet backbone:
-- a 4-channel stem: the first conv gets a fourth (yellow) filter initialised
-  from the pretrained RGB filters (``mean_rg``, ``copy_r``) or ``zeros``;
-- an ``adapter``: a learned 1x1 conv 4->3 in front of the unchanged backbone,
-  initialised to pass R, G, B through.
+Each channel's pretrained source is ``rgb_source`` (``Vocabulary.rgb_source()``): the
+pretrained RGB filter (0, 1, 2) it starts from, or None. Two ways to feed C channels to an
+ImageNet backbone:
+- a C-channel stem: the first conv gets one filter per channel, the pretrained R, G or B
+  filter for a channel mapped to it, and for the others a filter made from the pretrained
+  ones by ``init`` (``mean_rg``, ``copy_r``) or ``zeros``: for the atlas's four stains
+  (R, G, B mapped, yellow not) exactly the fourth (yellow) filter of the 4-channel stem;
+- an ``adapter``: a learned 1x1 conv C->3 in front of the unchanged backbone,
+  initialised to pass the mapped channels to their R, G, B input (the others start at 0).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ STEMS = ("mean_rg", "copy_r", "zeros", "adapter")
 
 # Config name -> constructor. Stem and head are found by structure (first
 # 3-channel conv, last linear layer), so any torchvision classifier works.
-SCRATCH = {"branchnet": BranchNet}  # no pretrained weights; four channels natively (hpa.spec.SCRATCH_ARCHS)
+SCRATCH = {"branchnet": BranchNet}  # no pretrained weights; any number of channels natively (hpa.spec.SCRATCH_ARCHS)
 
 
 ARCHITECTURES = {
@@ -43,37 +47,43 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, attr, new)
 
 
-def four_channel_stem(model: nn.Module, init: str = "mean_rg") -> nn.Module:
-    """Give the first 3-channel conv a fourth input filter, initialised per ``init``."""
+def channel_stem(model: nn.Module, rgb_source, init: str = "mean_rg") -> nn.Module:
+    """Give the first 3-channel conv one input filter per channel: channel c copies the pretrained filter
+    ``rgb_source[c]``; a channel mapped to none starts per ``init`` (yellow's rule in the atlas's stem)."""
     name, conv = next(
         (n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.in_channels == 3
     )
     new = nn.Conv2d(
-        4, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        len(rgb_source), conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
         conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
     )
     with torch.no_grad():
-        new.weight[:, :3] = conv.weight
         # Yellow (ER) is imaged like red and green: start its filter from theirs.
-        fourth = {
+        unmapped = {
             "mean_rg": lambda w: w[:, :2].mean(dim=1),
             "copy_r": lambda w: w[:, 0],
             "zeros": lambda w: torch.zeros_like(w[:, 0]),
         }[init](conv.weight)
-        new.weight[:, 3] = fourth
+        for c, source in enumerate(rgb_source):
+            new.weight[:, c] = unmapped if source is None else conv.weight[:, source]
         if conv.bias is not None:
             new.bias.copy_(conv.bias)
     _replace(model, name, new)
     return model
 
 
-def rgb_adapter() -> nn.Module:
-    """1x1 conv 4->3 that starts as 'drop yellow', so pretrained features are intact at step 0."""
-    conv = nn.Conv2d(4, 3, kernel_size=1, bias=False)
+def rgb_adapter(rgb_source) -> nn.Module:
+    """1x1 conv C->3 that starts passing each mapped channel to its RGB input and dropping the others
+    (for the atlas: 'drop yellow'), so pretrained features are intact at step 0. With no channel mapped,
+    every RGB input starts as the channels' mean (a grey image, as a pretrained network knows one)."""
+    conv = nn.Conv2d(len(rgb_source), 3, kernel_size=1, bias=False)
     with torch.no_grad():
         conv.weight.zero_()
-        for c in range(3):
-            conv.weight[c, c] = 1.0
+        for c, source in enumerate(rgb_source):
+            if source is not None:
+                conv.weight[source, c] = 1.0
+        if all(source is None for source in rgb_source):
+            conv.weight.fill_(1.0 / len(rgb_source))
     return conv
 
 
@@ -113,7 +123,9 @@ def add_extra_blocks(model: nn.Module, n: int) -> list[str]:
     return [f"layer4.{i}" for i in range(first, first + n)]
 
 
-def build_backbone(arch: str, pretrained: str | None = None, weights: str | None = None) -> nn.Module:
+def build_backbone(arch: str, pretrained: str | None = None, weights: str | None = None, *,
+                   in_channels: int) -> nn.Module:
+    """The torchvision classifier (3-channel, its stem adapted later) or a from-scratch one on ``in_channels``."""
     try:
         constructor = ARCHITECTURES[arch]
     except KeyError:
@@ -123,7 +135,7 @@ def build_backbone(arch: str, pretrained: str | None = None, weights: str | None
         if pretrained is not None or weights:
             raise ValueError(f"arch {arch!r} has no pretrained weights (it trains from scratch); "
                              f"set pretrained: null and no weights")
-        return constructor()
+        return constructor(channels=in_channels)
     model = constructor(weights=None)
     if weights:
         path = Path(weights)

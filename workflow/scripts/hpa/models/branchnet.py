@@ -19,7 +19,7 @@ class BranchNet(nn.Module):
     each channel's features separately.
     """
 
-    def __init__(self, num_classes: int = 1000, channels: int = 4, widths=(16, 32, 64), shared=(256, 512)):
+    def __init__(self, num_classes: int = 1000, *, channels: int, widths=(16, 32, 64), shared=(256, 512)):
         super().__init__()
         stages, cin = [], channels
         for width in widths:

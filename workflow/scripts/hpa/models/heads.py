@@ -76,14 +76,15 @@ class GAPHead(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Rebuilds the normalised input from the deepest map (the 4th place's reconstruction loss).
+    """Rebuilds the normalised input (``out_channels``: its channels) from the deepest map (the 4th place's
+    reconstruction loss).
 
     A 1x1 squeeze, ``stages`` x (upsample x2, 3x3 conv-BN-ReLU) halving the
     width, a 1x1 conv to the image channels, then a bilinear resize to the
     input size, so any backbone stride and input size fit.
     """
 
-    def __init__(self, node: str, in_channels: int, width: int = 128, stages: int = 4, out_channels: int = 4):
+    def __init__(self, node: str, in_channels: int, width: int = 128, stages: int = 4, *, out_channels: int):
         super().__init__()
         self.node = node
         layers = conv_bn_relu(in_channels, width, kernel=1)
@@ -99,7 +100,7 @@ class Decoder(nn.Module):
 
 
 class HPANet(nn.Module):
-    """Normalisation, optional 4->3 adapter, backbone; optional GAPNet head and decoder.
+    """Normalisation, optional C->3 adapter, backbone; optional GAPNet head and decoder.
 
     Without either, ``backbone`` is the torchvision (or timm) classifier with its
     last linear replaced, returning logits. With either, it is a feature extractor

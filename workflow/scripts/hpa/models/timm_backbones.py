@@ -1,10 +1,11 @@
-"""timm backbones (``arch: timm/<name>``) with a 4-channel input, as ``HPANet`` bodies.
+"""timm backbones (``arch: timm/<name>``) with a C-channel input, as ``HPANet`` bodies.
 
-timm adapts the stem itself: ``in_chans=4`` repeats the pretrained RGB filters
-(R, G, B, R) and rescales them by 3/4, so the first layer's response keeps its
-size. The torchvision stem inits (``mean_rg``, ``copy_r``, ``zeros``) therefore
-do not apply (ignored, as for branchnet); ``stem: adapter`` puts the learned
-4->3 conv in front of an unchanged 3-channel model instead.
+timm adapts the stem itself: ``in_chans=C`` repeats the pretrained RGB filters
+(for the atlas's four: R, G, B, R) and rescales them by 3/C, so the first layer's response
+keeps its size (one channel: the filters' sum). The torchvision stem inits (``mean_rg``,
+``copy_r``, ``zeros``) and ``channels.rgb`` therefore do not apply to the stem (ignored, as
+for branchnet); ``stem: adapter`` puts the learned C->3 conv, which follows ``channels.rgb``,
+in front of an unchanged 3-channel model instead.
 
 The three bodies match the torchvision ones in what they return:
 - the classifier (linear head, no decoder): logits;

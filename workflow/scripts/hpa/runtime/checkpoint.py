@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hpa.classes import HPA, Vocabulary
 from hpa.files import atomic_path
 from hpa.models.factory import build_from_config
 from hpa.runtime.device import pick_device
@@ -56,14 +57,23 @@ def read_checkpoint(path, device=None) -> dict:
         ) from None
 
 
+def checkpoint_vocabulary(config: dict) -> Vocabulary:
+    """The classes and channels (and RGB map) a checkpoint's model was trained on, from its ``config``.
+
+    Checkpoints written before they were recorded (no ``vocabulary`` key) can only be the 2018
+    task's: its 28 HPA classes and 4 channels red, green, blue, yellow, which is what they load as.
+    """
+    recorded = config.get("vocabulary")
+    return HPA if recorded is None else Vocabulary.from_json(recorded)
+
+
 def load_checkpoint(path, device=None) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a classifier from its checkpoint alone: its config carries arch, statistics and number of classes."""
+    """Rebuild a classifier from its checkpoint alone: its config carries arch, statistics and vocabulary."""
     device = device or pick_device()
     ckpt = read_checkpoint(path, device)
     try:
         config = ckpt["config"]
-        model = build_from_config(config["model"], config["stats"], num_classes=config["num_classes"],
-                                  pretrained=False)
+        model = build_from_config(config["model"], config["stats"], checkpoint_vocabulary(config), pretrained=False)
     except KeyError as missing:
         raise ValueError(f"{Path(path)}: its config has no {missing} key; it was not written by this "
                          f"pipeline's train rule (or by a much older one): retrain the model") from None

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
+from hpa.classes import Vocabulary
 from hpa.data.cache import open_cache
 from hpa.files import setup_logging
 from hpa.runtime import distributed
@@ -34,7 +35,8 @@ class FoldJob:
 
     ``train(job, ranks)`` trains it on one rank and returns what the rule writes; it must be a
     module-level function (pickled by name). ``cfg`` is the training config; its ``processes``
-    says how many ranks. ``n_classes``: the vocabulary's (the label matrices' width).
+    says how many ranks. ``vocabulary``: the vocabulary file (``results/data/vocabulary.json``),
+    the dataset's classes and channels.
     """
 
     train: Callable[[FoldJob, Ranks], Any]
@@ -46,7 +48,7 @@ class FoldJob:
     folds_csv: str
     manifest_csv: str
     checkpoint: str
-    n_classes: int
+    vocabulary: str
     threads: int = 1
     log_files: list[str] = field(default_factory=log_files)
 
@@ -99,6 +101,11 @@ def read_fold(job: FoldJob, ranks: Ranks):
     (cache, (train rows, labels), (validation rows, labels, Ids))."""
     torch.set_num_threads(max(1, job.threads // ranks.world))
     cache, index = open_cache(job.cache_npy, job.cache_index)
+    vocabulary = Vocabulary.read(job.vocabulary)
+    channels = vocabulary.channels
+    if cache.shape[1] != len(channels):
+        raise ValueError(f"{job.cache_npy} holds {cache.shape[1]} channels, {job.vocabulary} names "
+                         f"{len(channels)} ({list(channels)}): rerun cache_images for this vocabulary")
     labels = read_manifest(job.manifest_csv, split="train")
     folds = pd.read_csv(job.folds_csv, dtype={"Id": str})
-    return (cache, *fold_rows(index, folds, labels, job.fold, job.n_classes))
+    return (cache, *fold_rows(index, folds, labels, job.fold, vocabulary.n_classes))

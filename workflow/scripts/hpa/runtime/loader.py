@@ -32,7 +32,7 @@ def memmap_source(array: np.ndarray) -> dict | None:
 
 
 class CachedImages(Dataset):
-    """Rows of the uint8 cache (n, 4, size, size), with their label vectors; opened lazily per process."""
+    """Rows of the uint8 cache (n, C, size, size), with their label vectors; opened lazily per process."""
 
     def __init__(self, cache: np.ndarray, rows, targets: np.ndarray | None = None):
         self.rows = np.asarray(rows)

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from hpa.classes import Vocabulary
 from hpa.crops import center
 from hpa.labels import sampling
 from hpa.loop.fit import Plan, epoch_seed, fit
@@ -67,11 +68,10 @@ class ClassifierTask:
 
 
 def classifier_trainer(cfg: TrainConfig, stats: dict, y_train: np.ndarray, steps_per_epoch: int,
-                       ranks: Ranks | None = None, crop: int | None = None) -> Trainer:
-    """A ``Trainer`` of the network ``cfg`` describes, one output per column of ``y_train``, with its
-    classification task."""
+                       ranks: Ranks | None = None, crop: int | None = None, *, vocabulary: Vocabulary) -> Trainer:
+    """A ``Trainer`` of the network ``cfg`` describes for the dataset's ``vocabulary``, with its classification task."""
     ranks = ranks or distributed.single(pick_device())
-    model = build_from_config(dataclasses.asdict(cfg), stats, num_classes=y_train.shape[1])
+    model = build_from_config(dataclasses.asdict(cfg), stats, vocabulary)
     return Trainer(cfg, model, ClassifierTask(cfg, y_train, ranks.device), steps_per_epoch, ranks, crop=crop)
 
 
@@ -115,6 +115,7 @@ def fit_fold(
     y_val: np.ndarray,
     stats: dict,
     *,
+    vocabulary: Vocabulary,
     checkpoint_path,
     workers: int = 0,
     class_weights=None,
@@ -125,7 +126,13 @@ def fit_fold(
     """Train a classifier, keep the last epoch (or the best by validation macro F1); return (history, OOF probs).
 
     With ``crop``, training sees random ``crop`` px windows of the cache images (``hpa.crops``).
+    ``vocabulary``: the dataset's classes and channels, which the model is built for and the
+    checkpoint records.
     """
+    if y_train.shape[1] != vocabulary.n_classes or cache.shape[1] != vocabulary.n_channels:
+        raise ValueError(f"labels of {y_train.shape[1]} classes and images of {cache.shape[1]} channels, for a "
+                         f"vocabulary of {vocabulary.n_classes} classes and channels {list(vocabulary.channels)}: "
+                         "rerun ingest and cache_images after changing labels: or channels:")
     ranks = ranks or distributed.single(pick_device())
     distributed.check_batch_size(cfg.batch_size, ranks)
     seed_everything(cfg.seed)
@@ -137,15 +144,14 @@ def fit_fold(
         weights = sampling.image_weights(train_set.targets.numpy(), class_weights)
     loader = training_loader(train_set, cfg.batch_size, ranks, weights=weights, workers=workers,
                              seed_of=lambda epoch: epoch_seed(cfg, epoch))
-    trainer = classifier_trainer(cfg, stats, y_train, len(loader), ranks, crop)
+    trainer = classifier_trainer(cfg, stats, y_train, len(loader), ranks, crop, vocabulary=vocabulary)
     mine = distributed.shard(len(val_rows), ranks)
     val_set = CachedImages(cache, np.asarray(val_rows)[mine], np.asarray(y_val)[mine])
     val_loader = make_loader(val_set, max(1, cfg.batch_size * 2 // ranks.world), workers=workers)
     plan = Plan(
         checkpoint=Path(checkpoint_path),
         identity=run_identity(cfg.learning_keys(), train_rows),
-        # num_classes: what load_checkpoint builds the network with (the vocabulary's classes).
-        config={"model": dataclasses.asdict(cfg), "stats": stats, "num_classes": int(y_train.shape[1]), **(extra or {})},
+        config={"model": dataclasses.asdict(cfg), "stats": stats, "vocabulary": vocabulary.to_json(), **(extra or {})},
         validate=lambda trainer: evaluate(trainer, val_loader),
         validate_every=cfg.validate_every, keep=cfg.keep, patience=cfg.patience,
     )

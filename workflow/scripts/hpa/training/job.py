@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hpa.classes import Vocabulary
 from hpa.files import read_json, write_csv
 from hpa.runtime.distributed import Ranks
 from hpa.runtime.job import FoldJob, read_fold, run_fold_job
@@ -34,12 +35,12 @@ def read_class_weights(path) -> np.ndarray:
 
 
 def run_job(
-    *, cache_npy, cache_index, stats_json, folds_csv, manifest_csv, model_name: str,
-    model_cfg: dict, fold: int, checkpoint, history_csv, oof_csv, n_classes: int, threads: int = 1,
+    *, cache_npy, cache_index, stats_json, folds_csv, manifest_csv, vocabulary_json, model_name: str,
+    model_cfg: dict, fold: int, checkpoint, history_csv, oof_csv, threads: int = 1,
     sampling_weights=None, image_size: int | None = None,
 ) -> None:
-    """The ``train`` rule: one model on one fold, from the cache to a checkpoint; ``n_classes`` outputs
-    (the vocabulary's classes).
+    """The ``train`` rule: one model on one fold, from the cache to a checkpoint; the model has one
+    input per channel and one output per class of ``vocabulary_json``.
 
     With ``processes: N`` in the model's config, N ranks train it together
     (torchrun's launcher; one per GPU) and this process writes their result.
@@ -47,7 +48,8 @@ def run_job(
     job = ClassifierJob(
         train=train_fold_job, cfg=TrainConfig.from_dict(model_cfg), fold=fold, cache_npy=cache_npy,
         cache_index=cache_index, stats_json=stats_json, folds_csv=folds_csv, manifest_csv=manifest_csv,
-        checkpoint=checkpoint, n_classes=n_classes, threads=threads, model_name=model_name, sampling_weights=sampling_weights,
+        checkpoint=checkpoint, vocabulary=vocabulary_json, threads=threads, model_name=model_name,
+        sampling_weights=sampling_weights,
         image_size=image_size,
     )
     history, oof, val_ids = run_fold_job(job)
@@ -66,6 +68,7 @@ def train_fold_job(job: ClassifierJob, ranks: Ranks):
              len(train_rows), len(val_rows), ranks.device, ranks.world, "es" if ranks.distributed else "")
     history, oof = fit_fold(
         job.cfg, cache, train_rows, y_train, val_rows, y_val, read_json(job.stats_json),
+        vocabulary=Vocabulary.read(job.vocabulary),
         checkpoint_path=job.checkpoint,
         workers=loader_workers(job.threads // ranks.world),
         class_weights=read_class_weights(job.sampling_weights) if job.sampling_weights else None,
