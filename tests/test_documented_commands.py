@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO
+from hpa.demo.screen import make_screen
 
 DOCUMENTS = ["README.md", "config/README.md"]
 SEPARATORS = {"&&", "||", ";", "|", "&"}
@@ -84,8 +85,8 @@ EXCEPTIONS = {
 
 def fake_inputs(root: Path, command: list[str]):
     """Empty stand-ins for what a command's dry run looks for but the repository cannot ship:
-    the competition's files (config/hpa*.yaml), the atlas list, a --config new_images folder, and
-    a config file of the reader's own (path/to/...)."""
+    the competition's files (config/hpa*.yaml), the atlas list, a --config new_images folder,
+    the worked example's sample sheet, and a config file of the reader's own (path/to/...)."""
     kaggle = root / "resources/kaggle"
     for folder in ("train", "test", "train_full_size", "test_full_size"):
         (kaggle / folder).mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,9 @@ def fake_inputs(root: Path, command: list[str]):
     for given in (b for a, b in zip(command, command[1:]) if a == "--configfile" and b.startswith("path/to/")):
         (root / given).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / "config/config.yaml", root / given)
+    # The README's worked example of a lab's screen: its sheet, as `python -m hpa.demo.screen` writes it.
+    if "config/screen.yaml" in command:
+        make_screen(root / "resources/screen", n_train=12, n_test=4, shape=(24, 32), min_per_class=1)
     new_images = [arg.split("=", 1)[1] for arg in command if arg.startswith("new_images=")]
     for folder in new_images or [DEMO.get("new_images", "resources/new_images")]:
         (root / folder).mkdir(parents=True, exist_ok=True)
