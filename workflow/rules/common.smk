@@ -121,7 +121,7 @@ def source_files():
 
 
 def bit_depth_images():
-    """What the bit_depth rule measures: the sample sheet (its training rows' files) or the training images' folder."""
+    """The images bit_depth measures (the sample sheet's training rows, or the training images' folder)."""
     files = source_files()
     return {"samples": files["samples"]} if "samples" in files else {"images": files["train_images"]}
 
