@@ -22,6 +22,12 @@ def dihedral(x: torch.Tensor, t: int) -> torch.Tensor:
     return torch.flip(x, dims=(-1,)) if t >= 4 else x
 
 
+def dihedral_inverse(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Undo ``dihedral(., t)``: a map computed on view ``t`` brought back to the original's frame."""
+    x = torch.flip(x, dims=(-1,)) if t >= 4 else x
+    return torch.rot90(x, -(t % 4), dims=(-2, -1))
+
+
 def random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each image of the batch gets its own random dihedral transform (square images)."""
     choice = torch.randint(0, 8, (x.shape[0],), generator=generator)
