@@ -72,7 +72,7 @@ def test_training_memory_and_time_follow_the_cache_and_the_attempt(tmp_path):
     """The demo's cache asks for a small node's share, the real recipe's for a large node, a retry for more."""
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
     inputs = ["results/cache/train.npy", "results/cache/train.csv", "results/cache/stats.json",
-              "results/splits/folds.csv", "results/data/manifest.csv"]
+              "results/splits/folds.csv", "results/data/manifest.csv", "results/data/vocabulary.json"]
     for path in inputs:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(b"")
