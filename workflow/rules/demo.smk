@@ -9,6 +9,11 @@ rule make_demo:
         test_labels=f"{config['demo']['dir']}/test_labels.csv",
         train_images=directory(f"{config['demo']['dir']}/train"),
         test_images=directory(f"{config['demo']['dir']}/test"),
+        # What the generator drew in each test field, kept aside like test_labels.csv: the
+        # cells, each cell's labels, and where each label's pattern is (hpa.demo.truth).
+        test_cells=f"{config['demo']['dir']}/test_cells.csv",
+        test_cell_masks=directory(f"{config['demo']['dir']}/test_cells"),
+        test_regions=directory(f"{config['demo']['dir']}/test_regions"),
     log:
         "logs/make_demo.log",
     benchmark:

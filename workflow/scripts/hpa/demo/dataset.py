@@ -20,6 +20,7 @@ from PIL import Image
 from hpa.classes import CHANNELS, NUM_CLASSES
 from hpa.data.images import channel_path
 from hpa.demo.render import render_field
+from hpa.demo.truth import write_cells_table, write_truth
 from hpa.files import atomic_path, write_csv
 from hpa.parallel import run_tasks
 from hpa.tables import format_target
@@ -55,18 +56,24 @@ def demo_id(rng: np.random.Generator) -> str:
     return f"{hexs[:8]}-{hexs[8:12]}-11e8-{hexs[12:16]}-ac1f6b6435d0"
 
 
-def _write_image(task) -> None:
-    image_dir, image_id, labels, size, seed = task
-    planes = render_field(frozenset(labels), size, np.random.default_rng(seed))
+def _write_image(task) -> list[dict]:
+    """Write one field's PNGs; for a test field (``truth_dir`` set) also its cells' truth, whose
+    rows of test_cells.csv it returns. The truth comes from the same scene: the image is the same."""
+    image_dir, image_id, labels, size, seed, truth_dir = task
+    rng = np.random.default_rng(seed)
+    planes, truth = render_field(frozenset(labels), size, rng, truth=True) if truth_dir else (
+        render_field(frozenset(labels), size, rng), None)
     for color, plane in zip(CHANNELS, planes):
         with atomic_path(channel_path(image_dir, image_id, color)) as tmp:
             Image.fromarray(plane).save(tmp, format="PNG", compress_level=1)
+    return write_truth(truth_dir, image_id, truth) if truth_dir else []
 
 
 def make_demo(
     out_dir, n_train: int, n_test: int, size: int, seed: int, min_per_class: int = 0, workers: int = 1
 ) -> None:
-    """Write ``train.csv``, ``sample_submission.csv``, ``test_labels.csv`` and the PNGs."""
+    """Write ``train.csv``, ``sample_submission.csv``, ``test_labels.csv``, the PNGs, and each test
+    field's cells (``test_cells/``, ``test_regions/``, ``test_cells.csv``: hpa.demo.truth)."""
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
     tables, tasks = {}, []
@@ -75,10 +82,14 @@ def make_demo(
         ids = [demo_id(rng) for _ in range(n)]
         image_seeds = rng.integers(0, 2**63 - 1, size=n)
         tables[split] = pd.DataFrame({"Id": ids, "Target": [format_target(s) for s in labels]})
-        tasks += [(out_dir / split, i, s, size, int(z)) for i, s, z in zip(ids, labels, image_seeds)]
+        truth_dir = out_dir if split == "test" else None  # kept aside, for scoring only
+        tasks += [(out_dir / split, i, s, size, int(z), truth_dir) for i, s, z in zip(ids, labels, image_seeds)]
     for split in tables:
         (out_dir / split).mkdir(parents=True, exist_ok=True)
-    run_tasks(_write_image, tasks, workers, chunksize=8)
+    for folder in ("test_cells", "test_regions"):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    cells = run_tasks(_write_image, tasks, workers, chunksize=8)
+    write_cells_table([row for rows in cells for row in rows], out_dir / "test_cells.csv")
     test = tables["test"]
     write_csv(test, out_dir / "test_labels.csv")
     write_csv(test[["Id"]].assign(Predicted="0"), out_dir / "sample_submission.csv")
