@@ -46,7 +46,7 @@ def load_members(checkpoints: dict[str, list[str]], device) -> tuple[dict, Vocab
     return models, vocabulary
 
 
-def fold_probabilities(folder, ids, models: dict, channels, *, tta: str, aggregate: str, batch_size: int,
+def fold_probabilities(folder, ids, models: dict, vocabulary: Vocabulary, *, tta: str, aggregate: str, batch_size: int,
                        depth, crops: str, batch: int, workers: int, fit: str):
     """Every checkpoint's probabilities on the decodable ``ids``, reading ``batch`` images at a time.
 
@@ -56,7 +56,7 @@ def fold_probabilities(folder, ids, models: dict, channels, *, tta: str, aggrega
     sizes = {ckpt["config"]["image_size"] for loaded in models.values() for _, ckpt in loaded}
     done, failed = [], []
     parts = {name: [[] for _ in loaded] for name, loaded in models.items()}
-    for good, arrays, bad in batches(folder, ids, channels, sizes, depth, batch, workers, fit):
+    for good, arrays, bad in batches(folder, ids, vocabulary.channels, sizes, depth, batch, workers, fit):
         done += good
         failed += bad
         for name, loaded in models.items():
@@ -65,11 +65,10 @@ def fold_probabilities(folder, ids, models: dict, channels, *, tta: str, aggrega
                 loader = make_loader(CachedImages(arrays[size], np.arange(len(good))), batch_size)
                 out.append(predict_probs(model, loader, device, tta=tta, aggregate=aggregate,
                                          amp=autocast_dtype(device, ckpt["config"]["model"].get("amp")),
-                                         n_classes=checkpoint_vocabulary(ckpt["config"]).n_classes,
+                                         n_classes=vocabulary.n_classes,
                                          crop=ckpt["config"].get("crop"), grid=crops))
         log.info("%d of %d images predicted", len(done) + len(failed), len(ids))
-    stacked = {name: [np.concatenate(p) if p else np.zeros((0, checkpoint_vocabulary(ckpt["config"]).n_classes))
-                      for p, (_, ckpt) in zip(per_fold, models[name])]
+    stacked = {name: [np.concatenate(p) if p else np.zeros((0, vocabulary.n_classes)) for p in per_fold]
                for name, per_fold in parts.items()}
     return done, stacked, failed
 
@@ -99,7 +98,7 @@ def blended_probabilities(folder, checkpoints: dict[str, list[str]], combination
         per_fold = {name: [np.zeros((0, vocabulary.n_classes))] * len(loaded) for name, loaded in models.items()}
         done, failed = [], []
     else:
-        done, per_fold, failed = fold_probabilities(folder, ids, models, vocabulary.channels, tta=tta,
+        done, per_fold, failed = fold_probabilities(folder, ids, models, vocabulary, tta=tta,
                                                     aggregate=aggregate, batch_size=batch_size, depth=depth,
                                                     crops=crops, batch=batch, workers=workers, fit=fit)
     for image_id, reason in broken + failed:
