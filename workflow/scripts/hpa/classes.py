@@ -83,6 +83,12 @@ _BAD_NAME = re.compile(r"[\n\r\t;|]|^\s|\s$")
 _BAD_ID = re.compile(r"[/\\\x00-\x1f]|^\.|^$")
 
 
+def join_names(classes, names) -> str:
+    """The ``names`` of class indices, "; "-separated: every table that spells classes out does it
+    this way (a vocabulary's names never hold ";", so the list splits back)."""
+    return "; ".join(names[int(k)] for k in classes)
+
+
 def id_problem(image_id: str) -> str:
     """Why an Id cannot name files ("" when it can): no path separator, control character or leading dot."""
     if _BAD_ID.search(str(image_id)):
@@ -177,8 +183,8 @@ class Vocabulary:
         return sorted(labels)
 
     def names_of(self, classes) -> str:
-        """The names of class indices, "; "-separated (names never hold ";")."""
-        return "; ".join(self.classes[int(k)] for k in classes)
+        """The names of class indices, "; "-separated (``join_names``)."""
+        return join_names(classes, self.classes)
 
     def to_json(self) -> dict:
         return {"classes": list(self.classes), "channels": list(self.channels), "rgb": dict(self.rgb),

@@ -22,6 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 from sklearn.cluster import SpectralClustering
 
+from hpa.classes import join_names
 from hpa.files import atomic_path
 from hpa.labels.sampling import class_weights
 from hpa.tables import InputError, format_target, labels_to_matrix, read_canonical_labels
@@ -53,11 +54,6 @@ def read_label_sources(paths: dict[str, str], n_classes: int) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def class_names(classes, names) -> str:
-    """The ``names`` of class numbers, "; "-separated (a vocabulary's names never hold ";")."""
-    return "; ".join(names[k] for k in classes)
-
-
 def label_matrix(labels: pd.DataFrame, n_classes: int) -> np.ndarray:
     """One-hot (images, ``n_classes``) bool matrix of a labels table."""
     return labels_to_matrix(labels["Target"], n_classes).astype(bool)
@@ -86,7 +82,7 @@ def itemsets_table(freq: pd.DataFrame, n: int, names) -> pd.DataFrame:
         "support": support.round(6),
         "count": np.rint(support * n).astype(int),
         "length": [len(s) for s in items],
-        "names": [class_names(s, names) for s in items],
+        "names": [join_names(s, names) for s in items],
     }, columns=ITEMSET_COLUMNS)
     order = sorted(range(len(items)), key=lambda i: (len(items[i]), -table["count"][i], items[i]))
     return table.iloc[order].reset_index(drop=True)
@@ -106,8 +102,8 @@ def rules_table(freq: pd.DataFrame, n: int, min_confidence: float, names) -> pd.
         "confidence": rules["confidence"].to_numpy(dtype=float).round(6),
         "lift": rules["lift"].to_numpy(dtype=float).round(6),
         "count": np.rint(rules["support"].to_numpy(dtype=float) * n).astype(int),
-        "antecedent_names": [class_names(s, names) for s in a],
-        "consequent_names": [class_names(s, names) for s in c],
+        "antecedent_names": [join_names(s, names) for s in a],
+        "consequent_names": [join_names(s, names) for s in c],
     })
     # Sorted on the rounded values, so that float noise cannot reorder equal lifts (A -> C, C -> A).
     order = sorted(range(len(a)), key=lambda i: (-table["lift"][i], -table["confidence"][i], a[i], c[i]))

@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from hpa.classes import join_names
 from hpa.tables import labels_to_matrix, matrix_to_labels, prob_columns, prob_columns_of
 
 
 def _names(matrix, classes) -> list[str]:
-    """Per row, the names of its classes, "; "-separated (names never hold ";")."""
-    return ["; ".join(classes[k] for k in np.flatnonzero(row)) for row in np.asarray(matrix, dtype=bool)]
+    """Per row, the names of its classes (``join_names``)."""
+    return [join_names(np.flatnonzero(row), classes) for row in np.asarray(matrix, dtype=bool)]
 
 
 def prediction_table(ids, pred, probs, classes, truth=None, **leading) -> pd.DataFrame:
