@@ -26,7 +26,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from hpa.classes import HPA, Vocabulary
-from hpa.data.images import COLOUR_MODES, GREY_MODES, channel_problem, find_channel, list_channels
+from hpa.data.images import COLOUR_MODES, GREY_MODES, channel_files, channel_problem, list_channels
 from hpa.data.rejections import summary
 from hpa.data.samples import REFUSED_COLUMNS, sheet_rows
 from hpa.files import write_csv
@@ -57,12 +57,10 @@ def manifest_files(row, channels: tuple[str, ...]) -> dict[str, Path]:
     without them (kept.csv, an older manifest) is in the Kaggle layout, found as
     ``{image_dir}/{Id}_{channel}.{ext}`` by the precedence of ``hpa.data.images.EXTENSIONS``.
     """
-    files = {}
-    for channel in channels:
-        path = row.get(FILE_PREFIX + channel, "")
-        files[channel] = Path(path) if isinstance(path, str) and path else find_channel(
-            row["image_dir"], row["Id"], channel)
-    return files
+    listed = {channel: row.get(FILE_PREFIX + channel, "") for channel in channels}
+    if all(isinstance(path, str) and path for path in listed.values()):
+        return {channel: Path(path) for channel, path in listed.items()}
+    return channel_files(row["image_dir"], row["Id"], channels)
 
 
 def check_image(image_id: str, files: dict[str, list], channels: tuple[str, ...]) -> tuple[int, int, str, str]:
