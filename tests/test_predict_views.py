@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from hpa.inference.predict import combine_job, views_of
+from hpa.inference.combine import combine_job
+from hpa.inference.predict import views_of
 from hpa.inference.tta import predict_probs, predict_views
 from hpa.tables import prob_columns
 

@@ -1,7 +1,7 @@
 """Rule combine_views: one fold's OOF and test probability tables for one TTA setting, from its views."""
 
 from hpa.files import setup_logging
-from hpa.inference.predict import combine_job
+from hpa.inference.combine import combine_job
 
 setup_logging(snakemake.log[0])
 combine_job(

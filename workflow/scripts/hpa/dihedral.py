@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import torch
 
-# Transform t: rotate by t % 4 quarter turns, then mirror left-right when t >= 4.
-TTA_TRANSFORMS = {
-    "none": (0,),
-    "flips": (0, 4, 6, 2),  # identity, left-right, up-down, both (= half turn)
-    "dihedral": tuple(range(8)),
-}
+from hpa.views import TTA_TRANSFORMS, transforms_for  # noqa: F401 (re-exported)
 
 
 def dihedral(x: torch.Tensor, t: int) -> torch.Tensor:
@@ -36,10 +31,3 @@ def random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
         idx = (choice == t).nonzero(as_tuple=True)[0].to(x.device)
         out[idx] = dihedral(x[idx], t)
     return out
-
-
-def transforms_for(name: str) -> tuple[int, ...]:
-    try:
-        return TTA_TRANSFORMS[name]
-    except KeyError:
-        raise ValueError(f"unknown tta {name!r}; choose one of {sorted(TTA_TRANSFORMS)}") from None
