@@ -262,3 +262,20 @@ def test_the_peak_of_a_coarse_map_is_its_best_cells_centre():
     grid[1, 1] = 1  # bilinear upsampling is flat over the whole bottom-right quarter beyond the centre
     assert peak_point(grid, (128, 128)) == (96, 96)
     assert peak_point(np.eye(3)[::-1], (30, 60)) == (5, 50)  # ties: the first highest cell
+
+
+def test_one_pass_of_resamples_gives_every_interval_and_paired_difference():
+    from hpa.cells.evaluation import compare_cell_maps
+
+    rng = np.random.default_rng(4)
+    mask = squares((0, 0, 10, 10), (0, 20, 10, 10), (20, 0, 10, 10))
+    labels = {1: (0,), 2: (1,), 3: (0, 1)}
+    scorings = {name: [judge_cells(mask, labels, mask, np.array([1, 2, 3]), rng.random((3, 2))) for _ in range(12)]
+                for name in ("a", "b", "c")}
+    scores, differences = compare_cell_maps(scorings, [("a", "b"), ("c", "b")], n_boot=200)
+    for name, images in scorings.items():
+        alone = cell_map_with_interval(images, n_boot=200)
+        assert np.array_equal(scores[name].pop("ap"), alone.pop("ap"), equal_nan=True)
+        assert np.array_equal(scores[name].pop("n_true"), alone.pop("n_true")) and scores[name] == alone
+    assert differences["a", "b"] == paired_cell_map_difference(scorings["a"], scorings["b"], n_boot=200)
+    assert differences["c", "b"] == paired_cell_map_difference(scorings["c"], scorings["b"], n_boot=200)

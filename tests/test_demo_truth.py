@@ -8,7 +8,9 @@ import pytest
 
 from hpa.demo.dataset import sample_label_sets
 from hpa.demo.render import render_field
-from hpa.demo.truth import read_cell_mask, read_regions, write_cells_table, write_truth
+from hpa.cells.masks import load_masks
+from hpa.cells.truth import read_regions
+from hpa.demo.truth import write_cells_table, write_truth
 
 # Digests of render_field's images before the truth existed (commit bd21c55): asking for the
 # truth, or not, must not move a single rng draw.
@@ -68,7 +70,7 @@ def test_truth_files_read_back(tmp_path):
     rows = []
     for k, (labels, (_, truth)) in enumerate(fields(n=3)):
         rows += write_truth(tmp_path, f"im{k}", truth)
-        assert np.array_equal(read_cell_mask(tmp_path / "test_cells" / f"im{k}.png"), truth.cells)
+        assert np.array_equal(load_masks(tmp_path / "test_cells", f"im{k}"), truth.cells)
         regions = read_regions(tmp_path / "test_regions" / f"im{k}.npz")
         assert regions.keys() == truth.regions.keys()
         assert all(np.array_equal(regions[c], truth.regions[c]) for c in regions)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hpa.cells.frames import SQUARE, peak_in_image
 from hpa.cells.metrics import iou_matrix, _assign
 from hpa.metrics import LEVEL, N_BOOT, _bounds, _resample_counts
 
@@ -64,19 +65,20 @@ def _label_matrix(labels, ids: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def judge_cells(true_mask, true_labels, pred_mask, pred_ids, scores, *, threshold: float = IOU,
-                verified_only: bool = True) -> Detections:
+                verified_only: bool = True, overlaps=None) -> Detections:
     """One image's predictions judged against its true cells.
 
     ``true_labels``: the classes of each true cell, a mapping cell id -> classes or a sequence
     whose item k belongs to cell k + 1 (as ``hpa.demo.truth.FieldTruth.labels``);
-    ``pred_ids`` (n,) and ``scores`` (n, n_classes): the predicted cells of ``pred_mask``.
+    ``pred_ids`` (n,) and ``scores`` (n, n_classes): the predicted cells of ``pred_mask``;
+    ``overlaps``: ``iou_matrix(true_mask, pred_mask)`` where the caller has it (several scorings of one mask).
     """
     scores = np.asarray(scores, float)
     pred_ids = np.asarray(pred_ids)
     if scores.ndim != 2 or len(scores) != len(pred_ids):
         raise ValueError(f"scores must be (cells={len(pred_ids)}, n_classes), got shape {scores.shape}")
     n_classes = scores.shape[1]
-    iou, t_ids, p_ids = iou_matrix(true_mask, pred_mask)
+    iou, t_ids, p_ids = overlaps if overlaps is not None else iou_matrix(true_mask, pred_mask)
     truth = _label_matrix(true_labels, t_ids, n_classes)
     rows, cols = _assign(iou, threshold)
     col = np.searchsorted(p_ids, pred_ids).clip(0, max(len(p_ids) - 1, 0))
@@ -176,6 +178,25 @@ def paired_cell_map_difference(images_a, images_b, *, n_boot: int = N_BOOT, seed
             "p_not_better": float(np.mean(a - b <= 0))}
 
 
+def compare_cell_maps(scorings: Mapping[str, Sequence[Detections]], pairs, *, n_boot: int = N_BOOT, seed: int = 0,
+                      level: float = LEVEL) -> tuple[dict, dict]:
+    """Every scoring's ``cell_map_with_interval`` and each (a, b) of ``pairs``' ``paired_cell_map_difference``
+    (the same figures, from one pass of resamples shared by all): ({name: score}, {(a, b): difference})."""
+    names = list(scorings)
+    boot = bootstrap_cell_map(*(scorings[n] for n in names), n_boot=n_boot, seed=seed)
+    scores = {}
+    for row, name in enumerate(names):
+        low, high = _bounds(boot[row], level)
+        scores[name] = cell_map(scorings[name]) | {"low": low, "high": high}
+    differences = {}
+    for a, b in pairs:
+        gap = boot[names.index(a)] - boot[names.index(b)]
+        low, high = _bounds(gap, level)
+        differences[a, b] = {"difference": scores[a]["map"] - scores[b]["map"], "low": low, "high": high,
+                             "p_not_better": float(np.mean(gap <= 0))}
+    return scores, differences
+
+
 # The pointing game.
 def peak_point(grid: np.ndarray, shape: tuple[int, int]) -> tuple[int, int]:
     """The pixel (row, column) of an image of ``shape`` under the centre of the map's highest grid
@@ -188,9 +209,10 @@ def peak_point(grid: np.ndarray, shape: tuple[int, int]) -> tuple[int, int]:
 
 
 def point_hits(maps: Mapping[int, np.ndarray], regions: Mapping[int, np.ndarray], foreground: np.ndarray,
-               classes) -> list[tuple[int, bool, float]]:
+               classes, fit: str = SQUARE) -> list[tuple[int, bool, float]]:
     """(class, hit, chance) for each class of ``classes`` (the image's true ones) that has a map
-    and a non-empty region; ``regions`` and ``foreground`` (the cell area) are bool (H, W)."""
+    and a non-empty region; ``regions`` and ``foreground`` (the cell area) are bool (H, W); the maps
+    cover the square the model saw (``fit``, ``hpa.cells.frames``): a peak off the image misses."""
     foreground = np.asarray(foreground, bool)
     area = foreground.sum()
     out = []
@@ -200,8 +222,8 @@ def point_hits(maps: Mapping[int, np.ndarray], regions: Mapping[int, np.ndarray]
             continue
         if region.shape != foreground.shape:
             raise ValueError(f"class {c}: region {region.shape} and cell area {foreground.shape} differ in shape")
-        peak = peak_point(maps[c], region.shape)
-        out.append((c, bool(region[peak]), float((region & foreground).sum() / area)))
+        peak = peak_point(maps[c], region.shape) if fit == SQUARE else peak_in_image(maps[c], region.shape, fit)
+        out.append((c, peak is not None and bool(region[peak]), float((region & foreground).sum() / area)))
     return out
 
 

@@ -13,7 +13,10 @@ Methods (``cell_scores(..., method=)``):
   every cell, or that has no map, keeps the image's probability in every cell (r = 1);
 - ``blend``: probability x (w + (1 - w) r), w = ``weight`` (0.5): half the image's say, half
   the map's, so that a cell the map misses keeps some of its image's score (maps of weak
-  classes are often wrong where the image label is right).
+  classes are often wrong where the image label is right);
+- ``masked``: probability x ``a / max a``, where ``a`` is what the model says of each cell
+  alone in its field (every other pixel set to zero: ``hpa.inference.cells``), the best cell
+  again taking the image's probability. A cell that was not shown alone keeps its image's.
 
 Maps at a coarser grid than the mask (a CNN's feature grid) are upsampled bilinearly to the
 mask (half-pixel centres, as torch's ``interpolate(..., align_corners=False)``), rather than
@@ -31,7 +34,9 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-METHODS = ("image", "map", "blend")
+from hpa.cells.frames import SQUARE, bilinear_matrix, model_frame, upsample
+
+METHODS = ("image", "map", "blend", "masked")
 BLEND_WEIGHT = 0.5
 
 
@@ -57,25 +62,6 @@ def cells_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     boxes = np.array([(s[1].start, s[0].start, s[1].stop, s[0].stop) for s in (slices[i - 1] for i in ids)],
                      dtype=np.int64).reshape(-1, 4)
     return ids, boxes, counts[ids]
-
-
-def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """(n_out, n_in) weights of 1-D linear interpolation with half-pixel centres (edges clamped)."""
-    src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-    i0 = np.floor(src).astype(int)
-    t = src - i0
-    out = np.zeros((n_out, n_in))
-    np.add.at(out, (np.arange(n_out), i0), 1 - t)
-    np.add.at(out, (np.arange(n_out), np.minimum(i0 + 1, n_in - 1)), t)
-    return out
-
-
-def upsample(grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A 2-D map brought to ``shape`` (height, width) by bilinear interpolation."""
-    grid = np.asarray(grid, float)
-    if grid.shape == tuple(shape):
-        return grid
-    return bilinear_matrix(shape[0], grid.shape[0]) @ grid @ bilinear_matrix(shape[1], grid.shape[1]).T
 
 
 def _dense(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -150,9 +136,46 @@ def map_ratios(mask: np.ndarray, ids: np.ndarray, maps, n_classes: int) -> np.nd
     return ratios
 
 
-def cell_scores(probs, mask, maps=None, method: str = "image", weight: float = BLEND_WEIGHT) -> CellScores:
+def alone_ratios(alone: np.ndarray) -> np.ndarray:
+    """(n cells, n_classes): each cell's probability alone over the image's best cell's (1 where a cell
+    was not shown alone, NaN, or where no cell scores above zero)."""
+    alone = np.asarray(alone, float)
+    ratios = np.ones_like(alone)
+    if alone.size == 0 or np.isnan(alone).all():
+        return ratios
+    peak = np.nanmax(alone, axis=0, keepdims=True)
+    np.divide(alone, peak, out=ratios, where=(peak > 0) & ~np.isnan(alone))
+    return ratios
+
+
+def alone_lookup(ids, cells, probs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Image Id -> (its cell ids, their probabilities alone)."""
+    order = np.argsort(ids, kind="stable")
+    ids, cells, probs = ids[order], cells[order], probs[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
+    ends = np.r_[starts[1:], len(ids)]
+    return {ids[a]: (cells[a:b], probs[a:b]) for a, b in zip(starts, ends)}
+
+
+def aligned(lookup: dict, image_id: str, cell_ids: np.ndarray, n_classes: int) -> np.ndarray:
+    """The probabilities alone of ``cell_ids`` (NaN for a cell that was not shown alone)."""
+    out = np.full((len(cell_ids), n_classes), np.nan)
+    if image_id in lookup:
+        cells, probs = lookup[image_id]
+        where = {int(c): k for k, c in enumerate(cells)}
+        for row, cell in enumerate(cell_ids):
+            if int(cell) in where:
+                out[row] = probs[where[int(cell)]]
+    return out
+
+
+def cell_scores(probs, mask, maps=None, method: str = "image", weight: float = BLEND_WEIGHT, *,
+                fit: str = SQUARE, alone=None) -> CellScores:
     """Per-cell scores of one image; ``probs`` (n_classes,), ``mask`` (H, W) int labels,
-    ``maps`` (n_classes, h, w) or {class: (h, w)} at any grid (needed by ``map`` and ``blend``)."""
+    ``maps`` (n_classes, h, w) or {class: (h, w)} at any grid (needed by ``map`` and ``blend``),
+    covering the square the model saw of the field (``fit``: the cache's, ``hpa.cells.frames``).
+    A cell a crop cut away entirely has no map: it keeps its image's probabilities. ``alone`` (n cells,
+    n_classes), in the order of the mask's cell ids, what the model says of each cell alone (``masked``)."""
     if method not in METHODS:
         raise ValueError(f"unknown per-cell method {method!r}; choose from {METHODS}")
     probs = np.asarray(probs, float)
@@ -162,9 +185,17 @@ def cell_scores(probs, mask, maps=None, method: str = "image", weight: float = B
     ids, boxes, areas = cells_of(mask)
     if method == "image":
         return CellScores(ids, boxes, areas, np.tile(probs, (len(ids), 1)))
+    if method == "masked":
+        if alone is None or np.shape(alone) != (len(ids), len(probs)):
+            raise ValueError(f"method 'masked' needs each cell's probabilities alone, ({len(ids)} cells, "
+                             f"{len(probs)} classes); got {None if alone is None else np.shape(alone)}")
+        return CellScores(ids, boxes, areas, probs[None, :] * alone_ratios(alone))
     if maps is None:
         raise ValueError(f"method {method!r} needs class maps; use method='image' without them")
-    ratios = map_ratios(mask, ids, maps, len(probs))
+    frame = model_frame(mask, fit)
+    ratios = map_ratios(frame, ids, maps, len(probs))
+    if frame is not mask:
+        ratios[~np.isin(ids, frame)] = 1.0
     share = ratios if method == "map" else weight + (1 - weight) * ratios
     return CellScores(ids, boxes, areas, probs[None, :] * share)
 

@@ -3,7 +3,7 @@
 ``render_field(..., truth=True)`` returns a ``FieldTruth`` beside the image, made from the
 same scene and green layers without drawing another random number, so the image is the
 same byte for byte. ``write_truth`` keeps a test image's truth aside, as ``test_labels.csv``
-is kept, for scoring only:
+is kept, for scoring only (``hpa.cells.truth`` reads it):
 
 - ``test_cells/{Id}.png``: the cells as a 16-bit label image (0 = background, cells 1..n);
 - ``test_regions/{Id}.npz``: per label, the pixels where its green was drawn (bit-packed);
@@ -80,17 +80,3 @@ def write_cells_table(rows: list[dict], path) -> None:
     """``test_cells.csv``, sorted by Id and cell (workers return rows in any order)."""
     table = pd.DataFrame(rows, columns=["Id", "cell", "Target"]).sort_values(["Id", "cell"], kind="stable")
     write_csv(table, path)
-
-
-def read_cell_mask(path) -> np.ndarray:
-    """A 16-bit label PNG as int32."""
-    with Image.open(path) as im:
-        return np.asarray(im).astype(np.int32)
-
-
-def read_regions(path) -> dict[int, np.ndarray]:
-    """label -> bool mask, from a ``test_regions/{Id}.npz``."""
-    with np.load(path) as z:
-        shape, n = tuple(z["shape"]), int(np.prod(z["shape"]))
-        return {int(k): np.unpackbits(row, count=n).astype(bool).reshape(shape)
-                for k, row in zip(z["labels"], z["bits"])}

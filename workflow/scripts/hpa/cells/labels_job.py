@@ -1,0 +1,121 @@
+"""The ``cell_labels`` rule: an ensemble's class maps, and every test cell's score per class.
+
+The ensemble's map of an image is the mean of its members' (every fold of every model), each
+first divided by its own peak per image and class: a member's map is in its own units (CAM
+logits, Grad-CAM), and per-cell scores only use a map's shape within an image
+(``hpa.cells.scores``), so each member gets an equal say in where, as the blend gives them
+in what. Members with different feature grids are brought to the finest one first.
+
+Per-cell scores follow ``cells.method`` (``hpa.cells.scores``). A cell is labelled with the
+classes whose score reaches the ensemble's threshold for the image (the thresholds the
+submission applied), so a cell of a positive image whose map lies elsewhere drops out.
+What the model says of each cell alone (``hpa.inference.cells``) is averaged over the members
+the same way, unnormalised (probabilities share one scale). Outputs: ``cell_scores.csv`` (Id,
+cell, box, area, p0.., labels by name), the 2021 competition's submission
+(``hpa.cells.encoding``), the ensemble's ``class_maps.npz`` and ``cells_alone.npz``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from hpa.cells.encoding import COLUMNS, submission_row
+from hpa.cells.frames import SQUARE, bilinear_matrix
+from hpa.cells.masks import load_masks
+from hpa.cells.scores import aligned, cell_scores, cells_of, score_table
+from hpa.classes import join_names
+from hpa.files import atomic_path, write_csv
+
+log = logging.getLogger(__name__)
+
+
+def _peak_normalised(maps: np.ndarray) -> np.ndarray:
+    maps = np.clip(maps.astype(np.float32), 0, None)
+    peak = maps.max(axis=(2, 3), keepdims=True)
+    return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
+
+
+def _to_grid(maps: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    if maps.shape[2:] == tuple(grid):
+        return maps
+    rows, cols = bilinear_matrix(grid[0], maps.shape[2]), bilinear_matrix(grid[1], maps.shape[3])
+    return np.einsum("ah,nkhw,bw->nkab", rows, maps, cols, optimize=True).astype(np.float32)
+
+
+def ensemble_maps(paths) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, maps (n, classes, h, w) float16): the members' peak-normalised maps averaged (module docstring)."""
+    members = []
+    for path in paths:
+        with np.load(path) as saved:
+            members.append((saved["ids"].astype(str), saved["maps"]))
+    if not members:
+        raise ValueError("no member maps to combine")
+    ids = members[0][0]
+    grid = max((m.shape[2:] for _, m in members), key=lambda g: g[0] * g[1])
+    total = np.zeros((len(ids), members[0][1].shape[1], *grid), np.float32)
+    for path, (member_ids, maps) in zip(paths, members):
+        if not np.array_equal(member_ids, ids):
+            raise ValueError(f"{path}: maps of other test images than {paths[0]}'s; rerun its predict job")
+        total += _to_grid(_peak_normalised(maps), grid)
+    return ids, (total / len(members)).astype(np.float16)
+
+
+def ensemble_cells(paths) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image ids, cell ids, probs (rows, classes) float32): each cell alone, the mean over the members."""
+    members = []
+    for path in paths:
+        with np.load(path) as saved:
+            members.append((saved["ids"].astype(str), saved["cells"], saved["probs"].astype(np.float32)))
+    if not members:
+        raise ValueError("no member cell probabilities to combine")
+    ids, cells, _ = members[0]
+    for path, (other_ids, other_cells, _) in zip(paths, members):
+        if not (np.array_equal(other_ids, ids) and np.array_equal(other_cells, cells)):
+            raise ValueError(f"{path}: other cells than {paths[0]}'s (the masks changed since); rerun its predict job")
+    return ids, cells, np.mean([p for _, _, p in members], axis=0)
+
+
+def write_cells(ids, cells, probs, path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, ids=np.asarray(ids, str), cells=cells, probs=probs)
+
+
+def write_maps(ids, maps, classes, path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, ids=np.asarray(ids, str), maps=maps, classes=np.asarray(classes, str))
+
+
+def label_cells(*, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids, maps, fits: dict,
+                thresholds: np.ndarray, classes, method: str, weight: float, min_score: float,
+                alone: dict | None = None):
+    """(cell_scores table, 2021 submission): every image of ``images`` (segment_cells' rows), in order."""
+    prob_of = {i: row for i, row in zip(probs["Id"], probs.filter(regex=r"^p\d+$").to_numpy(float))}
+    map_row = {i: k for k, i in enumerate(map_ids)}
+    tables, rows, n_unmapped = [], [], 0
+    for image in images.itertuples(index=False):
+        if image.problem or image.Id not in prob_of:  # no mask, or the image could not be cached
+            rows.append({"ID": image.Id, "ImageWidth": image.width, "ImageHeight": image.height, "PredictionString": ""})
+            continue
+        mask = load_masks(masks_dir, image.Id)
+        grid = maps[map_row[image.Id]] if image.Id in map_row else None
+        how = method if grid is not None or method in ("image", "masked") else "image"
+        n_unmapped += how != method
+        mine = None
+        if method == "masked":
+            mine = aligned(alone or {}, image.Id, cells_of(mask)[0], len(classes))
+        cells = cell_scores(prob_of[image.Id], mask, grid, how, weight, fit=fits.get(image.Id, SQUARE), alone=mine)
+        table = score_table(image.Id, cells)
+        shown = cells.scores >= thresholds[None, :]
+        table["labels"] = [join_names(np.flatnonzero(s), classes) for s in shown]
+        tables.append(table)
+        rows.append(submission_row(image.Id, mask, cells.ids, cells.scores, min_score))
+    if n_unmapped:
+        log.warning("%d images had no class maps: their cells took their image's probabilities", n_unmapped)
+    n_classes = len(classes)
+    empty = pd.DataFrame(columns=["Id", "cell", "x0", "y0", "x1", "y1", "area",
+                                  *[f"p{k}" for k in range(n_classes)], "labels"])
+    scores = pd.concat(tables, ignore_index=True) if tables else empty
+    return scores, pd.DataFrame(rows, columns=COLUMNS)
