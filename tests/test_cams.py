@@ -2,6 +2,7 @@
 Grad-CAM against CAM, a toy model that learns where its class is, and the dilated (finer) grid."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -145,3 +146,39 @@ def test_dilated_resnet_maps_are_finer_and_agree_with_the_original_on_its_grid()
     assert dilated(model, 0) is model
     with pytest.raises(ValueError, match="ResNets"):
         dilated(symmetric_branchnet(), 1)
+
+
+def test_each_cell_is_shown_alone_at_its_place_in_the_cached_field(tmp_path):
+    from PIL import Image
+
+    from hpa.inference.cells import CellOutputs, cells_in_frame, write_cell_probabilities
+
+    mask = np.zeros((64, 96), np.int32)  # a 96 x 64 field padded to a square, cached at 32 px
+    mask[:32, :48], mask[40:, 60:], mask[0, 95] = 1, 2, 3
+    ids, planes = cells_in_frame(mask, "pad", 32)
+    assert ids.tolist() == [1, 2, 3] and planes.shape == (3, 32, 32)
+    assert planes[0, 5:16, :16].all() and not planes[0, :5].any()  # the pad's top 16 px rows are 5 rows at 32 px
+    assert not planes[2].any()  # one pixel: lost at 32 px
+    Image.fromarray(mask.astype(np.uint16)).save(tmp_path / "a.png")
+    cache = np.random.default_rng(0).integers(0, 256, (2, 4, 32, 32), dtype=np.uint8)
+    table = pd.DataFrame({"Id": ["a", "b"], "row": [0, 1], "fit": ["pad", "square"]})  # b has no mask: skipped
+    seen = []
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            seen.append(x.clone())
+            return x.float().mean(dim=(2, 3))[:, :3] + self.w
+
+    out = CellOutputs(maps="", cells=str(tmp_path / "cells.npz"), masks=str(tmp_path), views=(0, 4))
+    assert write_cell_probabilities(Recorder(), cache, table, out, batch_size=2) == 3
+    with np.load(tmp_path / "cells.npz") as saved:
+        assert saved["ids"].tolist() == ["a"] * 3 and saved["cells"].tolist() == [1, 2, 3]
+        probs = saved["probs"]
+    identity = torch.cat(seen[0::2])  # each batch is seen through view 0, then view 4
+    expected = torch.from_numpy(cache[0]) * torch.from_numpy(planes[:, None])
+    assert torch.equal(identity, expected)
+    assert np.allclose(probs, torch.sigmoid(expected.float().mean(dim=(2, 3))[:, :3]).numpy(), atol=1e-6)

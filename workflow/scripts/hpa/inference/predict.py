@@ -1,9 +1,9 @@
-"""The ``predict`` rule (a trained fold's probabilities on every view it is asked for) and ``combine_views``.
+"""The ``predict`` rule: a trained fold's probabilities on every view it is asked for.
 
 A fold runs its model once, on the union of the dihedral views any ensemble needs, and
-keeps each view's probabilities (``views.npz``). ``combine_views`` then makes the mean
-or max over an ensemble's views without running the model again: adding an ensemble
-that takes the max where another takes the mean costs seconds, not a pass over the data.
+keeps each view's probabilities (``views.npz``). ``combine_views`` (``hpa.inference.combine``)
+then makes the mean or max over an ensemble's views without running the model again: adding an
+ensemble that takes the max where another takes the mean costs seconds, not a pass over the data.
 """
 
 from __future__ import annotations
@@ -17,17 +17,14 @@ import torch
 from hpa.crops import crop_boxes
 from hpa.data.cache import open_cache
 from hpa.dihedral import transforms_for
-from hpa.files import atomic_path, write_csv
-from hpa.inference.tta import AGGREGATES, predict_views
+from hpa.files import atomic_path
+from hpa.inference.cells import CellOutputs, finer, write_cell_probabilities, write_maps
+from hpa.inference.tta import predict_views
 from hpa.runtime.checkpoint import checkpoint_vocabulary, load_checkpoint
 from hpa.runtime.device import autocast_dtype, pick_device
 from hpa.runtime.loader import CachedImages, loader_workers, make_loader
-from hpa.tables import probability_table
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("oof", "test")
-
 
 def views_of(tta_names) -> list[int]:
     """The dihedral views (sorted) that TTA settings ``tta_names`` need between them."""
@@ -36,7 +33,7 @@ def views_of(tta_names) -> list[int]:
 
 def run_job(
     *, checkpoint, train_npy, train_index, test_npy, test_index, folds_csv, views_npz,
-    tta_names, batch_size: int, crops: str = "none", threads: int = 1,
+    tta_names, batch_size: int, crops: str = "none", threads: int = 1, cells: CellOutputs | None = None,
 ) -> None:
     torch.set_num_threads(max(1, threads))
     device = pick_device()
@@ -63,21 +60,9 @@ def run_job(
         log.info("fold %d: %d %s images x %d crops x %d views", fold, len(table), split, n_crops, len(views))
     with atomic_path(views_npz) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
-
-
-def combine_job(*, views_npz, tta: str, aggregate: str, oof_csv, test_csv) -> None:
-    """The ``combine_views`` rule: one fold's probability tables for one TTA setting and aggregate."""
-    saved = np.load(views_npz)
-    have = sorted(set(saved["view_t"].tolist()))
-    wanted = transforms_for(tta)
-    missing = sorted(set(wanted) - set(have))
-    if missing:
-        raise ValueError(f"{views_npz}: views {missing} of tta {tta!r} were not predicted (have {have}); "
-                         f"rerun its predict job (snakemake -R predict)")
-    # Every crop, each through the wanted views, in the order a direct TTA pass stacks them.
-    key = list(zip(saved["view_crop"].tolist(), saved["view_t"].tolist()))
-    rows = [key.index((c, t)) for c in sorted(set(saved["view_crop"].tolist())) for t in wanted]
-    reduce = AGGREGATES[aggregate]
-    for split, out in zip(SPLITS, (oof_csv, test_csv)):
-        per_view = torch.from_numpy(saved[split][rows])
-        write_csv(probability_table(saved[f"{split}_ids"], reduce(per_view).numpy()), out)
+    if cells is not None:
+        loader = make_loader(CachedImages(test_cache, test["row"]), batch_size, workers=loader_workers(threads))
+        write_maps(finer(model, cells.dilate), loader, test["Id"].to_numpy(dtype=str), views, cells.maps)
+        log.info("fold %d: class maps of %d test images over %d views", fold, len(test), len(views))
+        n = write_cell_probabilities(model, test_cache, test, cells, batch_size=batch_size, amp=amp, device=device)
+        log.info("fold %d: %d test cells, each alone in its field, over views %s", fold, n, list(cells.views))
