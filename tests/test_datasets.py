@@ -36,6 +36,7 @@ LAB = {
                             "lr": 0.004, "schedule": "onecycle", "epochs": 8, "batch_size": 32,
                             "augment": {"dihedral": True}, "seed": 0}},
     "ensembles": {"resnet18": {"models": ["resnet18"], "tta": "flips", "threshold": "per_class"}},
+    "cells": {"nucleus_channel": "dapi", "body_channels": ["tubulin"]},  # as config/screen.yaml
 }
 
 
@@ -98,6 +99,26 @@ def test_every_stage_counts_the_lab_classes_and_stains(lab_run):
     ckpt = torch.load(lab_run / "results/models/resnet18/fold0/model.pt")
     assert ckpt["config"]["vocabulary"]["classes"] == list(LAB_CLASSES)
     assert ckpt["config"]["vocabulary"]["channels"] == ["dapi", "protein", "tubulin"]
+
+
+def test_the_lab_fields_cells_are_found_and_labelled_with_the_lab_classes(lab_run):
+    from hpa.cells.encoding import parse_prediction_string
+
+    images = pd.read_csv(lab_run / "results/cells/images.csv", dtype={"Id": str}, keep_default_na=False)
+    assert len(images) == 160 and (images["problem"] == "").all()
+    assert set(zip(images["width"], images["height"])) == {(96, 72)} and images["cells"].median() >= 3
+    scores = pd.read_csv(lab_run / "results/cells/resnet18/cell_scores.csv", dtype={"Id": str}, keep_default_na=False)
+    assert len(scores) == images["cells"].sum() and [c for c in scores.columns if c.startswith("p")] == \
+        [f"p{k}" for k in range(10)]
+    named = {n for labels in scores["labels"] for n in labels.split("; ") if n}
+    assert named and named <= set(LAB_CLASSES)
+    sub = pd.read_csv(lab_run / "results/cells/resnet18/submission_2021.csv", keep_default_na=False)
+    row = sub[sub["PredictionString"] != ""].iloc[0]
+    assert (row["ImageWidth"], row["ImageHeight"]) == (96, 72)
+    assert all(m.shape == (72, 96) and 0 <= c < 10 for c, _, m in parse_prediction_string(row["PredictionString"], 72, 96))
+    pages = sorted(p.name for p in (lab_run / "results/cells/resnet18/gallery").glob("*.jpg"))
+    assert len(pages) == 10 and pages[3] == "03_ER.jpg"
+    assert not (lab_run / "results/cells/resnet18/cell_evaluation.csv").exists()  # no cell truth: not scored
 
 
 def _new_images(workdir, stains) -> list[str]:

@@ -157,3 +157,55 @@ def test_a_timm_model_trains_in_the_workflow_and_predicts_new_images_of_any_form
     # The demo's 8-bit train images leave bit_depth auto at the full 16-bit range: v << 8 gives v back.
     assert np.allclose(probs.loc["tiff16"], probs.loc[ids[0]], atol=1e-6)
     assert np.abs(probs.loc["colour"] - probs.loc[ids[1]]).max() < 0.05  # JPEG's loss, nothing more
+
+
+def test_demo_run_labels_every_cell_and_writes_the_2021_submission(demo_run):
+    from hpa.cells.encoding import parse_prediction_string
+    from hpa.cells.masks import load_masks
+
+    images = pd.read_csv(demo_run / "results/cells/images.csv", dtype={"Id": str}, keep_default_na=False)
+    test_ids = pd.read_csv(demo_run / "resources/demo/sample_submission.csv")["Id"]
+    assert sorted(images["Id"]) == sorted(test_ids) and (images["problem"] == "").all() and images["cells"].gt(0).all()
+    cells = pd.read_csv(demo_run / "results/cells/cells.csv", dtype={"Id": str})
+    scores = pd.read_csv(demo_run / "results/cells/main/cell_scores.csv", dtype={"Id": str}, keep_default_na=False)
+    assert scores[["Id", "cell"]].equals(cells[["Id", "cell"]]) and len(scores) == images["cells"].sum()
+    probs = pd.read_csv(demo_run / "results/ensembles/main/test.csv", dtype={"Id": str}).set_index("Id")
+    p = [f"p{k}" for k in range(28)]
+    # masked: each image's best cell per class keeps the image's probability, no cell exceeds it.
+    best = scores.groupby("Id")[p].max()
+    assert np.allclose(best.to_numpy(), probs.loc[best.index, p].to_numpy(), atol=1e-5)
+    thresholds = np.array(json.loads((demo_run / "results/thresholds/main.json").read_text())["thresholds"])
+    shown = scores[p].to_numpy() >= thresholds
+    assert scores["labels"].tolist() == ["; ".join(HPA.classes[c] for c in np.flatnonzero(s)) for s in shown]
+    sub = pd.read_csv(demo_run / "results/cells/main/submission_2021.csv", keep_default_na=False)
+    assert list(sub.columns) == ["ID", "ImageWidth", "ImageHeight", "PredictionString"]
+    row = sub.set_index("ID").loc[images["Id"].iloc[0]]
+    mask = load_masks(demo_run / "results/cells/masks", images["Id"].iloc[0])
+    triples = parse_prediction_string(row["PredictionString"], row["ImageHeight"], row["ImageWidth"])
+    cell_of = {int(c): (mask == c) for c in np.unique(mask) if c}
+    assert triples and all(any(np.array_equal(m, cm) for cm in cell_of.values()) for _, _, m in triples)
+    pages = sorted(p.name for p in (demo_run / "results/cells/main/gallery").glob("*.jpg"))
+    assert len(pages) == 28 and pages[2] == "02_Nucleoli.jpg"
+    evaluation = json.loads((demo_run / "results/cells/main/cell_evaluation.json").read_text())
+    assert evaluation["n_images"] == len(images) and set(evaluation["cell_map"]) == {"image", "map", "blend", "masked", "centre"}
+    for method in ("masked", "map"):
+        s = evaluation["cell_map"][method]
+        assert s["low"] <= s["map"] <= s["high"]
+    assert 0 < evaluation["segmentation"]["masks"]["f1"] <= 1
+
+
+def test_the_users_masks_replace_the_segmentation(demo_run, tmp_path):
+    """The demo's true cells given as the user's masks: every later stage reads them, and the
+    segmentation scores a perfect F1 against the truth they are."""
+    workdir = tmp_path / "run"
+    shutil.copytree(demo_run, workdir, symlinks=True)
+    masks = "resources/demo/test_cells"
+    result = snakemake(workdir, "--config", f"cells={{'masks': '{masks}'}}")
+    ran = job_counts(result.stdout + result.stderr)
+    assert {"segment_cells", "predict", "cell_labels"} <= set(ran) and "train" not in ran
+    segmentation = json.loads((workdir / "results/cells/segmentation.json").read_text())
+    assert segmentation["masks"]["f1"] == 1.0
+    truth = pd.read_csv(workdir / "resources/demo/test_cells.csv", dtype={"Id": str})
+    scores = pd.read_csv(workdir / "results/cells/main/cell_scores.csv", dtype={"Id": str}, keep_default_na=False)
+    assert scores[["Id", "cell"]].sort_values(["Id", "cell"]).to_numpy().tolist() == \
+        truth[["Id", "cell"]].sort_values(["Id", "cell"]).to_numpy().tolist()

@@ -12,7 +12,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow/scripts"))  # hpa, also without pip install -e
 from hpa.classes import Vocabulary
-from hpa.config_checks import SEARCH_KEYS, check_config, schema_defaults, schema_properties
+from hpa.config_checks import SEARCH_KEYS, cell_settings, check_config, schema_defaults, schema_properties
 from hpa.config_errors import ConfigError, ConfigSources, explain
 from hpa.data.samples import check_sheet, read_sheet
 
@@ -78,6 +78,10 @@ def sample_sheet():
 
 
 SHEET_TEST_LABELS = checked(sample_sheet) if config["source"] == "samples" else False
+# Where, per cell (cells.smk): the stains resolved against the channels, the folders checked.
+CELLS, _cell_warnings = checked(cell_settings, config, VOCAB, GIVEN)
+for _warning in _cell_warnings:
+    logger.warning(f"Config: {_warning}")
 # The source's labels in canonical form (rules labels and test_labels): what the label
 # analysis and the test scoring read, whatever the source's own spelling.
 LABELS = "results/data/labels.csv"
@@ -235,6 +239,58 @@ def new_image_checkpoints(wildcards):
     return [f"results/models/{m}/fold{k}/model.pt" for m in ens["models"] for k in FOLDS]
 
 
+def cell_outputs_of_predict():
+    """predict's extra outputs where the per-cell stages are on: each fold's class maps of the test
+    images and the probabilities of each test cell alone in its field."""
+    if not CELLS:
+        return {}
+    return {
+        "maps": "results/predictions/{model}/fold{fold}/test_maps.npz",
+        "cells": "results/predictions/{model}/fold{fold}/test_cells.npz",
+    }
+
+
+def cell_inputs_of_predict():
+    return {"masks": "results/cells/masks"} if CELLS else {}
+
+
+def member_cells(wildcards):
+    """The test class maps and cell probabilities of every fold of an ensemble's models, which cell_labels averages."""
+    ens = ENSEMBLES[wildcards.ensemble]
+    return {
+        kind: [f"results/predictions/{m}/fold{k}/test_{kind}.npz" for m in ens["models"] for k in FOLDS]
+        for kind in ("maps", "cells")
+    }
+
+
+def user_masks():
+    """segment_cells reads the user's masks folder (cells.masks) where one is given."""
+    return {"user_masks": CELLS["masks"]} if CELLS and CELLS["masks"] else {}
+
+
+def cell_truth():
+    """Named inputs of the per-cell evaluation: the truth's table and masks (and regions, where they are)."""
+    if not CELLS or not CELLS["truth"]:
+        return {}
+    truth = CELLS["truth"]
+    files = {"truth_table": f"{truth}/test_cells.csv", "truth_masks": f"{truth}/test_cells"}
+    if config["source"] == "demo" or Path(truth, "test_regions").is_dir():
+        files["truth_regions"] = f"{truth}/test_regions"
+    return files
+
+
+def cell_outputs():
+    """What the per-cell stages add to the default target."""
+    if not CELLS:
+        return []
+    names = ["cell_scores.csv", "submission_2021.csv"]
+    if CELLS["gallery"]:
+        names.append("gallery")
+    if CELLS["truth"]:
+        names += ["cell_evaluation.csv", "cell_evaluation.png"]
+    return expand("results/cells/{ensemble}/{name}", ensemble=ENSEMBLES, name=names)
+
+
 def class_groups(wildcards):
     """The co-occurrence stage's class groups, for ensembles that combine by them (not a preset or lists)."""
     ens = ENSEMBLES[wildcards.ensemble]
@@ -282,4 +338,4 @@ def all_outputs():
         targets.append("results/embedding/duplicates.csv")  # the embeddings exist anyway
     if test_labels():
         targets += expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES)
-    return targets
+    return targets + cell_outputs()

@@ -44,3 +44,35 @@ rule predict_new:
         fit=config["data"]["fit"],
     script:
         "../scripts/predict_new.py"
+
+
+rule new_image_panels:
+    """On request: per image of config["new_images"] that predict_new classified, where the ensemble
+    sees each predicted class and in which cells (cells segmented from the image's own stains,
+    each shown alone to every checkpoint), as one JPEG, with every cell's scores in cells.csv."""
+    input:
+        predictions="results/new_images/{ensemble}.csv",
+        checkpoints=new_image_checkpoints,
+        thresholds="results/thresholds/{ensemble}.json",
+        bit_depth="results/cache/bit_depth.json",
+        folder=config["new_images"],
+    output:
+        panels=directory("results/new_images/{ensemble}_panels"),
+    log:
+        "logs/new_image_panels/{ensemble}.log",
+    benchmark:
+        "benchmarks/new_image_panels/{ensemble}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        mem_mb=INFERENCE_MEM_MB,
+        runtime=sized(60, per_input_mb=10 / 1024),
+        gpu=1,
+    params:
+        ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
+        folds=FOLDS,
+        cells={k: CELLS[k] for k in ("nucleus_channel", "body_channels", "tta")} if CELLS else None,
+        fit=config["data"]["fit"],
+    script:
+        "../scripts/new_image_panels.py"

@@ -6,6 +6,7 @@
 
 rule predict:
     input:
+        **cell_inputs_of_predict(),
         checkpoint="results/models/{model}/fold{fold}/model.pt",
         train_npy="results/cache/train.npy",
         train_index="results/cache/train.csv",
@@ -13,6 +14,7 @@ rule predict:
         test_index="results/cache/test.csv",
         folds="results/splits/folds.csv",
     output:
+        **cell_outputs_of_predict(),
         views="results/predictions/{model}/fold{fold}/views.npz",
     log:
         "logs/predict/{model}/fold{fold}.log",
@@ -30,6 +32,7 @@ rule predict:
         tta=model_tta,
         crops=config["predict"]["crops"],
         batch_size=config["predict"]["batch_size"],
+        cells={k: CELLS[k] for k in ("tta", "dilate")} if CELLS else None,
     script:
         "../scripts/predict.py"
 

@@ -202,3 +202,46 @@ def check_config(given_config: dict, config: dict, models: dict, ensembles: dict
     check_ensembles(given_config.get("ensembles", {}), ensembles, models, config)
     check_classes(given_config, ensembles, vocab)
     return check_embedding(given_config, config, ensembles) + check_data(given_config, config)
+
+
+def cell_settings(config: dict, vocab, given: dict | None = None) -> tuple[dict | None, list[str]]:
+    """``cells:`` resolved against the channels (the atlas's stains where it names none) and checked:
+    the nuclear and cell-body channels must be the dataset's, and the masks or truth folder must exist.
+    Returns (the settings, or None where the per-cell stages are off; warnings). Stains that cannot be
+    resolved from the defaults turn the stages off with a warning, unless ``given`` (the config as
+    written) asked for them (then it is an error)."""
+    from pathlib import Path
+
+    cells = dict(config["cells"])
+    if not cells["enabled"]:
+        return None, []
+    asked = bool((given or {}).get("cells"))
+    channels = vocab.channels
+    nucleus = cells["nucleus_channel"] or ("blue" if "blue" in channels else None)
+    body = list(cells["body_channels"] or [c for c in ("red", "yellow") if c in channels])
+    for key, missing, example in (("nucleus_channel", nucleus is None, "dapi"), ("body_channels", not body, "[tubulin]")):
+        if not missing:
+            continue
+        why = (f"cells.{key}: the channels ({', '.join(channels)}) have no "
+               + ("'blue'" if key == "nucleus_channel" else "'red' or 'yellow'"))
+        if asked:
+            raise ValueError(f"{why}; name the stain (cells.{key}: {example}), or set cells.enabled: false")
+        return None, [f"{why}, so the per-cell stages are off; set cells.{key} (e.g. {example}) to turn them on"]
+    unknown = [c for c in (nucleus, *body) if c not in channels]
+    if unknown:
+        raise ValueError(f"cells.nucleus_channel/body_channels: {unknown} are not channels of this dataset "
+                         f"({', '.join(channels)}); use those names")
+    if nucleus in body:
+        raise ValueError(f"cells.body_channels: {nucleus!r} is the nuclear stain (cells.nucleus_channel); "
+                         "list the stains of the cytoplasm")
+    if config["source"] == "demo" and cells["truth"] is None:
+        cells["truth"] = config["demo"]["dir"]  # the demo keeps its cells' truth beside its test labels
+    for key, must in (("masks", None), ("truth", "test_cells.csv")):
+        folder = cells[key]
+        if folder is None or (key == "truth" and config["source"] == "demo" and folder == config["demo"]["dir"]):
+            continue
+        if not Path(folder).is_dir() or (must and not (Path(folder) / must).is_file()):
+            wanted = f"a folder holding {must}, test_cells/ and test_regions/" if must else \
+                "a folder of one label image per test Id"
+            raise ValueError(f"cells.{key}: {folder} is not {wanted}")
+    return cells | {"nucleus_channel": nucleus, "body_channels": body}, []

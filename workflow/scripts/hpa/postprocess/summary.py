@@ -124,6 +124,35 @@ def image_lines(root: Path) -> list[str]:
     return lines
 
 
+def cell_lines(root: Path, ensembles: list[str]) -> list[str]:
+    """Cells found (and images skipped), and per ensemble with a cell truth: per-cell mAP of each method
+    beside the two no-map baselines, and where the class maps point."""
+    images_csv = root / "results/cells/images.csv"
+    if not images_csv.is_file():
+        return []
+    images = pd.read_csv(images_csv, dtype={"Id": str}, keep_default_na=False)
+    skipped = int((images["problem"] != "").sum())
+    lines = [f"Cells: {int(images['cells'].sum())} in {len(images) - skipped} test images (median "
+             f"{images['cells'].median():.0f} per image); {skipped or 'no'} images skipped (results/cells/images.csv)"]
+    segmentation = _read_json(root / "results/cells/segmentation.json")
+    if segmentation:
+        s, b = segmentation["masks"], segmentation["disk_baseline"]
+        lines.append(f"  segmentation F1 {s['f1']:.3f} [{s['low']:.3f}, {s['high']:.3f}] vs a disk per nucleus "
+                     f"{b['f1']:.3f} (results/cells/segmentation.json)")
+    for ensemble in ensembles:
+        record = _read_json(root / f"results/cells/{ensemble}/cell_evaluation.json")
+        if not record:
+            continue
+        m = record["cell_map"]
+        learned = ", ".join(f"{k} {m[k]['map']:.3f} [{m[k]['low']:.3f}, {m[k]['high']:.3f}]"
+                            for k in ("masked", "map", "blend") if k in m)
+        game = record["pointing"]["all"]
+        lines.append(f"  {ensemble}  per-cell mAP {learned}; no-map baselines: image {m['image']['map']:.3f}, "
+                     f"centre {m['centre']['map']:.3f}; class maps' peak in the class's region "
+                     f"{game.get('hit', float('nan')):.2f} vs chance {game.get('chance', float('nan')):.2f}")
+    return lines
+
+
 def warning(ensemble: str, kind: str, score: Score) -> str:
     return (f"!!! NO EVIDENCE OF LEARNING: {ensemble}'s {kind} macro F1 {score.value:.3f} "
             f"[{score.low:.3f}, {score.high:.3f}] does not clear its no-skill line {score.no_skill:.3f}; "
@@ -163,6 +192,9 @@ def output_lines(root: Path, ensembles: list[str]) -> list[str]:
     new = sorted(p.relative_to(root).as_posix() for p in (root / "results/new_images").glob("*.csv"))
     if new:
         lines.append(f"Predictions on new images: {', '.join(new)}")
+    cells = sorted(p.relative_to(root).as_posix() for p in (root / "results/cells").glob("*/submission_2021.csv"))
+    if cells:
+        lines.append(f"Per-cell labels: results/cells/{{ensemble}}/cell_scores.csv; 2021 format: {', '.join(cells)}")
     if (root / "results/evaluation/comparison.csv").is_file():
         lines.append("Every ensemble side by side: results/evaluation/comparison.csv")
     lines.append(f"Report: {REPORT_COMMAND}, then open {REPORT} in a browser (rebuild it after each run)")
@@ -180,7 +212,8 @@ def summary(root, ensembles: list[str], *, failed: bool = False, log=None) -> st
         logs = ", ".join(map(str, log)) if isinstance(log, (list, tuple)) else log
         head += (": the run FAILED (see the error above" + (f"; Snakemake's log: {logs}" if logs else "")
                  + "). What results/ holds now, from this run or earlier ones:")
-    body = image_lines(root) + score_lines(root, list(ensembles)) + output_lines(root, list(ensembles))
+    body = (image_lines(root) + score_lines(root, list(ensembles)) + cell_lines(root, list(ensembles))
+            + output_lines(root, list(ensembles)))
     return "\n".join([RULE, head, RULE, *body, RULE])
 
 
