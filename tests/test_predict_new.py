@@ -222,3 +222,32 @@ def test_a_label_transferring_ensemble_is_refused_by_name_before_any_job(tmp_pat
     config["ensembles"]["near"]["transfer"] = False
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     assert snakemake(tmp_path, "-n", "results/new_images/near.csv", check=False).returncode == 0
+
+
+def test_panels_show_each_new_images_cells_and_skip_one_that_cannot_be_read(tmp_path, checkpoints):
+    from hpa.demo.render import render_field
+    from hpa.new_images.panels import write_panels
+
+    folder = tmp_path / "fields"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for k in range(3):
+        image = render_field({0, 25}, 64, rng)
+        for c, color in enumerate(CHANNELS):
+            Image.fromarray(image[c]).save(folder / f"f{k}_{color}.png")
+    record = {"method": "per_class", "thresholds": [0.5] * NUM_CLASSES}
+    table = predict_folder(folder, members_of(checkpoints), {"combine": "mean", "weights": {"a": 0.5, "b": 0.5}}, record, tta="none",
+                           aggregate="mean", batch_size=4)
+    table = pd.concat([table, table.iloc[[0]].assign(Id="ghost")], ignore_index=True)  # listed, files gone
+    cells = write_panels(folder, table, members_of(checkpoints), record, tmp_path / "panels", nucleus="blue",
+                         body=["red", "yellow"], depth=BitDepth(), fit="pad", tta="flips")
+    assert sorted(p.name for p in (tmp_path / "panels").glob("*.jpg")) == ["f0.jpg", "f1.jpg", "f2.jpg"]
+    skipped = pd.read_csv(tmp_path / "panels/skipped.csv")
+    assert skipped["Id"].tolist() == ["ghost"]
+    assert set(cells["Id"]) == {"f0", "f1", "f2"} and cells.groupby("Id").size().min() >= 2
+    p = [f"p{k}" for k in range(NUM_CLASSES)]
+    best = cells.groupby("Id")[p].max()  # each image's best cell keeps the image's probability
+    named = table.set_index("Id").loc[best.index, [f"p_{n}" for n in HPA.classes]].to_numpy()
+    assert np.allclose(best.to_numpy(), named, atol=1e-5)
+    with Image.open(tmp_path / "panels/f0.jpg") as im:
+        assert im.width >= 3 * 100 and im.height > 100

@@ -1,0 +1,110 @@
+"""Panels for new images (the ``new_image_panels`` rule): for each image ``predict_new`` classified,
+where the ensemble sees each of its predicted classes, and in which cells.
+
+Per image: the cells segmented from its own stains (``hpa.cells.segment``), every member's
+class maps averaged as ``cell_labels`` averages them, and each cell shown alone to every
+member (``hpa.inference.cells``); the cells are scored the ``masked`` way and labelled by the
+thresholds ``predict_new`` applied. One JPEG per image (``hpa.cells.gallery``): a row per
+predicted class (the most probable one, marked, where none reaches its threshold) and a table
+of every cell's scores beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from hpa.cells.frames import SQUARE
+from hpa.cells.gallery import composite, page, row_image
+from hpa.cells.labels_job import _peak_normalised, _to_grid
+from hpa.cells.scores import cell_scores, score_table
+from hpa.cells.segment import segment
+from hpa.classes import join_names
+from hpa.data.images import channel_files, decode_plane, depth_of, load_image
+from hpa.dihedral import transforms_for
+from hpa.files import InputError, atomic_path, write_csv
+from hpa.inference.cams import class_maps
+from hpa.inference.cells import alone, masked_fields
+from hpa.new_images.ensemble import load_members
+from hpa.postprocess.submission import applied_thresholds, images_to_match
+from hpa.runtime.device import autocast_dtype, pick_device
+
+log = logging.getLogger(__name__)
+
+MAX_ROWS = 4  # predicted classes drawn per image
+
+
+def image_cells(folder, image_id: str, members: list, vocabulary, *, nucleus: str, body: list[str], depth,
+                fit: str, tta: str, cell_tta: str):
+    """(native planes, mask, maps (classes, h, w), each cell's probabilities alone (cells, classes)) of one image."""
+    files = channel_files(folder, image_id, vocabulary.channels)
+    planes = {}
+    for channel, path in files.items():
+        with Image.open(path) as im:
+            planes[channel] = decode_plane(im, channel, None, depth_of(depth, channel))
+    mask = segment(planes[nucleus], [planes[c] for c in body]).cells
+    frame_fit = fit if mask.shape[0] != mask.shape[1] else SQUARE
+    device = pick_device()
+    maps, probs = None, []
+    for model, ckpt in members:
+        field = load_image(files, ckpt["config"]["image_size"], depth, fit=fit)
+        m = _peak_normalised(class_maps(model, field[None], views=transforms_for(tta)))
+        maps = m if maps is None else (_to_grid(maps, max(maps.shape[2:], m.shape[2:]))
+                                       + _to_grid(m, max(maps.shape[2:], m.shape[2:])))
+        _, fields = masked_fields(field, mask, frame_fit)
+        amp = autocast_dtype(device, ckpt["config"]["model"].get("amp"))
+        probs.append(alone(model, fields, transforms_for(cell_tta), amp=amp, device=device) if len(fields)
+                     else np.zeros((0, vocabulary.n_classes), np.float32))
+    return planes, mask, maps[0] / len(members), np.mean(probs, axis=0), frame_fit
+
+
+def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[str]], record: dict, out_dir, *,
+                 nucleus: str, body: list[str], depth, fit: str, tta: str, cell_tta: str = "none") -> pd.DataFrame:
+    """``out_dir/{Id}.jpg`` for every ``ok`` row of ``predictions`` (predict_new's table),
+    ``out_dir/cells.csv`` (every cell's box, area, scores and labels) and ``out_dir/skipped.csv``
+    (images that could not be drawn, with the reason); returns the cells table."""
+    models, vocabulary = load_members(checkpoints, pick_device())
+    members = [loaded for per_model in models.values() for loaded in per_model]
+    columns = [f"p_{name}" for name in vocabulary.classes]
+    usable = predictions[predictions["ok"].astype(bool)].reset_index(drop=True)
+    probs = usable[columns].to_numpy(float)
+    min_images = images_to_match(record["train_frequency"]) if record["method"] == "match_distribution" else 0
+    thresholds, _ = applied_thresholds(record, probs, min_images)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables, skipped = [], []
+    for row, image_id in enumerate(usable["Id"]):
+        try:
+            planes, mask, maps, cells_alone, frame_fit = image_cells(
+                folder, image_id, members, vocabulary, nucleus=nucleus, body=body, depth=depth, fit=fit, tta=tta,
+                cell_tta=cell_tta)
+        except (InputError, OSError, ValueError) as err:  # one bad image is recorded, not the end of the folder
+            log.warning("no panel for %s: %s", image_id, err)
+            skipped.append({"Id": image_id, "reason": str(err)})
+            continue
+        cells = cell_scores(probs[row], mask, method="masked", alone=cells_alone)
+        table = score_table(image_id, cells)
+        shown = cells.scores >= thresholds[None, :]
+        table["labels"] = [join_names(np.flatnonzero(s), vocabulary.classes) for s in shown]
+        tables.append(table)
+        colour = composite(planes, vocabulary.rgb)
+        predicted = np.flatnonzero(probs[row] >= thresholds)
+        order = predicted[np.argsort(-probs[row][predicted])] if len(predicted) else [int(np.argmax(probs[row]))]
+        rows = []
+        for c in list(order)[:MAX_ROWS]:
+            labelled = {int(i) for i, s in zip(cells.ids, shown[:, c]) if s}
+            note = "" if c in predicted else "  (below its threshold: no class predicted)"
+            rows.append(row_image(colour, maps[c], frame_fit, mask, dict(zip(cells.ids.tolist(), cells.scores[:, c])),
+                                  labelled, f"{vocabulary.classes[c]}  p={probs[row, c]:.2f}{note}"))
+        with atomic_path(out_dir / f"{image_id}.jpg") as tmp:
+            page(f"{image_id}: {len(cells.ids)} cells", rows).save(tmp, format="JPEG", quality=90)
+    log.info("%d panels written to %s", len(usable), out_dir)
+    columns_out = ["Id", "cell", "x0", "y0", "x1", "y1", "area", *[f"p{k}" for k in range(vocabulary.n_classes)], "labels"]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns_out)
+    write_csv(table, out_dir / "cells.csv")
+    write_csv(pd.DataFrame(skipped, columns=["Id", "reason"]), out_dir / "skipped.csv")
+    return table
