@@ -1,7 +1,9 @@
 """What ``predict`` adds for the per-cell stages, on the test images: each class's map, and each cell's
 probabilities with the rest of its field masked out.
 
-- Class maps (``hpa.inference.cams``), over the fold's TTA views, at the model's feature grid.
+- Class maps (``hpa.inference.cams``) at the model's feature grid, over the views of ``cells.tta``
+  (each map brought back through its view's inverse; default the identity alone: on the demo,
+  maps over the four flips cost as much as the fold's whole test pass and pointed no better).
 - Cells alone: each cell of the test image's mask (``segment_cells``) is shown to the model as
   the field with every pixel outside the cell set to zero, at the cell's own place and scale
   (the cached field, not a crop resized: the model saw cells at that scale when it trained).
@@ -38,7 +40,7 @@ class CellOutputs:
     maps: str  # the class maps (npz)
     cells: str  # the cells' probabilities (npz)
     masks: str  # segment_cells' folder of {Id}.png
-    views: tuple[int, ...] = (0,)  # dihedral views of the cells-alone pass (cells.tta)
+    views: tuple[int, ...] = (0,)  # dihedral views of the maps and the cells-alone pass (cells.tta)
     dilate: int = 0
 
 

@@ -62,7 +62,7 @@ def run_job(
         np.savez(fh, **arrays)
     if cells is not None:
         loader = make_loader(CachedImages(test_cache, test["row"]), batch_size, workers=loader_workers(threads))
-        write_maps(finer(model, cells.dilate), loader, test["Id"].to_numpy(dtype=str), views, cells.maps)
-        log.info("fold %d: class maps of %d test images over %d views", fold, len(test), len(views))
+        write_maps(finer(model, cells.dilate), loader, test["Id"].to_numpy(dtype=str), cells.views, cells.maps)
+        log.info("fold %d: class maps of %d test images over views %s", fold, len(test), list(cells.views))
         n = write_cell_probabilities(model, test_cache, test, cells, batch_size=batch_size, amp=amp, device=device)
         log.info("fold %d: %d test cells, each alone in its field, over views %s", fold, n, list(cells.views))
