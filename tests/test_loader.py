@@ -99,3 +99,16 @@ def test_inference_batches_come_in_row_order(tmp_path):
     rows = [9, 2, 5, 0, 7]
     x = torch.cat(list(make_loader(CachedImages(cache, rows), 2)))
     assert np.array_equal(x.numpy(), cache[rows])
+
+
+def test_a_cpu_job_computes_on_one_thread_whatever_it_is_given(monkeypatch):
+    """So that CPU results do not depend on the cores a machine gives a job (tests/test_slurm.py compares
+    a cluster run with a local one byte for byte)."""
+    import torch
+
+    from hpa.runtime.device import compute_threads
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert compute_threads(8) == compute_threads(1) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert compute_threads(8) == 8 and compute_threads(0) == 1

@@ -29,11 +29,11 @@ rule train_embedding:
     retries: 2
     conda:
         "../../envs/torch.yaml"
-    threads: 4
+    threads: gpu_job_threads(4)
     resources:
         mem_mb=TRAINING_MEM_MB,
         runtime=training_runtime(lambda wildcards: EMBEDDING["epochs"]),
-        gpu=EMBEDDING["processes"],
+        gpu=gpus(EMBEDDING["processes"]),
     params:
         embedding={k: v for k, v in EMBEDDING.items() if k not in SEARCH_KEYS},
     script:
@@ -56,11 +56,11 @@ rule embed:
     retries: 1
     conda:
         "../../envs/torch.yaml"
-    threads: 4
+    threads: gpu_job_threads(4)
     resources:
         mem_mb=INFERENCE_MEM_MB,
         runtime=CACHE_READ_RUNTIME,
-        gpu=1,
+        gpu=gpus(1),
     params:
         flips=EMBEDDING["flips"],
         batch_size=config["predict"]["batch_size"],

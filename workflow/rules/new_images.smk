@@ -29,13 +29,13 @@ rule predict_new:
         "benchmarks/predict_new/{ensemble}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 4
+    threads: gpu_job_threads(4)
     resources:
         # Sized by the checkpoints: a folder's size is not its images' (raise runtime in the
         # profile's set-resources for a large folder)
         mem_mb=INFERENCE_MEM_MB,
         runtime=sized(60, per_input_mb=2 / 1024),
-        gpu=1,
+        gpu=gpus(1),
     params:
         ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
         folds=FOLDS,
@@ -64,11 +64,11 @@ rule new_image_panels:
         "benchmarks/new_image_panels/{ensemble}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 4
+    threads: gpu_job_threads(4)
     resources:
         mem_mb=INFERENCE_MEM_MB,
         runtime=sized(60, per_input_mb=10 / 1024),
-        gpu=1,
+        gpu=gpus(1),
     params:
         ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
         folds=FOLDS,

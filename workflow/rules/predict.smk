@@ -23,11 +23,11 @@ rule predict:
     retries: 1  # preemptible GPU partitions; the job is short, so it simply starts over
     conda:
         "../../envs/torch.yaml"
-    threads: 4
+    threads: gpu_job_threads(4)
     resources:
         mem_mb=INFERENCE_MEM_MB,
         runtime=CACHE_READ_RUNTIME,
-        gpu=1,
+        gpu=gpus(1),
     params:
         tta=model_tta,
         crops=config["predict"]["crops"],

@@ -24,12 +24,12 @@ rule train:
     retries: 2
     conda:
         "../../envs/torch.yaml"
-    threads: 4
+    threads: gpu_job_threads(4)
     resources:
         mem_mb=TRAINING_MEM_MB,
         runtime=training_runtime(lambda wildcards: MODELS[wildcards.model]["epochs"]),
         # One GPU per training process (processes > 1: DistributedDataParallel within the job).
-        gpu=lambda wildcards: MODELS[wildcards.model]["processes"],
+        gpu=gpus(lambda wildcards: MODELS[wildcards.model]["processes"]),
     params:
         model=lambda wildcards: {k: v for k, v in MODELS[wildcards.model].items() if k not in RUNTIME_KEYS},
         image_size=config["data"]["image_size"],

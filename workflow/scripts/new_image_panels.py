@@ -1,7 +1,5 @@
 """Rule new_image_panels: per new image, where the ensemble sees its predicted classes and in which cells."""
 
-import pandas as pd
-
 from hpa.files import InputError, read_json
 from hpa.runtime.gpu_job import gpu_job
 
@@ -10,12 +8,14 @@ if not cells:
     raise InputError("new_image_panels: cells.enabled is false, so the pipeline has no cell settings; "
                      "set cells.enabled: true (and cells.nucleus_channel / body_channels for your stains)")
 with gpu_job(snakemake):
+    import pandas as pd
     import torch
 
     from hpa.data.bit_depth import depths
     from hpa.new_images.panels import write_panels
+    from hpa.runtime.device import compute_threads
 
-    torch.set_num_threads(max(1, snakemake.threads))
+    torch.set_num_threads(compute_threads(snakemake.threads))
     ens = snakemake.params.ensemble
     n_folds = len(snakemake.params.folds)
     paths = snakemake.input.checkpoints

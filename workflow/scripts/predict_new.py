@@ -8,9 +8,10 @@ with gpu_job(snakemake):
 
     from hpa.data.bit_depth import depths
     from hpa.new_images.ensemble import predict_folder
+    from hpa.runtime.device import compute_threads
 
     ens = snakemake.params.ensemble
-    torch.set_num_threads(max(1, snakemake.threads))
+    torch.set_num_threads(compute_threads(snakemake.threads))
     n_folds = len(snakemake.params.folds)
     paths = snakemake.input.checkpoints
     bit_depth = read_json(snakemake.input.bit_depth)

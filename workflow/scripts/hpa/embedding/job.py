@@ -17,7 +17,7 @@ from hpa.embedding.model import EmbeddingConfig, EmbeddingNet, load_embedder
 from hpa.embedding.neighbours import write_embeddings
 from hpa.files import read_json, write_csv
 from hpa.inference.tta import view_outputs
-from hpa.runtime.device import autocast_dtype
+from hpa.runtime.device import autocast_dtype, compute_threads
 from hpa.runtime.distributed import Ranks
 from hpa.runtime.job import FoldJob, read_fold, run_fold_job
 from hpa.runtime.loader import CachedImages, loader_workers, make_loader, progress
@@ -63,7 +63,7 @@ def train_embedding_job(job: FoldJob, ranks: Ranks) -> pd.DataFrame:
 def run_embed_job(*, checkpoint, train_npy, train_index, test_npy, test_index, embeddings,
                   batch_size: int, flips: bool, threads: int = 1) -> None:
     """The ``embed`` rule: one fold's embedding of every readable training and test image."""
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(compute_threads(threads))
     model, ckpt = load_embedder(checkpoint)
     device = next(model.parameters()).device
     amp = autocast_dtype(device, ckpt["config"]["embedding"].get("amp"))

@@ -21,7 +21,7 @@ from hpa.files import atomic_path
 from hpa.inference.cells import CellOutputs, finer, write_cell_probabilities, write_maps
 from hpa.inference.tta import predict_views
 from hpa.runtime.checkpoint import checkpoint_vocabulary, load_checkpoint
-from hpa.runtime.device import autocast_dtype, pick_device
+from hpa.runtime.device import autocast_dtype, compute_threads, pick_device
 from hpa.runtime.loader import CachedImages, loader_workers, make_loader
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def run_job(
     *, checkpoint, train_npy, train_index, test_npy, test_index, folds_csv, views_npz,
     tta_names, batch_size: int, crops: str = "none", threads: int = 1, cells: CellOutputs | None = None,
 ) -> None:
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(compute_threads(threads))
     device = pick_device()
     model, ckpt = load_checkpoint(checkpoint, device)
     fold = ckpt["config"]["fold"]

@@ -38,6 +38,14 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def compute_threads(threads: int) -> int:
+    """torch's intra-op threads for a job given ``threads``: all of them beside a GPU (they prepare its
+    batches), one on a CPU. On a CPU, sums over more threads run in another order, so results would
+    depend on how many cores a machine gives a job: with one, the demo scores the same on a 2-core
+    laptop, a workstation and a cluster node, and a CPU-only run gives each job a core of its own."""
+    return max(1, threads) if pick_device().type == "cuda" else 1
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)

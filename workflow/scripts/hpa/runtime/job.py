@@ -19,7 +19,7 @@ from hpa.classes import Vocabulary
 from hpa.data.cache import open_cache
 from hpa.files import setup_logging
 from hpa.runtime import distributed
-from hpa.runtime.device import pick_device
+from hpa.runtime.device import compute_threads, pick_device
 from hpa.runtime.distributed import Ranks
 from hpa.tables import labels_to_matrix, read_manifest
 
@@ -99,7 +99,7 @@ def fold_rows(index: pd.DataFrame, folds: pd.DataFrame, labels: pd.DataFrame, fo
 def read_fold(job: FoldJob, ranks: Ranks):
     """This rank's share of the job's threads, then the cache and the fold's rows:
     (cache, (train rows, labels), (validation rows, labels, Ids))."""
-    torch.set_num_threads(max(1, job.threads // ranks.world))
+    torch.set_num_threads(compute_threads(job.threads // ranks.world))
     cache, index = open_cache(job.cache_npy, job.cache_index)
     vocabulary = Vocabulary.read(job.vocabulary)
     channels = vocabulary.channels
