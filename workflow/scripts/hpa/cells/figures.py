@@ -19,7 +19,7 @@ def plot_evaluation(cells: dict, segmentation: dict | None, classes, path, title
     game = cells["pointing"]
     tested = sorted(game["classes"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, max(3.5, 0.28 * (len(tested) + 2))),
-                                      gridspec_kw={"width_ratios": [1, 1.3]})
+                                      gridspec_kw={"width_ratios": [1, 1.3], "wspace": 0.9})
     rows = []  # (label, value, low, high, is a baseline)
     if segmentation:
         s, b = segmentation["masks"], segmentation["disk_baseline"]
@@ -33,6 +33,7 @@ def plot_evaluation(cells: dict, segmentation: dict | None, classes, path, title
             rows.append((names[method], s["map"], s["low"], s["high"], method in ("image", "centre")))
     for k, (name, v, lo, hi, baseline) in enumerate(rows):
         _bar(left, k, v, lo, hi, "lightgrey" if baseline else "tab:blue")
+        left.text(min(hi if hi is not None else v, 0.8) + 0.02, k, f"{v:.3f} [{lo:.3f}, {hi:.3f}]", va="center", fontsize=7)
     left.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
     left.set_xlim(0, 1)
     left.invert_yaxis()
