@@ -30,6 +30,5 @@ with gpu_job(snakemake):
         body=cells["body_channels"],
         depth=depths(bit_depth, bit_depth["channels"]),
         fit=snakemake.params.fit,
-        tta=ens["tta"],
-        cell_tta=cells["tta"],
+        tta=cells["tta"],
     )

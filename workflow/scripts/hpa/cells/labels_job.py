@@ -32,13 +32,15 @@ from hpa.files import atomic_path, write_csv
 log = logging.getLogger(__name__)
 
 
-def _peak_normalised(maps: np.ndarray) -> np.ndarray:
+def peak_normalised(maps: np.ndarray) -> np.ndarray:
+    """(n, classes, h, w) maps, each (image, class) plane divided by its own peak (negative values: 0)."""
     maps = np.clip(maps.astype(np.float32), 0, None)
     peak = maps.max(axis=(2, 3), keepdims=True)
     return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
 
 
-def _to_grid(maps: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+def to_grid(maps: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(n, classes, h, w) maps brought to ``grid`` by bilinear interpolation (as ``hpa.cells.frames.upsample``)."""
     if maps.shape[2:] == tuple(grid):
         return maps
     rows, cols = bilinear_matrix(grid[0], maps.shape[2]), bilinear_matrix(grid[1], maps.shape[3])
@@ -59,7 +61,7 @@ def ensemble_maps(paths) -> tuple[np.ndarray, np.ndarray]:
     for path, (member_ids, maps) in zip(paths, members):
         if not np.array_equal(member_ids, ids):
             raise ValueError(f"{path}: maps of other test images than {paths[0]}'s; rerun its predict job")
-        total += _to_grid(_peak_normalised(maps), grid)
+        total += to_grid(peak_normalised(maps), grid)
     return ids, (total / len(members)).astype(np.float16)
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from hpa.cells.frames import SQUARE
 from hpa.cells.gallery import composite, page, row_image
-from hpa.cells.labels_job import _peak_normalised, _to_grid
+from hpa.cells.labels_job import peak_normalised, to_grid
 from hpa.cells.scores import cell_scores, score_table
 from hpa.cells.segment import segment
 from hpa.classes import join_names
@@ -39,8 +39,9 @@ MAX_ROWS = 4  # predicted classes drawn per image
 
 
 def image_cells(folder, image_id: str, members: list, vocabulary, *, nucleus: str, body: list[str], depth,
-                fit: str, tta: str, cell_tta: str):
-    """(native planes, mask, maps (classes, h, w), each cell's probabilities alone (cells, classes)) of one image."""
+                fit: str, tta: str):
+    """(native planes, mask, maps (classes, h, w), each cell's probabilities alone (cells, classes), the fit
+    of the model's square) of one image; maps and cells alone over ``tta``'s views (``cells.tta``)."""
     files = channel_files(folder, image_id, vocabulary.channels)
     planes = {}
     for channel, path in files.items():
@@ -52,18 +53,18 @@ def image_cells(folder, image_id: str, members: list, vocabulary, *, nucleus: st
     maps, probs = None, []
     for model, ckpt in members:
         field = load_image(files, ckpt["config"]["image_size"], depth, fit=fit)
-        m = _peak_normalised(class_maps(model, field[None], views=transforms_for(tta)))
-        maps = m if maps is None else (_to_grid(maps, max(maps.shape[2:], m.shape[2:]))
-                                       + _to_grid(m, max(maps.shape[2:], m.shape[2:])))
+        m = peak_normalised(class_maps(model, field[None], views=transforms_for(tta)))
+        maps = m if maps is None else (to_grid(maps, max(maps.shape[2:], m.shape[2:]))
+                                       + to_grid(m, max(maps.shape[2:], m.shape[2:])))
         _, fields = masked_fields(field, mask, frame_fit)
         amp = autocast_dtype(device, ckpt["config"]["model"].get("amp"))
-        probs.append(alone(model, fields, transforms_for(cell_tta), amp=amp, device=device) if len(fields)
+        probs.append(alone(model, fields, transforms_for(tta), amp=amp, device=device) if len(fields)
                      else np.zeros((0, vocabulary.n_classes), np.float32))
     return planes, mask, maps[0] / len(members), np.mean(probs, axis=0), frame_fit
 
 
 def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[str]], record: dict, out_dir, *,
-                 nucleus: str, body: list[str], depth, fit: str, tta: str, cell_tta: str = "none") -> pd.DataFrame:
+                 nucleus: str, body: list[str], depth, fit: str, tta: str = "none") -> pd.DataFrame:
     """``out_dir/{Id}.jpg`` for every ``ok`` row of ``predictions`` (predict_new's table),
     ``out_dir/cells.csv`` (every cell's box, area, scores and labels) and ``out_dir/skipped.csv``
     (images that could not be drawn, with the reason); returns the cells table."""
@@ -80,8 +81,7 @@ def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[
     for row, image_id in enumerate(usable["Id"]):
         try:
             planes, mask, maps, cells_alone, frame_fit = image_cells(
-                folder, image_id, members, vocabulary, nucleus=nucleus, body=body, depth=depth, fit=fit, tta=tta,
-                cell_tta=cell_tta)
+                folder, image_id, members, vocabulary, nucleus=nucleus, body=body, depth=depth, fit=fit, tta=tta)
         except (InputError, OSError, ValueError) as err:  # one bad image is recorded, not the end of the folder
             log.warning("no panel for %s: %s", image_id, err)
             skipped.append({"Id": image_id, "reason": str(err)})
