@@ -132,7 +132,9 @@ def test_the_table_equals_the_submission_row_for_row(pipeline, blended, method, 
     table = classify(probs, skipped, HPA, record, min_images=20).set_index("Id")
     ok = table[table["ok"]]
     assert list(ok.index) == USABLE
-    assert np.array_equal(ok[NAMED].to_numpy(), test.set_index("Id").loc[USABLE].to_numpy())
+    # Equal to the tables' last decimal: a float32 output can differ in its last bit with the other images of
+    # its batch (the kernel a batch size gets), and predict_new's batches are not the pipeline's.
+    assert np.abs(ok[NAMED].to_numpy() - test.set_index("Id").loc[USABLE].to_numpy()).max() <= 1.01e-6
     assert list(ok["Predicted"]) == list(submission(test, record, USABLE)["Predicted"])
     assert set(ok["thresholds"]) == {MATCHED if method == "match_distribution" else OUT_OF_FOLD}
 
