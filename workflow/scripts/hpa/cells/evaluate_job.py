@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from hpa.cells.evaluation import compare_cell_maps, judge_cells, point_hits, pointing_game
 from hpa.cells.frames import SQUARE
@@ -29,9 +28,10 @@ from hpa.cells.metrics import cell_counts, iou_matrix, matched_f1_with_interval,
 from hpa.cells.scores import METHODS, aligned, cell_scores, cells_of
 from hpa.cells.segment import disk_cells, segment_nuclei
 from hpa.cells.truth import read_cell_labels, regions_of
-from hpa.data.images import decode_plane, depth_of
+from hpa.data.images import decode_field
 from hpa.data.ingest import manifest_files
 from hpa.metrics import N_BOOT
+from hpa.tables import prob_matrix
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ def evaluate_segmentation(*, truth_dir, images: pd.DataFrame, masks_dir, manifes
     for image_id in rows["Id"]:
         true = load_masks(Path(truth_dir) / "test_cells", image_id)
         used.append(cell_counts(true, load_masks(masks_dir, image_id, true.shape)))
-        with Image.open(files[image_id][nucleus]) as im:
-            plane = decode_plane(im, nucleus, None, depth_of(depth, nucleus))
-        nuclei, radius = segment_nuclei(plane)
+        nuclei, radius = segment_nuclei(decode_field({nucleus: files[image_id][nucleus]}, None, depth)[0][0])
         disks.append(cell_counts(true, disk_cells(nuclei, radius)))
     if not used:
         raise ValueError(f"no test image has both a mask and a cell truth in {truth_dir}")
@@ -74,7 +72,7 @@ def centre_map(size: int = 8) -> np.ndarray:
 def evaluate_cells(*, truth_dir, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids, maps, fits: dict,
                    n_classes: int, weight: float, alone: dict | None = None, n_boot: int = N_BOOT) -> dict:
     truth = read_cell_labels(Path(truth_dir) / "test_cells.csv", n_classes)
-    prob_of = dict(zip(probs["Id"], probs.filter(regex=r"^p\d+$").to_numpy(float)))
+    prob_of = dict(zip(probs["Id"], prob_matrix(probs, "test probabilities")))
     map_row = {i: k for k, i in enumerate(map_ids)}
     rows = usable(images, truth, (prob_of, map_row))
     judged = {m: [] for m in (*METHODS, "centre")}

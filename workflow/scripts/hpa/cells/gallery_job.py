@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from hpa.cells.frames import SQUARE
 from hpa.cells.gallery import KINDS, composite, file_name, page, pick, row_image
 from hpa.cells.masks import load_masks
 from hpa.classes import Vocabulary
-from hpa.data.images import decode_plane, depth_of
+from hpa.data.images import decode_field
 from hpa.data.ingest import manifest_files
 from hpa.files import atomic_path
 from hpa.tables import labels_to_matrix
@@ -64,8 +63,5 @@ def write_gallery(*, out_dir, vocab: Vocabulary, probs: pd.DataFrame, thresholds
 
 
 def _picture(image_id: str, files: dict, vocab: Vocabulary, depth, masks_dir) -> tuple[np.ndarray, np.ndarray]:
-    planes = {}
-    for channel, path in files.items():
-        with Image.open(path) as im:
-            planes[channel] = decode_plane(im, channel, None, depth_of(depth, channel))
+    planes = dict(zip(files, decode_field(files, None, depth)[0]))
     return composite(planes, vocab.rgb), load_masks(masks_dir, image_id)

@@ -28,6 +28,7 @@ from hpa.cells.masks import load_masks
 from hpa.cells.scores import aligned, cell_scores, cells_of, score_table
 from hpa.classes import join_names
 from hpa.files import atomic_path, write_csv
+from hpa.tables import prob_matrix
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def label_cells(*, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids
                 thresholds: np.ndarray, classes, method: str, weight: float, min_score: float,
                 alone: dict | None = None):
     """(cell_scores table, 2021 submission): every image of ``images`` (segment_cells' rows), in order."""
-    prob_of = {i: row for i, row in zip(probs["Id"], probs.filter(regex=r"^p\d+$").to_numpy(float))}
+    prob_of = dict(zip(probs["Id"], prob_matrix(probs, "test probabilities")))
     map_row = {i: k for k, i in enumerate(map_ids)}
     tables, rows, n_unmapped = [], [], 0
     for image in images.itertuples(index=False):

@@ -22,7 +22,7 @@ from PIL import Image
 from hpa.cells.masks import load_masks
 from hpa.cells.scores import cells_of
 from hpa.cells.segment import segment
-from hpa.data.images import decode_plane, depth_of
+from hpa.data.images import decode_field
 from hpa.data.ingest import manifest_files
 from hpa.files import InputError, atomic_path, write_csv
 from hpa.parallel import run_tasks
@@ -31,17 +31,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_COLUMNS = ["Id", "width", "height", "cells", "nucleus_radius", "problem"]
 CELL_COLUMNS = ["Id", "cell", "x0", "y0", "x1", "y1", "area"]
-
-
-def _planes(files: dict, wanted: list[str], depth, yellow: str) -> dict[str, np.ndarray]:
-    planes = {}
-    for channel in wanted:
-        with Image.open(files[channel]) as im:
-            planes[channel] = decode_plane(im, channel, None, depth_of(depth, channel), yellow)
-    shapes = {p.shape for p in planes.values()}
-    if len(shapes) > 1:
-        raise InputError(f"channels of different sizes: {', '.join(f'{c} {p.shape}' for c, p in planes.items())}")
-    return planes
 
 
 def segment_one(task: dict) -> dict:
@@ -54,7 +43,8 @@ def segment_one(task: dict) -> dict:
                 shape = (im.height, im.width)
             mask = load_masks(task["masks"], image_id, shape)
         else:
-            planes = _planes(files, [task["nucleus"], *task["body"]], task["depth"], task["yellow"])
+            wanted = {c: files[c] for c in (task["nucleus"], *task["body"])}
+            planes = dict(zip(wanted, decode_field(wanted, None, task["depth"], task["yellow"])[0]))
             found = segment(planes[task["nucleus"]], [planes[c] for c in task["body"]])
             mask, row["nucleus_radius"] = found.cells, round(float(found.nucleus_radius), 3)
         if mask.max(initial=0) > np.iinfo(np.uint16).max:

@@ -246,7 +246,7 @@ def decode_field(files: Mapping[str, Path], size: int | None = None,
                  depth: BitDepth | Mapping[str, BitDepth] = BitDepth(), yellow: str = "rg_mean",
                  fit: str = "pad") -> tuple[np.ndarray, tuple[int, int]]:
     """A field's channels ({channel: file}, in the dataset's channel order) as a (C, size, size) uint8
-    array, and the (width, height) of its files."""
+    array (each file at its own size where ``size`` is None), and the (width, height) of its files."""
     if not isinstance(files, Mapping):
         raise TypeError("files: give {channel: file} (channel_files(image_dir, Id, channels) for the Kaggle layout)")
     planes, shape = [], None
@@ -254,6 +254,8 @@ def decode_field(files: Mapping[str, Path], size: int | None = None,
         with Image.open(path) as im:
             shape = im.size
             planes.append(decode_plane(im, color, size, depth_of(depth, color), yellow, fit))
+    if len({p.shape for p in planes}) > 1:  # only at the files' own size (size None)
+        raise ValueError("channels of different sizes: " + ", ".join(f"{c} {p.shape}" for c, p in zip(files, planes)))
     return np.stack(planes), shape
 
 

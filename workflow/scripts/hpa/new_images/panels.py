@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from hpa.cells.frames import SQUARE
 from hpa.cells.gallery import composite, page, row_image
@@ -24,7 +23,7 @@ from hpa.cells.labels_job import peak_normalised, to_grid
 from hpa.cells.scores import cell_scores, score_table
 from hpa.cells.segment import segment
 from hpa.classes import join_names
-from hpa.data.images import channel_files, decode_plane, depth_of, load_image
+from hpa.data.images import channel_files, decode_field, load_image
 from hpa.dihedral import transforms_for
 from hpa.files import InputError, atomic_path, write_csv
 from hpa.inference.cams import class_maps
@@ -43,10 +42,7 @@ def image_cells(folder, image_id: str, members: list, vocabulary, *, nucleus: st
     """(native planes, mask, maps (classes, h, w), each cell's probabilities alone (cells, classes), the fit
     of the model's square) of one image; maps and cells alone over ``tta``'s views (``cells.tta``)."""
     files = channel_files(folder, image_id, vocabulary.channels)
-    planes = {}
-    for channel, path in files.items():
-        with Image.open(path) as im:
-            planes[channel] = decode_plane(im, channel, None, depth_of(depth, channel))
+    planes = dict(zip(files, decode_field(files, None, depth)[0]))
     mask = segment(planes[nucleus], [planes[c] for c in body]).cells
     frame_fit = fit if mask.shape[0] != mask.shape[1] else SQUARE
     device = pick_device()
