@@ -203,17 +203,23 @@ def test_true_probabilities_and_true_maps_beat_the_no_map_baseline(truth_folder,
     cells = read_cell_labels(root / "test_cells.csv", 28)  # oracle cells alone: each true cell's own labels
     rows = [(i, c, [float(k in labels) for k in range(28)]) for i, by_cell in cells.items() for c, labels in by_cell.items()]
     alone = alone_lookup(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), np.array([r[2] for r in rows]))
+    proteins = {i: np.asarray(Image.open(root / "test" / f"{i}_green.png")) for i in manifest["Id"]}
     result = evaluate_cells(truth_dir=root, images=images, masks_dir=tmp_path / "masks", probs=probs,
                             map_ids=manifest["Id"].to_numpy(), maps=maps, fits={}, n_classes=28, weight=0.5,
-                            alone=alone, n_boot=50)
+                            thresholds=np.full(28, 0.5), proteins=proteins, alone=alone, n_boot=50)
     assert result["n_images"] == 8
-    scores = {m: result["cell_map"][m]["map"] for m in ("image", "centre", "map", "masked")}
-    assert scores["masked"] == pytest.approx(1.0) and scores["map"] > max(scores["image"], scores["centre"])
+    scores = {m: result["cell_map"][m]["map"] for m in ("image", "centre", "map", "masked", "gated")}
+    assert scores["masked"] == pytest.approx(1.0) == scores["gated"]
+    assert scores["map"] > max(scores["image"], scores["centre"])
     assert result["gain_over_centre"]["map"]["difference"] == pytest.approx(scores["map"] - scores["centre"])
-    assert result["pointing"]["all"]["hit"] == 1.0 > result["pointing"]["all"]["chance"]
+    assert result["pointing_model"]["all"]["hit"] == 1.0 > result["pointing_model"]["all"]["chance"]
+    assert result["pointing"]["all"]["hit"] > result["pointing"]["all"]["chance"]
+    by_kind = result["by_kind"]
+    assert by_kind["agree"]["n_images"] + by_kind["vary"]["n_images"] == 8
     table = evaluation_table(None, result, HPA.classes)
-    assert table["measure"].str.startswith("per-cell mAP").sum() == 6  # 3 methods x 2 baselines
-    assert table["measure"].str.contains("pointing game: all classes").any()
+    parts = sum(1 for k in ("all", "agree", "vary") if by_kind[k]["n_images"])
+    assert table["measure"].str.startswith("per-cell mAP").sum() == 9 * parts  # 4 methods x 2 baselines, flattened
+    assert table["measure"].str.contains("pointing game, located maps: all classes").any()
 
 
 def test_gallery_picks_and_draws():

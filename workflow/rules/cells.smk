@@ -125,8 +125,10 @@ rule evaluate_cells:
         maps="results/cells/{ensemble}/class_maps.npz",
         alone="results/cells/{ensemble}/cells_alone.npz",
         test=ensemble_table("test"),
+        thresholds="results/thresholds/{ensemble}.json",
         masks="results/cells/masks",
         images="results/cells/images.csv",
+        cache="results/cache/test.npy",
         cache_index="results/cache/test.csv",
         vocabulary=VOCABULARY,
     output:

@@ -8,7 +8,10 @@ from hpa.cells.evaluate_job import evaluate_cells, evaluation_table
 from hpa.cells.figures import plot_evaluation
 from hpa.cells.scores import alone_lookup
 from hpa.classes import Vocabulary
+from hpa.data.cache import open_cache
 from hpa.files import read_json, setup_logging, write_csv, write_json
+from hpa.postprocess.submission import applied_thresholds
+from hpa.tables import prob_matrix
 
 setup_logging(snakemake.log[0])
 vocab = Vocabulary.read(snakemake.input.vocabulary)
@@ -16,17 +19,22 @@ with np.load(snakemake.input.maps) as saved:
     ids, maps = saved["ids"].astype(str), saved["maps"]
 with np.load(snakemake.input.alone) as saved:
     ids_alone, cells_alone, probs_alone = saved["ids"].astype(str), saved["cells"], saved["probs"]
-index = pd.read_csv(snakemake.input.cache_index, dtype={"Id": str}, keep_default_na=False)
+cache, index = open_cache(snakemake.input.cache, snakemake.input.cache_index)
+probs = pd.read_csv(snakemake.input.test, dtype={"Id": str})
+thresholds, _ = applied_thresholds(read_json(snakemake.input.thresholds), prob_matrix(probs, "test probabilities"))
+protein = vocab.channels.index(vocab.rgb.get("green", vocab.channels[0]))
 result = evaluate_cells(
     truth_dir=snakemake.params.truth,
     images=pd.read_csv(snakemake.input.images, dtype={"Id": str}, keep_default_na=False),
     masks_dir=snakemake.input.masks,
-    probs=pd.read_csv(snakemake.input.test, dtype={"Id": str}),
+    probs=probs,
     map_ids=ids,
     maps=maps,
     fits=dict(zip(index["Id"], index["fit"])),
     n_classes=vocab.n_classes,
     weight=snakemake.params.blend_weight,
+    thresholds=thresholds,
+    proteins={i: cache[r, protein] for i, r, ok in zip(index["Id"], index["row"], index["ok"]) if ok},
     alone=alone_lookup(ids_alone, cells_alone, probs_alone),
 )
 segmentation = read_json(snakemake.input.segmentation)

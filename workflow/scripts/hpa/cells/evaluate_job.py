@@ -4,12 +4,18 @@
   embedded segmentation's or the user's), against one disk per nucleus, the segmentation that
   needs no cell-body stain, as a paired difference over the same images.
 - ``evaluate_cells``: per-cell mAP the 2021 way of each per-cell method (``image``, the no-map
-  baseline; ``map``; ``blend``; ``masked``) with intervals, and each one's paired gain over
+  baseline; ``map``; ``blend``; ``masked``; ``gated``) with intervals, and each one's paired gain over
   ``image`` and over a second baseline, ``centre``: ``map`` scoring with one fixed bump in the
   middle of every field for every class, which knows nothing of the image. Cells cut by the
   field's border are fewer and show fewer labels than whole ones, so any map brighter in the
-  middle beats ``image``; a map that points at the pattern must also beat ``centre``.
-  The pointing game of the ensemble's class maps per class against a random point of the cell area.
+  middle beats ``image``; a map that points at the pattern must also beat ``centre``. The default
+  method (``gated``) is also scored against its own scores flattened (every cell its image's
+  highest), the no-map baseline a user can make from its submission alone.
+  The pointing game per class against a random point of the cell area, of the located maps
+  (``hpa.cells.located``) and of the model's own maps at their feature grid (a 2x2 grid at the
+  demo's 64 px cannot point: four fixed points per field).
+  Every figure over all images, then apart for images whose cells all show their image's labels
+  (``cells_agree``, as most of the atlas's) and for those whose cells vary.
 Images a stage skipped (no mask, not cached) are left out of both, and counted.
 """
 
@@ -23,6 +29,7 @@ import pandas as pd
 
 from hpa.cells.evaluation import compare_cell_maps, judge_cells, point_hits, pointing_game
 from hpa.cells.frames import SQUARE
+from hpa.cells.located import located_maps
 from hpa.cells.masks import load_masks
 from hpa.cells.metrics import cell_counts, iou_matrix, matched_f1_with_interval, paired_f1_difference
 from hpa.cells.scores import METHODS, aligned, cell_scores, cells_of
@@ -69,37 +76,90 @@ def centre_map(size: int = 8) -> np.ndarray:
     return np.exp(-(yy**2 + xx**2) / (2 * (size / 4) ** 2))
 
 
+KINDS = ("all", "agree", "vary")
+KIND_NAMES = {"all": "all images", "agree": "images whose cells agree", "vary": "images whose cells vary"}
+DEFAULT = "gated"  # the schema's cells.method; its flattened scores are the no-map baseline from its own file
+
+
+def cells_agree(labels: dict) -> bool:
+    """Whether every true cell of an image shows every class of the image (as most of the atlas's do)."""
+    shown = set().union(*labels.values()) if labels else set()
+    return all(set(v) == shown for v in labels.values())
+
+
+def flattened(scores: np.ndarray) -> np.ndarray:
+    """Every cell its image's highest score per class: the no-map baseline of a submission, made from itself."""
+    return np.broadcast_to(scores.max(0, initial=0)[None], scores.shape)
+
+
+def _judge_image(true, truth, pred, prob, grid, fit, mine, thresholds, weight, n_classes) -> dict:
+    """One image's Detections under every scoring of ``evaluate_cells``."""
+    ids, overlaps = cells_of(pred)[0], iou_matrix(true, pred)
+    out = {}
+    for method in (*METHODS, "centre"):
+        how, given = ("map", np.broadcast_to(centre_map(), (n_classes, 8, 8))) if method == "centre" else (method, grid)
+        cells = cell_scores(prob, pred, given, how, weight, fit=fit, alone=mine, thresholds=thresholds)
+        out[method] = judge_cells(true, truth, pred, cells.ids, cells.scores, overlaps=overlaps)
+        if method == DEFAULT:
+            out["flattened"] = judge_cells(true, truth, pred, cells.ids, flattened(cells.scores), overlaps=overlaps)
+    return out
+
+
+def _pointing(true, truth, regions, grid, fit, pred, mine, protein) -> dict:
+    """(class, hit, chance) records of the model's maps and of the located maps (``hpa.cells.located``)."""
+    shown = set().union(*truth.values())
+    located = located_maps(grid, pred, cells_of(pred)[0], mine, protein, fit)
+    return {"model": point_hits(dict(enumerate(grid)), regions, true > 0, shown, fit),
+            "located": point_hits(dict(enumerate(located)), regions, true > 0, shown, fit)}
+
+
+def _compare(judged: dict, n_boot: int) -> dict:
+    """Every scoring's mAP with its interval, and each learned one's paired gain over each baseline."""
+    learned = [m for m in METHODS if m != "image"]
+    pairs = [(m, b) for b in ("image", "centre") for m in learned] + [(DEFAULT, "flattened")]
+    scores, differences = compare_cell_maps(judged, pairs, n_boot=n_boot)
+    return {"cell_map": {m: _plain(score) for m, score in scores.items()},
+            "gain_over_image": {m: differences[m, "image"] for m in learned},
+            "gain_over_centre": {m: differences[m, "centre"] for m in learned},
+            "gain_over_flattened": {DEFAULT: differences[DEFAULT, "flattened"]}}
+
+
 def evaluate_cells(*, truth_dir, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids, maps, fits: dict,
-                   n_classes: int, weight: float, alone: dict | None = None, n_boot: int = N_BOOT) -> dict:
+                   n_classes: int, weight: float, thresholds, proteins: dict, alone: dict | None = None,
+                   n_boot: int = N_BOOT) -> dict:
+    """Per-cell mAP of every method and baseline and the pointing game of the model's and the located maps, over
+    all images and apart for images whose cells agree and vary (``cells_agree``). ``proteins``: Id -> the
+    cached field's protein channel (S, S); ``thresholds`` (n_classes,): the ensemble's applied ones."""
     truth = read_cell_labels(Path(truth_dir) / "test_cells.csv", n_classes)
     prob_of = dict(zip(probs["Id"], prob_matrix(probs, "test probabilities")))
     map_row = {i: k for k, i in enumerate(map_ids)}
-    rows = usable(images, truth, (prob_of, map_row))
-    judged = {m: [] for m in (*METHODS, "centre")}
-    centre = np.broadcast_to(centre_map(), (n_classes, 8, 8))
-    points = []
+    rows = usable(images, truth, (prob_of, map_row, proteins))
+    judged, points, agree = [], {"model": [], "located": []}, []
     for image_id in rows["Id"]:
         true = load_masks(Path(truth_dir) / "test_cells", image_id)
         pred = load_masks(masks_dir, image_id, true.shape)
         grid, fit = maps[map_row[image_id]].astype(np.float32), fits.get(image_id, SQUARE)
-        ids, overlaps = cells_of(pred)[0], iou_matrix(true, pred)
-        mine = aligned(alone or {}, image_id, ids, n_classes)
-        for method in judged:
-            how, given = ("map", centre) if method == "centre" else (method, grid)
-            cells = cell_scores(prob_of[image_id], pred, given, how, weight, fit=fit, alone=mine)
-            judged[method].append(judge_cells(true, truth[image_id], pred, cells.ids, cells.scores, overlaps=overlaps))
-        shown = set().union(*truth[image_id].values())
-        points.append(point_hits(dict(enumerate(grid)), regions_of(truth_dir, image_id), true > 0, shown, fit))
-    if not points:
+        mine = aligned(alone or {}, image_id, cells_of(pred)[0], n_classes)
+        judged.append(_judge_image(true, truth[image_id], pred, prob_of[image_id], grid, fit, mine, thresholds,
+                                   weight, n_classes))
+        for name, hits in _pointing(true, truth[image_id], regions_of(truth_dir, image_id), grid, fit, pred, mine,
+                                    proteins[image_id]).items():
+            points[name].append(hits)
+        agree.append(cells_agree(truth[image_id]))
+    if not judged:
         raise ValueError(f"no test image has a mask, a class map and a cell truth in {truth_dir}")
-    learned = [m for m in METHODS if m != "image"]
-    bases = ("image", "centre")
-    scores, differences = compare_cell_maps(judged, [(m, b) for b in bases for m in learned], n_boot=n_boot)
-    scores = {m: _plain(score) for m, score in scores.items()}
-    gains = {b: {m: differences[m, b] for m in learned} for b in bases}
-    return {"cell_map": scores, "gain_over_image": gains["image"], "gain_over_centre": gains["centre"],
-            "pointing": pointing_game(points, n_classes, n_boot=n_boot),
-            "n_images": len(points), "n_skipped": int(len(images) - len(points)), "iou": 0.6}
+    agree = np.array(agree)
+    out = {"n_images": len(judged), "n_skipped": int(len(images) - len(judged)), "iou": 0.6}
+    for kind, keep in (("all", np.ones_like(agree)), ("agree", agree), ("vary", ~agree)):
+        picked = [j for j, k in zip(judged, keep) if k]
+        part = _compare({m: [j[m] for j in picked] for m in judged[0]}, n_boot) if picked else {}
+        part |= {"n_images": len(picked),
+                 "pointing": pointing_game([p for p, k in zip(points["located"], keep) if k], n_classes, n_boot=n_boot),
+                 "pointing_model": pointing_game([p for p, k in zip(points["model"], keep) if k], n_classes,
+                                                 n_boot=n_boot)}
+        out |= part if kind == "all" else {}
+        out.setdefault("by_kind", {})[kind] = part
+    return out
 
 
 def _plain(score: dict) -> dict:
@@ -108,27 +168,54 @@ def _plain(score: dict) -> dict:
                 else v.tolist() if isinstance(v, np.ndarray) else v) for k, v in score.items()}
 
 
+def _row(measure, s, baseline, d, value="map") -> dict:
+    return {"measure": measure, "value": s[value], "low": s["low"], "high": s["high"], "baseline": baseline,
+            "difference": d["difference"], "difference_low": d["low"], "difference_high": d["high"]}
+
+
+def _map_rows(part: dict, kind: str) -> list[dict]:
+    """Per-cell mAP rows of one kind of images: each learned method against each baseline."""
+    rows, scored = [], part["cell_map"]
+    where = f"{KIND_NAMES[kind]} (n={part['n_images']})"
+    bases = [("image", "image probabilities in every cell"), ("centre", "a fixed map bright in the middle")]
+    for base, named in bases:
+        for method in ("map", "blend", "masked", "gated"):
+            rows.append(_row(f"per-cell mAP at IoU 0.6, {method} scores, {where}", scored[method], named,
+                             part[f"gain_over_{base}"][method]) | {"baseline_value": scored[base]["map"]})
+    rows.append(_row(f"per-cell mAP at IoU 0.6, {DEFAULT} scores, {where}", scored[DEFAULT],
+                     f"its own submission flattened (every cell its image's highest {DEFAULT} score)",
+                     part["gain_over_flattened"][DEFAULT]) | {"baseline_value": scored["flattened"]["map"]})
+    return rows
+
+
+def _pointing_rows(game: dict, classes, maps: str, kind: str) -> list[dict]:
+    rows = []
+    for key, name in [("all", "all classes"), *[(c, classes[c]) for c in sorted(game["classes"])]]:
+        g = game["all"] if key == "all" else game["classes"][key]
+        if not g.get("n") or (kind != "all" and key != "all"):
+            continue
+        where = "" if kind == "all" else f", {KIND_NAMES[kind]}"
+        rows.append({"measure": f"pointing game, {maps}: {name}{where} (n={g['n']})", "value": g["hit"],
+                     "low": g["hit_low"], "high": g["hit_high"], "baseline": "a random point of the cells",
+                     "baseline_value": g["chance"], "difference": g["difference"],
+                     "difference_low": g["difference_low"], "difference_high": g["difference_high"]})
+    return rows
+
+
 def evaluation_table(segmentation: dict | None, cells: dict, classes) -> pd.DataFrame:
-    """The report's table: one row per measure, with its interval, its baseline and the paired difference."""
+    """The report's table: one row per measure, with its interval, its baseline and the paired difference;
+    per-cell mAP and the pointing game over all images, then apart for images whose cells agree and vary."""
     rows = []
     if segmentation:
         s, b, d = segmentation["masks"], segmentation["disk_baseline"], segmentation["difference"]
         rows.append({"measure": "segmentation: matched-cell F1 at IoU 0.5", "value": s["f1"], "low": s["low"],
                      "high": s["high"], "baseline": "a disk per nucleus", "baseline_value": b["f1"],
                      "difference": d["difference"], "difference_low": d["low"], "difference_high": d["high"]})
-    for base, named in (("image", "image probabilities in every cell"), ("centre", "a fixed map bright in the middle")):
-        for method in ("map", "blend", "masked"):
-            s, d = cells["cell_map"][method], cells[f"gain_over_{base}"][method]
-            rows.append({"measure": f"per-cell mAP at IoU 0.6, {method} scores", "value": s["map"], "low": s["low"],
-                         "high": s["high"], "baseline": named, "baseline_value": cells["cell_map"][base]["map"],
-                         "difference": d["difference"], "difference_low": d["low"], "difference_high": d["high"]})
-    game = cells["pointing"]
-    for key, name in [("all", "all classes"), *[(c, classes[c]) for c in sorted(game["classes"])]]:
-        g = game["all"] if key == "all" else game["classes"][key]
-        if not g.get("n"):
+    for kind in KINDS:
+        part = cells["by_kind"][kind]
+        if not part.get("n_images"):
             continue
-        rows.append({"measure": f"pointing game: {name} (n={g['n']})", "value": g["hit"], "low": g["hit_low"],
-                     "high": g["hit_high"], "baseline": "a random point of the cells", "baseline_value": g["chance"],
-                     "difference": g["difference"], "difference_low": g["difference_low"],
-                     "difference_high": g["difference_high"]})
+        rows += _map_rows(part, kind)
+        rows += _pointing_rows(part["pointing"], classes, "located maps", kind)
+        rows += _pointing_rows(part["pointing_model"], classes, "the model's maps (its feature grid)", kind)
     return pd.DataFrame(rows).round(4)

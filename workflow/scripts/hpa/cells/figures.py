@@ -26,8 +26,9 @@ def plot_evaluation(cells: dict, segmentation: dict | None, classes, path, title
         rows += [("segmentation F1 (IoU 0.5)", s["f1"], s["low"], s["high"], False),
                  ("  baseline: a disk per nucleus", b["f1"], b["low"], b["high"], True)]
     names = {"image": "  baseline: image's probability", "centre": "  baseline: a fixed centre map",
-             "map": "cell mAP, map", "blend": "cell mAP, blend", "masked": "cell mAP, cell alone"}
-    for method in ("image", "centre", "map", "blend", "masked"):
+             "map": "cell mAP, map", "blend": "cell mAP, blend", "masked": "cell mAP, cell alone",
+             "gated": "cell mAP, gated (default)"}
+    for method in ("image", "centre", "map", "blend", "masked", "gated"):
         if method in cells["cell_map"]:
             s = cells["cell_map"][method]
             rows.append((names[method], s["map"], s["low"], s["high"], method in ("image", "centre")))
@@ -44,7 +45,7 @@ def plot_evaluation(cells: dict, segmentation: dict | None, classes, path, title
     for k, g in enumerate(stats):
         if not g.get("n"):
             continue
-        _bar(right, k + 0.2, g["hit"], g["hit_low"], g["hit_high"], "tab:orange", "map's peak in the class's region" if k == 0 else None)
+        _bar(right, k + 0.2, g["hit"], g["hit_low"], g["hit_high"], "tab:orange", "located map's peak in the class's region" if k == 0 else None)
         _bar(right, k - 0.2, g["chance"], None, None, "lightgrey", "random point of the cells" if k == 0 else None)
     right.set_yticks(y, [f"{name} (n={g.get('n', 0)})" for name, g in zip(labels, stats)], fontsize=8)
     right.set_xlim(0, 1)

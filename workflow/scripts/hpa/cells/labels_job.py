@@ -104,12 +104,13 @@ def label_cells(*, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids
             continue
         mask = load_masks(masks_dir, image.Id)
         grid = maps[map_row[image.Id]] if image.Id in map_row else None
-        how = method if grid is not None or method in ("image", "masked") else "image"
+        how = method if grid is not None or method in ("image", "masked", "gated") else "image"
         n_unmapped += how != method
         mine = None
-        if method == "masked":
+        if method in ("masked", "gated"):
             mine = aligned(alone or {}, image.Id, cells_of(mask)[0], len(classes))
-        cells = cell_scores(prob_of[image.Id], mask, grid, how, weight, fit=fits.get(image.Id, SQUARE), alone=mine)
+        cells = cell_scores(prob_of[image.Id], mask, grid, how, weight, fit=fits.get(image.Id, SQUARE), alone=mine,
+                            thresholds=thresholds)
         table = score_table(image.Id, cells)
         shown = cells.scores >= thresholds[None, :]
         table["labels"] = [join_names(np.flatnonzero(s), classes) for s in shown]

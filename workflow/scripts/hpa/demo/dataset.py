@@ -6,6 +6,11 @@ of Kaggle's train.csv), so class imbalance and co-occurrence are realistic.
 A few images per class are guaranteed so that even Rods & rings (11 of 31,072
 real images) exists in a demo of hundreds. Test labels are written aside, for
 scoring only.
+
+A share of the fields (``AGREE_SHARE``) have cells that all agree with their image, as most of
+the atlas's do: every eligible cell shows each of the image's labels; in the others each cell
+shows each label with ``hpa.demo.render.EXPRESS_P``. Which ones is drawn from the image's own
+seed apart from its other draws, so the other fields are the same, byte for byte.
 """
 
 from __future__ import annotations
@@ -56,13 +61,22 @@ def demo_id(rng: np.random.Generator) -> str:
     return f"{hexs[:8]}-{hexs[8:12]}-11e8-{hexs[12:16]}-ac1f6b6435d0"
 
 
+AGREE_SHARE = 0.5
+
+
+def agrees(seed: int) -> bool:
+    """Whether the field of this image seed has cells that all agree with it (``AGREE_SHARE`` of them)."""
+    return bool(np.random.default_rng([seed, 1]).uniform() < AGREE_SHARE)
+
+
 def _write_image(task) -> list[dict]:
     """Write one field's PNGs; for a test field (``truth_dir`` set) also its cells' truth, whose
     rows of test_cells.csv it returns. The truth comes from the same scene: the image is the same."""
     image_dir, image_id, labels, size, seed, truth_dir = task
     rng = np.random.default_rng(seed)
-    planes, truth = render_field(frozenset(labels), size, rng, truth=True) if truth_dir else (
-        render_field(frozenset(labels), size, rng), None)
+    agree = agrees(seed)
+    planes, truth = render_field(frozenset(labels), size, rng, truth=True, agree=agree) if truth_dir else (
+        render_field(frozenset(labels), size, rng, agree=agree), None)
     for color, plane in zip(CHANNELS, planes):
         with atomic_path(channel_path(image_dir, image_id, color)) as tmp:
             Image.fromarray(plane).save(tmp, format="PNG", compress_level=1)

@@ -255,15 +255,16 @@ DRAWERS = {
 ELIGIBLE = {16: ("daughter",), 17: ("mitotic",)}  # other labels: interphase and daughter cells
 
 
-def _gains(sc, label, rng):
-    """Per-cell gain of one label: most eligible cells show it, each at its own intensity; 0 = not shown."""
+def _gains(sc, label, rng, agree=False):
+    """Per-cell gain of one label: most eligible cells show it (every one where the field's cells
+    ``agree``), each at its own intensity; 0 = not shown. The draws are the same either way."""
     eligible = np.array([c.kind in ELIGIBLE.get(label, ("interphase", "daughter")) for c in sc.cells])
     eligible &= sc.area > 0
-    on = eligible & (rng.uniform(size=len(sc.cells)) < EXPRESS_P)
+    on = eligible & ((rng.uniform(size=len(sc.cells)) < EXPRESS_P) | agree)
     return np.where(on if on.any() else eligible, rng.uniform(0.5, 1.0, len(sc.cells)), 0.0)
 
 
-def _draw_green(sc, labels, rng, drawn=None):
+def _draw_green(sc, labels, rng, drawn=None, agree=False):
     """The green plane; ``drawn`` (a dict), if given, gets label -> (pattern, per-cell gains) for the truth.
 
     The pattern is drawn before the gains are, as it always was: the rng draws, and so the
@@ -272,7 +273,7 @@ def _draw_green(sc, labels, rng, drawn=None):
     green = 0.04 * sc.inside.astype(np.float32)  # faint unspecific staining
     for label in sorted(labels):
         pattern = DRAWERS[label](sc, rng)
-        gains = _gains(sc, label, rng)
+        gains = _gains(sc, label, rng, agree)
         layer = pattern * sc.per_cell(gains) * rng.uniform(0.6, 1.0)
         if drawn is not None:
             drawn[label] = (pattern, gains)
@@ -294,13 +295,16 @@ def _acquire(layers, rng):
 
 
 def render_field(labels: frozenset[int] | set[int], size: int, rng: np.random.Generator,
-                 allow_empty: bool = False, truth: bool = False) -> np.ndarray | tuple[np.ndarray, FieldTruth]:
+                 allow_empty: bool = False, truth: bool = False,
+                 agree: bool = False) -> np.ndarray | tuple[np.ndarray, FieldTruth]:
     """Return a (4, size, size) uint8 array, channels in CHANNELS order.
 
     ``allow_empty``: no label at all gives a green channel of faint unspecific staining
     only, the "Negative" of the atlas's later annotations (hpa.demo.screen).
     ``truth``: return ``(image, FieldTruth)``, the field's cells, each cell's labels and where
     each label was drawn (hpa.demo.truth); the image is the same, byte for byte.
+    ``agree``: every eligible cell shows each label (as in most of the atlas) instead of most
+    (``EXPRESS_P``); the same random draws, so only the cells that would not have shown a label differ.
     """
     labels = frozenset(int(x) for x in labels)
     if (not labels and not allow_empty) or not labels <= set(range(N_CLASSES)):
@@ -313,6 +317,6 @@ def render_field(labels: frozenset[int] | set[int], size: int, rng: np.random.Ge
     sc = Scene(size, r0, cells, bridges, *_rasterise(cells, size))
     layers = {"blue": _draw_blue(sc, r_marks), "red": _draw_red(sc, r_marks), "yellow": _draw_yellow(sc, r_marks)}
     drawn = {} if truth else None
-    layers["green"] = _draw_green(sc, labels, r_green, drawn)
+    layers["green"] = _draw_green(sc, labels, r_green, drawn, agree)
     image = _acquire(np.stack([layers[ch] for ch in CHANNELS]).astype(np.float32), r_noise)
     return (image, field_truth(sc, drawn)) if truth else image
