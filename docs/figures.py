@@ -238,6 +238,9 @@ def collect(run: Path) -> dict:
 
 # ---- the docs' blocks, rendered from figures.json alone ----
 
+WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
+
+
 def render_quick_start(fig: dict) -> str:
     run, ranges = fig["run"], fig["ranges"]
     low = min(r["test"][0] for e, r in ranges.items() if e in run["ensembles"])
@@ -245,7 +248,7 @@ def render_quick_start(fig: dict) -> str:
     no_skill = max(e["test_no_skill"] for e in run["ensembles"].values())
     return (f"generates the synthetic demo dataset and runs every stage to `results/submission/both.csv`\n"
             f"({ranges['minutes'][0]} to {ranges['minutes'][1]} minutes on 2 CPU cores; this run: {run['wall_s']} s);"
-            f" its {len(run['ensembles'])} ensembles score a test macro\nF1 of {low:.2f} to {high:.2f}, by ensemble"
+            f" its {WORDS.get(len(run['ensembles']), len(run['ensembles']))} ensembles score a test macro\nF1 of {low:.2f} to {high:.2f}, by ensemble"
             f" and machine, against {num(no_skill)} for predicting every class: see\n"
             "`results/evaluation/comparison.csv`.\n")
 
