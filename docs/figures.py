@@ -246,9 +246,11 @@ def render_quick_start(fig: dict) -> str:
     low = min(r["test"][0] for e, r in ranges.items() if e in run["ensembles"])
     high = max(r["test"][1] for e, r in ranges.items() if e in run["ensembles"])
     no_skill = max(e["test_no_skill"] for e in run["ensembles"].values())
+    count = WORDS.get(len(run["ensembles"]), len(run["ensembles"]))
+    minutes = ranges["minutes"]
     return (f"generates the synthetic demo dataset and runs every stage to `results/submission/both.csv`\n"
-            f"({ranges['minutes'][0]} to {ranges['minutes'][1]} minutes on 2 CPU cores; this run: {run['wall_s']} s);"
-            f" its {WORDS.get(len(run['ensembles']), len(run['ensembles']))} ensembles score a test macro\nF1 of {low:.2f} to {high:.2f}, by ensemble"
+            f"({minutes[0]} to {minutes[1]} minutes on 2 CPU cores; this run: {run['wall_s']} s);"
+            f" its {count} ensembles score a test macro\nF1 of {low:.2f} to {high:.2f}, by ensemble"
             f" and machine, against {num(no_skill)} for predicting every class: see\n"
             "`results/evaluation/comparison.csv`.\n")
 

@@ -15,7 +15,8 @@ figures = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(figures)
 
 FIGURES = json.loads((REPO / "docs/figures.json").read_text())
-REGENERATE = "after a finished demo run, run `python docs/figures.py RUN_DIR`: it rewrites docs/figures.json and the blocks"
+REGENERATE = ("after a finished demo run, run `python docs/figures.py RUN_DIR`: "
+              "it rewrites docs/figures.json and the blocks")
 # Which pages must carry which blocks: the README's demo figures, the demo's run, the per-cell results.
 REQUIRED = {"README.md": {"quick_start", "summary", "demo_scores"}, "docs/demo.md": {"demo_run"},
             "docs/cells.md": {"cells"}}
@@ -30,12 +31,14 @@ def test_every_block_is_rendered_from_figures_json(page):
     text = pages()[page]
     for name, shown in figures.blocks(text):
         assert name in figures.RENDER, f"{page}: unknown figures block {name!r} (known: {sorted(figures.RENDER)})"
-        assert shown == figures.RENDER[name](FIGURES), f"{page}: block {name!r} differs from docs/figures.json; {REGENERATE}"
+        assert shown == figures.RENDER[name](FIGURES), (
+            f"{page}: block {name!r} differs from docs/figures.json; {REGENERATE}")
 
 
 def test_the_pages_carry_their_blocks():
     found = {page: {name for name, _ in figures.blocks(text)} for page, text in pages().items()}
-    missing = {page: sorted(names - found.get(page, set())) for page, names in REQUIRED.items() if names - found.get(page, set())}
+    missing = {page: sorted(names - found.get(page, set())) for page, names in REQUIRED.items()}
+    missing = {page: names for page, names in missing.items() if names}
     assert not missing, f"figures blocks removed: {missing}"
 
 
