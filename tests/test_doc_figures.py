@@ -72,3 +72,17 @@ def test_a_changed_figure_is_caught():
     first = next(iter(changed["run"]["ensembles"].values()))
     first["test_macro_f1"] = round(first["test_macro_f1"] + 0.001, 6)
     assert figures.RENDER[name](changed) != shown
+
+
+def test_the_run_bears_out_what_docs_cells_concludes():
+    """docs/cells.md: showing each cell alone beats a fixed centre map; the class maps do not, and
+    their peaks land in the class's region no more often than a random point."""
+    best = next(iter(FIGURES["run"]["ensembles"]))
+    rows = {(r["measure"], r["baseline"]): r for r in FIGURES["run"]["cells"][best]}
+    centre = "a fixed map bright in the middle"
+    masked = rows["per-cell mAP at IoU 0.6, masked scores", centre]
+    maps = rows["per-cell mAP at IoU 0.6, map scores", centre]
+    pointing = next(r for (m, _), r in rows.items() if m.startswith("pointing game: all classes"))
+    assert masked["difference_low"] > 0, f"masked no longer beats the centre map: {masked}; rewrite docs/cells.md"
+    assert maps["difference_low"] <= 0, f"the class maps now beat the centre map: {maps}; rewrite docs/cells.md"
+    assert pointing["difference_low"] <= 0, f"the maps now point better than chance: {pointing}; rewrite docs/cells.md"
