@@ -1,5 +1,5 @@
 """Every default the docs state is the schema's: config/README.md's key tables, and the
-"default `key: value`" statements of README.md and config/README.md, read against
+"default `key: value`" statements of README.md, docs/*.md and config/README.md, read against
 workflow/schemas/config.schema.yaml."""
 
 import re
@@ -94,8 +94,8 @@ def test_config_readme_default_is_the_schema_default(section, key, stated):
 
 
 def readme_statements():
-    return [match for doc in ("README.md", "config/README.md")
-            for match in README_DEFAULT.findall((REPO / doc).read_text())]
+    documents = [REPO / "README.md", REPO / "config/README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return [match for doc in documents for match in README_DEFAULT.findall(doc.read_text())]
 
 
 def test_readme_states_defaults_in_the_checked_form():

@@ -1,4 +1,4 @@
-"""Every `snakemake ...` command that README.md and config/README.md show works as written.
+"""Every `snakemake ...` command that README.md, docs/*.md and config/README.md show works as written.
 
 The commands are found in the documents themselves (fenced blocks and inline code), so a new
 or reworded command is tested without touching this file. Each is dry-run (-n) in a copy of
@@ -17,7 +17,7 @@ import yaml
 from conftest import REPO
 from hpa.demo.screen import make_screen
 
-DOCUMENTS = ["README.md", "config/README.md"]
+DOCUMENTS = ["README.md", "config/README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
 SEPARATORS = {"&&", "||", ";", "|", "&"}
 # Words that stand for the reader's own: "snakemake --configfile config/hpa.yaml ..." (any
 # target), "--config key=value" (any key); dropped. A {model}/{ensemble}/{fold} in a path is

@@ -68,3 +68,17 @@ def test_keep_best_ranks_by_the_tasks_score_and_logs_its_fields(tmp_path, caplog
     assert run.kept["epoch"] == 2 == torch.load(tmp_path / "model.pt")["epoch"]
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert lines[0] == "epoch 1: {'val_agreement': 0.2}", "the log line shows the task's fields only"
+
+
+def test_the_training_log_says_which_precision_it_computed_in(caplog):
+    """README: amp: bf16 runs in bf16 only on CPUs with native bf16; the log must say which, on a CPU too."""
+    from hpa.runtime.device import autocast_dtype
+
+    cpu = torch.device("cpu")
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    with caplog.at_level(logging.INFO, logger="hpa.runtime.device"):
+        plain, asked = autocast_dtype(cpu, None), autocast_dtype(cpu, "bf16")
+    assert plain is None and asked == (torch.bfloat16 if native else None)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("precision:")]
+    assert said == ["precision: fp32 on cpu (amp: None)",
+                    f"precision: {'bf16' if native else 'fp32'} on cpu (amp: bf16)"]

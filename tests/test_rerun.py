@@ -1,4 +1,4 @@
-"""Rerunning single stages (README "Rerunning one stage"): what reruns after a target, a flag or a change.
+"""Rerunning single stages (docs/stages.md "Rerunning one stage"): what reruns after a target, a flag or a change.
 
 Dry runs (-n) where the plan is the point; real runs where what was skipped matters.
 """

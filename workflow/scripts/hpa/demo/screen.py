@@ -28,7 +28,7 @@ from hpa.demo.render import render_field
 from hpa.files import atomic_path, write_csv
 from hpa.parallel import run_tasks
 
-# The README's worked example: ten locations under a lab's names, each drawn as the atlas
+# The worked example of README and docs/your-images.md: ten locations under a lab's names, each drawn as the atlas
 # class of the index given.
 LAB_CLASSES = {
     "nucleus": 0, "nucleoli": 2, "speckles": 4, "ER": 6, "Golgi": 7,
