@@ -201,12 +201,14 @@ def plain(value):
 
 
 def cell_rows(results: Path, ensemble: str) -> list[dict]:
-    """The per-cell evaluation's rows (pointing game: all classes only), as evaluate_cells wrote them."""
+    """The per-cell evaluation's rows (pointing game: all classes only; no blend, which tracks map), as
+    evaluate_cells wrote them."""
     path = results / f"cells/{ensemble}/cell_evaluation.csv"
     if not path.is_file():
         return []
     table = pd.read_csv(path)
-    keep = ~table["measure"].str.startswith("pointing game:") | table["measure"].str.contains("all classes")
+    pointing = table["measure"].str.startswith("pointing game")
+    keep = (~pointing | table["measure"].str.contains("all classes")) & ~table["measure"].str.contains("blend scores")
     return [{k: plain(row[k]) for k in CELL_KEYS} for row in table[keep].to_dict("records")]
 
 

@@ -171,7 +171,7 @@ def test_demo_run_labels_every_cell_and_writes_the_2021_submission(demo_run):
     assert scores[["Id", "cell"]].equals(cells[["Id", "cell"]]) and len(scores) == images["cells"].sum()
     probs = pd.read_csv(demo_run / "results/ensembles/main/test.csv", dtype={"Id": str}).set_index("Id")
     p = [f"p{k}" for k in range(28)]
-    # masked: each image's best cell per class keeps the image's probability, no cell exceeds it.
+    # gated: each image's best cell per class keeps the image's probability, no cell exceeds it.
     best = scores.groupby("Id")[p].max()
     assert np.allclose(best.to_numpy(), probs.loc[best.index, p].to_numpy(), atol=1e-5)
     thresholds = np.array(json.loads((demo_run / "results/thresholds/main.json").read_text())["thresholds"])
@@ -187,8 +187,10 @@ def test_demo_run_labels_every_cell_and_writes_the_2021_submission(demo_run):
     pages = sorted(p.name for p in (demo_run / "results/cells/main/gallery").glob("*.jpg"))
     assert len(pages) == 28 and pages[2] == "02_Nucleoli.jpg"
     evaluation = json.loads((demo_run / "results/cells/main/cell_evaluation.json").read_text())
-    assert evaluation["n_images"] == len(images) and set(evaluation["cell_map"]) == {"image", "map", "blend", "masked", "centre"}
-    for method in ("masked", "map"):
+    assert evaluation["n_images"] == len(images) and set(evaluation["cell_map"]) == {
+        "image", "map", "blend", "masked", "gated", "centre", "flattened"}
+    assert set(evaluation["by_kind"]) == {"all", "agree", "vary"}
+    for method in ("gated", "masked", "map"):
         s = evaluation["cell_map"][method]
         assert s["low"] <= s["map"] <= s["high"]
     assert 0 < evaluation["segmentation"]["masks"]["f1"] <= 1

@@ -145,10 +145,10 @@ def cell_lines(root: Path, ensembles: list[str]) -> list[str]:
             continue
         m = record["cell_map"]
         learned = ", ".join(f"{k} {m[k]['map']:.3f} [{m[k]['low']:.3f}, {m[k]['high']:.3f}]"
-                            for k in ("masked", "map", "blend") if k in m)
+                            for k in ("gated", "masked", "map", "blend") if k in m)
         game = record["pointing"]["all"]
         lines.append(f"  {ensemble}  per-cell mAP {learned}; no-map baselines: image {m['image']['map']:.3f}, "
-                     f"centre {m['centre']['map']:.3f}; class maps' peak in the class's region "
+                     f"centre {m['centre']['map']:.3f}; located maps' peak in the class's region "
                      f"{game.get('hit', float('nan')):.2f} vs chance {game.get('chance', float('nan')):.2f}")
     return lines
 
