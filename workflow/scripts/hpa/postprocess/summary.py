@@ -23,6 +23,46 @@ REJECTED = "results/data/rejected.csv"
 EXTERNAL_REPORT = "results/external/report.json"
 REPORT = "report.html"
 REPORT_COMMAND = f"snakemake --report {REPORT}"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """How the run was started, so that a command the summary prints reruns against the same config.
+
+    ``configfiles``: the --configfile files (absolute, as Snakemake holds them: the Snakefile's
+    ``workflow.overwrite_configfiles``; none for the demo's default config); ``workdir``: the working
+    directory the run used (--directory); ``snakefile``: the main Snakefile. A run from the
+    repository's own folder prints paths relative to it; any other prints them absolute, with
+    --directory and --snakefile, so that the command works from wherever it is pasted.
+    """
+
+    configfiles: tuple[str, ...] = ()
+    workdir: str | None = None
+    snakefile: str | None = None
+
+    def _moved(self) -> bool:
+        return bool(self.workdir and self.snakefile
+                    and Path(self.workdir).resolve() != Path(self.snakefile).resolve().parent)
+
+    def _path(self, path) -> str:
+        path = Path(path)
+        if not self._moved() and self.workdir:
+            try:
+                return path.resolve().relative_to(Path(self.workdir).resolve()).as_posix()
+            except ValueError:
+                pass
+        return str(path)
+
+    def report_command(self) -> str:
+        """The ``snakemake --report`` line for this run."""
+        parts = [REPORT_COMMAND]
+        if self._moved():
+            parts += [f"--snakefile {self.snakefile}", f"--directory {self.workdir}"]
+        parts += [f"--configfile {self._path(f)}" for f in self.configfiles]
+        return " ".join(parts)
+
+    def report_file(self) -> str:
+        return str(Path(self.workdir) / REPORT) if self._moved() else REPORT
 RULE = "=" * 78
 
 # A rejection's reason names the image's files; its kind is the reason without them, so that
@@ -180,7 +220,7 @@ def score_lines(root: Path, ensembles: list[str]) -> list[str]:
     return [head + ":", *rows, *warnings]
 
 
-def output_lines(root: Path, ensembles: list[str]) -> list[str]:
+def output_lines(root: Path, ensembles: list[str], invocation: Invocation = Invocation()) -> list[str]:
     """Where the submissions, the comparison and the report are, and how to build the report."""
     lines = []
     submissions = [f"results/submission/{e}.csv" for e in ensembles if (root / f"results/submission/{e}.csv").is_file()]
@@ -197,14 +237,17 @@ def output_lines(root: Path, ensembles: list[str]) -> list[str]:
         lines.append(f"Per-cell labels: results/cells/{{ensemble}}/cell_scores.csv; 2021 format: {', '.join(cells)}")
     if (root / "results/evaluation/comparison.csv").is_file():
         lines.append("Every ensemble side by side: results/evaluation/comparison.csv")
-    lines.append(f"Report: {REPORT_COMMAND}, then open {REPORT} in a browser (rebuild it after each run)")
+    lines.append(f"Report: {invocation.report_command()}, then open {invocation.report_file()} in a browser "
+                 "(rebuild it after each run)")
     return lines
 
 
-def summary(root, ensembles: list[str], *, failed: bool = False, log=None) -> str:
+def summary(root, ensembles: list[str], *, failed: bool = False, log=None,
+            invocation: Invocation = Invocation()) -> str:
     """The summary's text for the working directory ``root``; ``failed`` for a run that stopped.
 
-    ``log`` is Snakemake's log file (a path, or the list of them Snakemake hands its handlers).
+    ``log`` is Snakemake's log file (a path, or the list of them Snakemake hands its handlers);
+    ``invocation``: how the run was started (its --configfile), for the commands printed.
     """
     root = Path(root)
     head = "HPA run summary"
@@ -213,14 +256,15 @@ def summary(root, ensembles: list[str], *, failed: bool = False, log=None) -> st
         head += (": the run FAILED (see the error above" + (f"; Snakemake's log: {logs}" if logs else "")
                  + "). What results/ holds now, from this run or earlier ones:")
     body = (image_lines(root) + score_lines(root, list(ensembles)) + cell_lines(root, list(ensembles))
-            + output_lines(root, list(ensembles)))
+            + output_lines(root, list(ensembles), invocation))
     return "\n".join([RULE, head, RULE, *body, RULE])
 
 
-def print_summary(root, ensembles, *, failed: bool = False, log=None) -> None:
+def print_summary(root, ensembles, *, failed: bool = False, log=None,
+                  invocation: Invocation = Invocation()) -> None:
     """Print the summary; a summary that cannot be made says so in one line and never fails the run."""
     try:
-        text = summary(root, ensembles, failed=failed, log=log)
+        text = summary(root, ensembles, failed=failed, log=log, invocation=invocation)
     except Exception as err:  # noqa: BLE001 - the run's own result must stand whatever the files hold
         text = f"(no run summary: {type(err).__name__}: {err})"
     print(text, flush=True)
