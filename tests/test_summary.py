@@ -130,10 +130,10 @@ def test_the_demo_run_ends_with_the_summary(demo_run):
 def test_the_report_line_carries_the_runs_configfile(run, tmp_path):
     """Run from the repository's folder: paths relative to it; from elsewhere: absolute, with --directory."""
     repo = tmp_path / "repo"
-    at_home = Invocation(configfiles=(str(repo / "config/screen.yaml"),), workdir=str(repo),
+    at_home = Invocation(configfiles=(str(repo / "config/screen.yaml"),), directory=str(repo),
                          snakefile=str(repo / "Snakefile"))
     text = summary(run, ["good"], invocation=at_home)
     assert "Report: snakemake --report report.html --configfile config/screen.yaml, then open report.html" in text
-    moved = Invocation(configfiles=("/lab/screen.yaml",), workdir="/scratch/run", snakefile=str(repo / "Snakefile"))
+    moved = Invocation(configfiles=("/lab/screen.yaml",), directory="/scratch/run", snakefile=str(repo / "Snakefile"))
     assert (f"Report: snakemake --report report.html --snakefile {repo / 'Snakefile'} --directory /scratch/run "
             "--configfile /lab/screen.yaml, then open /scratch/run/report.html") in summary(run, ["good"], invocation=moved)

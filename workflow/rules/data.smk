@@ -39,10 +39,12 @@ rule labels:
         "../scripts/train_labels.py"
 
 
-# The true test labels, canonical, from whichever file holds them (common.smk: test_label_files).
+# The true test labels, canonical, from whichever file holds them (common.smk: test_label_files),
+# of the test images ingest kept (the manifest's): a rejected test row is in no score.
 rule test_labels:
     input:
         **test_label_files(),
+        manifest="results/data/manifest.csv",
         vocabulary=VOCABULARY,
     output:
         labels=TEST_LABELS,

@@ -12,7 +12,7 @@ def last_words(failed, log):
     # The run's --configfile (and --directory): the report command it prints must load the same config.
     invocation = Invocation(
         configfiles=tuple(map(str, workflow.overwrite_configfiles or ())),
-        workdir=str(Path.cwd()),
+        directory=str(Path.cwd()),
         snakefile=str(workflow.main_snakefile),
     )
     print_summary(".", list(ENSEMBLES), failed=failed, log=log, invocation=invocation)

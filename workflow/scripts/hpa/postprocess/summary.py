@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 MANIFEST = "results/data/manifest.csv"
+VOCABULARY = "results/data/vocabulary.json"
 REJECTED = "results/data/rejected.csv"
 EXTERNAL_REPORT = "results/external/report.json"
 REPORT = "report.html"
@@ -30,25 +31,25 @@ class Invocation:
     """How the run was started, so that a command the summary prints reruns against the same config.
 
     ``configfiles``: the --configfile files (absolute, as Snakemake holds them: the Snakefile's
-    ``workflow.overwrite_configfiles``; none for the demo's default config); ``workdir``: the working
+    ``workflow.overwrite_configfiles``; none for the demo's default config); ``directory``: the working
     directory the run used (--directory); ``snakefile``: the main Snakefile. A run from the
     repository's own folder prints paths relative to it; any other prints them absolute, with
     --directory and --snakefile, so that the command works from wherever it is pasted.
     """
 
     configfiles: tuple[str, ...] = ()
-    workdir: str | None = None
+    directory: str | None = None
     snakefile: str | None = None
 
     def _moved(self) -> bool:
-        return bool(self.workdir and self.snakefile
-                    and Path(self.workdir).resolve() != Path(self.snakefile).resolve().parent)
+        return bool(self.directory and self.snakefile
+                    and Path(self.directory).resolve() != Path(self.snakefile).resolve().parent)
 
     def _path(self, path) -> str:
         path = Path(path)
-        if not self._moved() and self.workdir:
+        if not self._moved() and self.directory:
             try:
-                return path.resolve().relative_to(Path(self.workdir).resolve()).as_posix()
+                return path.resolve().relative_to(Path(self.directory).resolve()).as_posix()
             except ValueError:
                 pass
         return str(path)
@@ -57,12 +58,12 @@ class Invocation:
         """The ``snakemake --report`` line for this run."""
         parts = [REPORT_COMMAND]
         if self._moved():
-            parts += [f"--snakefile {self.snakefile}", f"--directory {self.workdir}"]
+            parts += [f"--snakefile {self.snakefile}", f"--directory {self.directory}"]
         parts += [f"--configfile {self._path(f)}" for f in self.configfiles]
         return " ".join(parts)
 
     def report_file(self) -> str:
-        return str(Path(self.workdir) / REPORT) if self._moved() else REPORT
+        return str(Path(self.directory) / REPORT) if self._moved() else REPORT
 RULE = "=" * 78
 
 # A rejection's reason names the image's files; its kind is the reason without them, so that
@@ -164,6 +165,35 @@ def image_lines(root: Path) -> list[str]:
     return lines
 
 
+def empty_class_lines(root: Path, ensembles: list[str]) -> list[str]:
+    """The listed classes no kept training image holds, and how the scores count them."""
+    vocabulary = _read_json(root / VOCABULARY)
+    if not vocabulary or not (root / MANIFEST).is_file():
+        return []
+    manifest = pd.read_csv(root / MANIFEST, usecols=["split", "Target"], dtype=str, keep_default_na=False)
+    held = {int(k) for t in manifest.loc[manifest["split"] == "train", "Target"] for k in t.split()}
+    classes = vocabulary["classes"]
+    empty = [name for k, name in enumerate(classes) if k not in held]
+    if not empty:
+        return []
+    rows = []
+    for name in ensembles:
+        figures = [f"{kind} {record[key]['macro_f1']:.3f} [{record[key]['interval'][0]:.3f}, "
+                   f"{record[key]['interval'][1]:.3f}]"
+                   for kind, record, key in (("honest", _read_json(root / f"results/thresholds/{name}.json"),
+                                              "honest_classes_with_images"),
+                                             ("test", _read_json(root / f"results/evaluation/{name}.json"),
+                                              "test_classes_with_images"))
+                   if record and record.get(key)]
+        if figures:
+            rows.append(f"  {name}  {'; '.join(figures)}")
+    n = len(classes)
+    head = (f"Classes with no training image: {', '.join(empty)} ({len(empty)} of {n}). Each macro F1 above "
+            f"averages all {n} classes, these as F1 0")
+    tail = f"; over the {n - len(empty)} classes with images:" if rows else " (no model scored yet)"
+    return [head + tail, *rows]
+
+
 def cell_lines(root: Path, ensembles: list[str]) -> list[str]:
     """Cells found (and images skipped), and per ensemble with a cell truth: per-cell mAP of each method
     beside the two no-map baselines, and where the class maps point."""
@@ -209,7 +239,8 @@ def score_lines(root: Path, ensembles: list[str]) -> list[str]:
             continue
         parts = [f"honest {honest}" if honest else "honest (not fitted)"]
         if test:
-            parts.append(f"test {test}")
+            scored = (_read_json(root / f"results/evaluation/{name}.json") or {}).get("n_test_images")
+            parts.append(f"test {test}" + (f" on {scored} test images" if scored is not None else ""))
         rows.append(f"  {name:<{width}}  " + "; ".join(parts))
         warnings += [warning(name, kind, s) for kind, s in (("honest", honest), ("test", test))
                      if s is not None and not s.clears_no_skill]
@@ -255,7 +286,8 @@ def summary(root, ensembles: list[str], *, failed: bool = False, log=None,
         logs = ", ".join(map(str, log)) if isinstance(log, (list, tuple)) else log
         head += (": the run FAILED (see the error above" + (f"; Snakemake's log: {logs}" if logs else "")
                  + "). What results/ holds now, from this run or earlier ones:")
-    body = (image_lines(root) + score_lines(root, list(ensembles)) + cell_lines(root, list(ensembles))
+    body = (image_lines(root) + score_lines(root, list(ensembles)) + empty_class_lines(root, list(ensembles))
+            + cell_lines(root, list(ensembles))
             + output_lines(root, list(ensembles), invocation))
     return "\n".join([RULE, head, RULE, *body, RULE])
 
