@@ -119,6 +119,8 @@ rule cache_images:
     output:
         npy="results/cache/{split}.npy",
         index="results/cache/{split}.csv",
+        # Channels the bit-depth rule clips (data.clipping): Id, channel, shares at 255 and at 0.
+        clipped="results/data/clipped/{split}.csv",
     log:
         "logs/cache_images/{split}.log",
     benchmark:
@@ -132,6 +134,8 @@ rule cache_images:
     params:
         size=config["data"]["cache_size"] or config["data"]["image_size"],
         fit=config["data"]["fit"],
+        clipping=config["data"]["clipping"],
+        max_rejected_fraction=config["data"]["max_rejected_fraction"],
     script:
         "../scripts/cache_images.py"
 

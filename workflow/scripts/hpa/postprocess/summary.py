@@ -20,6 +20,8 @@ import pandas as pd
 
 MANIFEST = "results/data/manifest.csv"
 VOCABULARY = "results/data/vocabulary.json"
+CLIPPED = "results/data/clipped"
+BIT_DEPTH = "results/cache/bit_depth.json"
 REJECTED = "results/data/rejected.csv"
 EXTERNAL_REPORT = "results/external/report.json"
 REPORT = "report.html"
@@ -165,6 +167,29 @@ def image_lines(root: Path) -> list[str]:
     return lines
 
 
+def decoding_lines(root: Path) -> list[str]:
+    """The bit-depth rule's warnings, and the images it clipped (per table of results/data/clipped/)."""
+    lines = [f"Bit depth: {w}" for w in (_read_json(root / BIT_DEPTH) or {}).get("warnings", [])]
+    for path in sorted((root / CLIPPED).glob("*.csv")):
+        clipped = pd.read_csv(path, dtype={"Id": str}, keep_default_na=False)
+        if len(clipped):
+            first = clipped.iloc[0]
+            ids = list(dict.fromkeys(clipped["Id"]))
+            lines.append(f"Images clipped by the bit-depth rule ({path.stem}): {len(ids)}, e.g. {first['Id']} "
+                         f"({first['channel']} {float(first['bright_share']):.0%} at 255, "
+                         f"{float(first['dark_share']):.0%} at 0)" + "".join(f", {i}" for i in ids[1:3])
+                         + f"; each with its channel and shares in {path.relative_to(root).as_posix()} "
+                         "(docs/your-images.md: clipped images)")
+    for path in sorted((root / "results/new_images").glob("*.csv")):
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if "clipped" in table and (table["clipped"] != "").any():
+            ids = list(table.loc[table["clipped"] != "", "Id"])
+            lines.append(f"New images clipped by the bit-depth rule: {len(ids)}, e.g. {ids[0]} "
+                         f"({table.loc[table['Id'] == ids[0], 'clipped'].iloc[0]}); its clipped column in "
+                         f"{path.relative_to(root).as_posix()}")
+    return lines
+
+
 def empty_class_lines(root: Path, ensembles: list[str]) -> list[str]:
     """The listed classes no kept training image holds, and how the scores count them."""
     vocabulary = _read_json(root / VOCABULARY)
@@ -286,7 +311,7 @@ def summary(root, ensembles: list[str], *, failed: bool = False, log=None,
         logs = ", ".join(map(str, log)) if isinstance(log, (list, tuple)) else log
         head += (": the run FAILED (see the error above" + (f"; Snakemake's log: {logs}" if logs else "")
                  + "). What results/ holds now, from this run or earlier ones:")
-    body = (image_lines(root) + score_lines(root, list(ensembles)) + empty_class_lines(root, list(ensembles))
+    body = (image_lines(root) + decoding_lines(root) + score_lines(root, list(ensembles)) + empty_class_lines(root, list(ensembles))
             + cell_lines(root, list(ensembles))
             + output_lines(root, list(ensembles), invocation))
     return "\n".join([RULE, head, RULE, *body, RULE])
