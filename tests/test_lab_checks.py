@@ -66,6 +66,8 @@ def test_the_class_with_no_image_is_named_and_scored_both_ways(odd_lab):
     assert record["classes_without_training_images"] == ["cilia"]
     assert record["test_classes_with_images"]["n_classes"] == 10
     assert record["test_classes_with_images"]["macro_f1"] == pytest.approx(record["test_macro_f1"] * 11 / 10, abs=1e-5)
+    page = (workdir / "results/report/scores.rst").read_text()  # the report's front page says which is which
+    assert "Classes with no training image: cilia." in page and "resnet18: honest " in page
 
 
 def test_the_rejected_test_row_is_in_no_score(odd_lab):
