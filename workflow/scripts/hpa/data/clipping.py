@@ -76,5 +76,9 @@ def check(clipped: pd.DataFrame, n_images: int, max_fraction: float, where: str)
            "stretched on its own), or data.bit_depth.rule: shift with data.bit_depth.bits (the shift that "
            "fits every image; results/cache/bit_depth.json holds the measured one), or raise data.clipping.bright")
     if len(ids) / max(n_images, 1) > max_fraction:
-        raise InputError(f"{message}: more than data.max_rejected_fraction={max_fraction}; {fix}")
+        # The job's outputs (the clipped table among them) go when it fails; its log stays.
+        for row in clipped.itertuples():
+            log.warning("clipped: %s %s %.4f at 255, %.4f at 0", row.Id, row.channel, row.bright_share, row.dark_share)
+        raise InputError(f"{message}: more than data.max_rejected_fraction={max_fraction}, each listed in the "
+                         f"job's log; {fix}")
     warn_terminal(log, f"{message}; listed in results/data/clipped/. If they are many: {fix}")
