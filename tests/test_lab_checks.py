@@ -22,26 +22,43 @@ from test_datasets import LAB
 pytestmark = pytest.mark.workflow
 
 
-@pytest.fixture(scope="module")
-def odd_lab(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("odd_lab")
+def odd_screen(workdir, *, reject: bool = True, max_rejected: float = 0.1) -> tuple[str, str]:
+    """The lab screen with its first test field at the full 16-bit range and (``reject``) its second
+    test field's protein file gone; the lab config with a class "cilia" that no image holds."""
     sheet = make_screen(workdir / "screen", n_train=60, n_test=20, shape=(48, 64), seed=5, workers=2)
     rows = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
     test = rows[rows["split"] == "test"]
-    full, gone = test["Id"].iloc[0], test["Id"].iloc[1]
     for stain in ("protein", "tubulin"):  # what some acquisition software writes: the full 16-bit range
         path = workdir / "screen" / test.iloc[0][stain]
         plane = np.asarray(Image.open(path)).astype(np.uint32) * 16
         Image.fromarray(np.minimum(plane, 65535).astype(np.uint16)).save(path)
-    (workdir / "screen" / test.iloc[1]["protein"]).unlink()  # a test row ingest rejects
+    if reject:
+        (workdir / "screen" / test.iloc[1]["protein"]).unlink()  # a test row ingest rejects
     config = copy.deepcopy(LAB)
     config["labels"]["names"] = [*LAB_CLASSES, "cilia"]  # listed, no image
-    config["data"] = {"image_size": 32, "max_rejected_fraction": 0.1}  # 1 of 20 rejected, 1 clipped
+    config["data"] = {"image_size": 32, "max_rejected_fraction": max_rejected}  # 0.1: 1 of 20 rejected, 1 clipped
     config["models"]["resnet18"] |= {"epochs": 1}
     config["cells"] = {"enabled": False}
     (workdir / "lab.yaml").write_text(yaml.safe_dump(config))
+    return test["Id"].iloc[0], test["Id"].iloc[1]
+
+
+@pytest.fixture(scope="module")
+def odd_lab(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("odd_lab")
+    full, gone = odd_screen(workdir)
     result = snakemake(workdir, configfile="lab.yaml")
     return workdir, result.stdout, result.stderr, full, gone
+
+
+def test_more_clipped_images_than_max_rejected_fraction_stop_the_run_naming_the_keys(tmp_path):
+    full, _ = odd_screen(tmp_path, reject=False, max_rejected=0.01)
+    result = snakemake(tmp_path, configfile="lab.yaml", check=False)
+    assert result.returncode != 0
+    assert re.search(rf"test images: 1 of 20 images clipped .*e\.g\. {full} .*more than "
+                     r"data\.max_rejected_fraction=0\.01.*data\.bit_depth\.rule: percentile", result.stderr)
+    assert not (tmp_path / "results/data/clipped/test.csv").exists()
+    assert f"clipped: {full} protein" in (tmp_path / "logs/cache_images/test.log").read_text()
 
 
 def summary_of(stdout: str) -> str:
