@@ -240,8 +240,11 @@ def test_test_prediction_table_follows_the_submission_and_flags_unread_images(tw
     truth = pd.DataFrame({"Id": ids, "Target": ["0 25"] * len(ids)})
     labelled = submission_table(sub, test, CLASS_NAMES, truth).set_index("Id")
     assert labelled.at["unreadable", "missed"] == "Nucleoplasm; Cytosol" and labelled.at["unreadable", "extra"] == ""
-    with pytest.raises(ValueError, match="lack Id unreadable"):
-        submission_table(sub, test, CLASS_NAMES, truth[truth["Id"] != "unreadable"])
+    # A rejected test row is unread and has no scored label (test_labels keeps the kept images'): no error.
+    unlabelled = submission_table(sub, test, CLASS_NAMES, truth[truth["Id"] != "unreadable"]).set_index("Id")
+    assert unlabelled.at["unreadable", "Target"] == "" and not unlabelled.at["unreadable", "read"]
+    with pytest.raises(ValueError, match=f"lack Id {ids[0]}"):  # one that was read must have its label
+        submission_table(sub, test, CLASS_NAMES, truth[truth["Id"] != ids[0]])
 
 
 def test_class_confusion_counts_the_classes_predicted_in_place_of_each_true_class():

@@ -253,3 +253,21 @@ def test_panels_show_each_new_images_cells_and_skip_one_that_cannot_be_read(tmp_
     assert np.allclose(best.to_numpy(), named, atol=1e-5)
     with Image.open(tmp_path / "panels/f0.jpg") as im:
         assert im.width >= 3 * 100 and im.height > 100
+
+
+def test_a_field_the_bit_shift_clips_is_named_in_the_clipped_column(tmp_path, checkpoints):
+    """A field exported at 16 times the others' range keeps its prediction, and says what was clipped."""
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_image(folder, "png", 24, True)
+    for name, bits in (("dim", 4), ("bright", 8)):  # the shift by 4 fits dim; bright's green square clips
+        for color in CHANNELS:
+            plane = np.asarray(Image.open(folder / f"png_{color}.png")).astype(np.uint16)
+            Image.fromarray(plane << bits).save(folder / f"{name}_{color}.tiff")
+    clipped = {}
+    table = predict_folder(folder, {"m": checkpoints[:1]}, MEAN, {"method": "per_class", "thresholds": [0.5] * 28},
+                           tta="none", aggregate="mean", depth=BitDepth("shift", bits=4), clipped=clipped)
+    notes = table.set_index("Id")["clipped"]
+    assert notes["png"] == "" and notes["dim"] == ""
+    assert notes["bright"] == "green 25% at 255, 0% at 0"
+    assert [r["channel"] for r in clipped["bright"]] == ["green"]

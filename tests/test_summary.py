@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from hpa.postprocess.summary import REJECTED, REPORT_COMMAND, print_summary, reason_kind, summary
+from hpa.postprocess.summary import REJECTED, REPORT_COMMAND, Invocation, print_summary, reason_kind, summary
 
 
 def write(root, path, content):
@@ -125,3 +125,15 @@ def test_the_demo_run_ends_with_the_summary(demo_run):
     assert f"Images used: {36 + external} train (36 demo, {external} external), 12 test" in block
     record = json.loads((demo_run / "results/thresholds/main.json").read_text())
     assert f"main  honest {record['honest_macro_f1']:.3f}" in block and "Submission: results/submission/main.csv" in block
+
+
+def test_the_report_line_carries_the_runs_configfile(run, tmp_path):
+    """Run from the repository's folder: paths relative to it; from elsewhere: absolute, with --directory."""
+    repo = tmp_path / "repo"
+    at_home = Invocation(configfiles=(str(repo / "config/screen.yaml"),), directory=str(repo),
+                         snakefile=str(repo / "Snakefile"))
+    text = summary(run, ["good"], invocation=at_home)
+    assert "Report: snakemake --report report.html --configfile config/screen.yaml, then open report.html" in text
+    moved = Invocation(configfiles=("/lab/screen.yaml",), directory="/scratch/run", snakefile=str(repo / "Snakefile"))
+    assert (f"Report: snakemake --report report.html --snakefile {repo / 'Snakefile'} --directory /scratch/run "
+            "--configfile /lab/screen.yaml, then open /scratch/run/report.html") in summary(run, ["good"], invocation=moved)

@@ -39,10 +39,12 @@ rule labels:
         "../scripts/train_labels.py"
 
 
-# The true test labels, canonical, from whichever file holds them (common.smk: test_label_files).
+# The true test labels, canonical, from whichever file holds them (common.smk: test_label_files),
+# of the test images ingest kept (the manifest's): a rejected test row is in no score.
 rule test_labels:
     input:
         **test_label_files(),
+        manifest="results/data/manifest.csv",
         vocabulary=VOCABULARY,
     output:
         labels=TEST_LABELS,
@@ -117,6 +119,8 @@ rule cache_images:
     output:
         npy="results/cache/{split}.npy",
         index="results/cache/{split}.csv",
+        # Channels the bit-depth rule clips (data.clipping): Id, channel, shares at 255 and at 0.
+        clipped="results/data/clipped/{split}.csv",
     log:
         "logs/cache_images/{split}.log",
     benchmark:
@@ -130,6 +134,8 @@ rule cache_images:
     params:
         size=config["data"]["cache_size"] or config["data"]["image_size"],
         fit=config["data"]["fit"],
+        clipping=config["data"]["clipping"],
+        max_rejected_fraction=config["data"]["max_rejected_fraction"],
     script:
         "../scripts/cache_images.py"
 

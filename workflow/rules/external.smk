@@ -39,6 +39,8 @@ rule hash_images:
         bit_depth="results/cache/bit_depth.json",
     output:
         hashes="results/external/source_hashes.csv",
+        # The source's channels the bit-depth rule clips, found as cache_images finds them.
+        clipped="results/data/clipped/hashed.csv",
     log:
         "logs/hash_images.log",
     benchmark:
@@ -54,6 +56,8 @@ rule hash_images:
         hash=EXTERNAL["dedup"]["hash"],
         # The folders ingest reads, decoded as cache_images decodes them.
         full_size=full_size(),
+        clipping=config["data"]["clipping"],
+        max_rejected_fraction=config["data"]["max_rejected_fraction"],
     script:
         "../scripts/hash_images.py"
 

@@ -42,6 +42,8 @@ rule predict_new:
         batch_size=config["predict"]["batch_size"],
         crops=config["predict"]["crops"],
         fit=config["data"]["fit"],
+        clipping=config["data"]["clipping"],
+        max_rejected_fraction=config["data"]["max_rejected_fraction"],
     script:
         "../scripts/predict_new.py"
 

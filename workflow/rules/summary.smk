@@ -5,11 +5,17 @@
 
 def last_words(failed, log):
     try:
-        from hpa.postprocess.summary import print_summary
+        from hpa.postprocess.summary import Invocation, print_summary
     except ImportError as err:  # the library is not installed in this Python: say so, nothing more
         print(f"(no run summary: {err}; pip install -e . makes it importable)")
         return
-    print_summary(".", list(ENSEMBLES), failed=failed, log=log)
+    # The run's --configfile (and --directory): the report command it prints must load the same config.
+    invocation = Invocation(
+        configfiles=tuple(map(str, workflow.overwrite_configfiles or ())),
+        directory=str(Path.cwd()),
+        snakefile=str(workflow.main_snakefile),
+    )
+    print_summary(".", list(ENSEMBLES), failed=failed, log=log, invocation=invocation)
 
 
 onsuccess:

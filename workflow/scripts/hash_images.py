@@ -2,8 +2,11 @@
 
 from pathlib import Path
 
+import pandas as pd
+
 from hpa.classes import CHANNELS
 from hpa.data.bit_depth import depths
+from hpa.data.clipping import Clipping, check
 from hpa.data.ingest import image_dirs_of
 from hpa.external.dedup import hash_source
 from hpa.files import read_json, setup_logging, write_csv
@@ -19,5 +22,11 @@ hashes = hash_source(
     target_column=snakemake.params.target_column,
     # The atlas's external images are compared with the source's, so its four stains (HPA only).
     depth=depths(read_json(snakemake.input.bit_depth), CHANNELS),
+    clipping=Clipping(**snakemake.params.clipping),
+    clipped_path=snakemake.output.clipped,
 )
+clipped = pd.read_csv(snakemake.output.clipped, dtype={"Id": str})
+for split, rows in hashes.groupby("split"):
+    check(clipped[clipped["Id"].isin(rows["Id"])], len(rows), snakemake.params.max_rejected_fraction,
+          f"{split} images (hashed)")
 write_csv(hashes, snakemake.output.hashes)

@@ -7,6 +7,8 @@ with gpu_job(snakemake):
     import torch
 
     from hpa.data.bit_depth import depths
+    from hpa.data.clipping import Clipping, check
+    from hpa.data.clipping import table as clipped_table
     from hpa.new_images.ensemble import predict_folder
     from hpa.runtime.device import compute_threads
 
@@ -16,6 +18,7 @@ with gpu_job(snakemake):
     paths = snakemake.input.checkpoints
     bit_depth = read_json(snakemake.input.bit_depth)
     checkpoints = {m: paths[i * n_folds:(i + 1) * n_folds] for i, m in enumerate(ens["models"])}
+    clipped = {}
     table = predict_folder(
         snakemake.input.folder,
         checkpoints,
@@ -29,5 +32,10 @@ with gpu_job(snakemake):
         fit=snakemake.params.fit,
         crops=snakemake.params.crops,
         workers=snakemake.threads,
+        clipping=Clipping(**snakemake.params.clipping),
+        clipped=clipped,
     )
+    # Clipped images are named in the table's clipped column and on the terminal; too many stop the job.
+    check(clipped_table([r for rows in clipped.values() for r in rows]), len(table),
+          snakemake.params.max_rejected_fraction, f"new images in {snakemake.input.folder}")
     write_csv(table, snakemake.output.predictions)

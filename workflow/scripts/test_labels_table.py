@@ -1,8 +1,9 @@
 """Rule test_labels: the test images' true labels in canonical form, whatever file holds them."""
 
 from hpa.classes import Vocabulary
-from hpa.data.label_files import true_test_labels
+from hpa.data.label_files import kept_test_labels, true_test_labels
 from hpa.files import setup_logging, write_csv
+from hpa.tables import read_manifest
 
 setup_logging(snakemake.log[0])
 table = true_test_labels(
@@ -13,4 +14,6 @@ table = true_test_labels(
     id_column=snakemake.params.id_column,
     target_column=snakemake.params.target_column,
 )
-write_csv(table, snakemake.output.labels)
+# Scored: the test images ingest kept (the manifest's), as the summary counts them.
+kept = read_manifest(snakemake.input.manifest, split="test")["Id"]
+write_csv(kept_test_labels(table, kept), snakemake.output.labels)

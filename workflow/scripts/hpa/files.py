@@ -68,6 +68,15 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
+def warn_terminal(logger: logging.Logger, message: str) -> None:
+    """A warning the user must see: into the rule's log and onto the job's stderr, which Snakemake
+    shows on the terminal (a rule's other records stay in its log)."""
+    logger.warning(message)
+    if not any(isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stderr
+               for h in logging.getLogger().handlers):
+        print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
 def setup_logging(log_path=None, mode: str = "w") -> logging.Logger:
     """Send the library's log records (and warnings) to the rule's log file (``mode="a"`` to add to it)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]

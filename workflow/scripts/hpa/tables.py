@@ -138,6 +138,13 @@ def matrix_to_labels(y) -> list[str]:
     return [format_target(np.flatnonzero(row)) for row in np.asarray(y)]
 
 
+def classes_without_images(targets, classes) -> list[str]:
+    """The names among ``classes`` (the vocabulary's, in order) that no Target of ``targets`` (canonical)
+    holds: listed classes nothing was trained on."""
+    counts = labels_to_matrix(list(targets), len(classes)).sum(axis=0)
+    return [name for name, n in zip(classes, counts) if n == 0]
+
+
 def read_manifest(path, split: str | None = None) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"Id": str, "Target": str}, keep_default_na=False)
     if split is not None:

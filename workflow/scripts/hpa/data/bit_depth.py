@@ -23,6 +23,7 @@ from PIL import Image
 from hpa.data.images import COLOUR_MODES, EXTENSIONS, BitDepth, percentiles
 from hpa.data.samples import read_sheet
 from hpa.data.samples import resolve as sheet_path
+from hpa.files import warn_terminal
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,15 @@ def shift_problem(bits: int, seen: dict) -> str:
 
 def resolve(depth: BitDepth, files: dict[str, list]) -> dict:
     """The per-channel rules ``depth`` stands for on this dataset ({channel: files sampled}), as bit_depth.json
-    holds them: ``{"rule": ..., "channels": {name: {"rule", "bits", "low", "high", "images", "top"}}}``.
+    holds them: ``{"rule": ..., "channels": {name: {"rule", "bits", "low", "high", "images", "top"}},
+    "warnings": [...]}``.
 
     ``auto`` becomes a measured ``shift`` per channel; ``shift`` and ``percentile`` stay as given,
-    with a logged warning where an explicit shift does not fit the data.
+    with a warning (on the terminal, and in ``warnings`` for the summary) where an explicit shift
+    does not fit the data. A sample measures the channels, not each image: the decoders check each
+    image (``hpa.data.clipping``).
     """
-    channels = {}
+    channels, warnings = {}, []
     for color, paths in files.items():
         seen = measure(paths) if depth.rule in ("auto", "shift") else {"images": 0, "top": 0.0, "medians": []}
         bits = depth.bits
@@ -109,13 +113,15 @@ def resolve(depth: BitDepth, files: dict[str, list]) -> dict:
             log.info("channel %s: %d high-bit-depth image(s) sampled, brightest level %.0f: shift by %d bits%s",
                      color, seen["images"], seen["top"], bits, "" if seen["images"] else " (none sampled: full range)")
         elif depth.rule == "shift" and (problem := shift_problem(bits, seen)):
-            log.warning("data.bit_depth.bits=%d %s (channel %s, brightest level %.0f in %d sampled images); "
-                        "data.bit_depth.bits: %d (or rule: auto) keeps its range", bits, problem, color,
-                        seen["top"], seen["images"], bits_for(seen["top"]))
+            warnings.append(f"data.bit_depth.bits={bits} {problem} (channel {color}, brightest level "
+                            f"{seen['top']:.0f} in {seen['images']} sampled images); data.bit_depth.bits: "
+                            f"{bits_for(seen['top'])} (or rule: auto) keeps its range")
+            warn_terminal(log, warnings[-1])
         rule = "shift" if depth.rule == "auto" else depth.rule
         channels[color] = {"rule": rule, "bits": bits, "low": depth.low, "high": depth.high,
                            "images": seen["images"], "top": round(seen["top"], 3)}
-    return {"rule": depth.rule, "channels": channels}
+    # The warnings also go to the run's summary, which reads them here.
+    return {"rule": depth.rule, "channels": channels, "warnings": warnings}
 
 
 def depths(record: dict, channels) -> dict[str, BitDepth]:

@@ -1,9 +1,9 @@
 """Decoding the channel images, and the uint8 image cache training reads.
 
 The cache is one ``.npy`` array of shape (n, C, size, size) per split (C channels, in the
-vocabulary's order), opened memory-mapped, plus an index CSV (``Id,row,ok,error,width,height,fit``:
+vocabulary's order), opened memory-mapped, plus an index CSV (``Id,row,ok,error,width,height,fit,clipped``:
 each image's size as read and how it was made square, ``fit`` = ``square`` for a square field
-that was only resized). Decoding PNGs costs
+that was only resized, and the channels the bit-depth rule clipped, ``hpa.data.clipping``). Decoding PNGs costs
 milliseconds per image (a full-size 16-bit TIFF, far more); training reads each image dozens of times, so it is
 decoded exactly once, here. Worker processes write their rows straight into
 the memory-mapped file, so no pixel crosses a pipe.
@@ -17,6 +17,8 @@ import multiprocessing as mp
 import numpy as np
 import pandas as pd
 
+from hpa.data.clipping import Clipping, note
+from hpa.data.clipping import table as clipped_table
 from hpa.data.images import BitDepth, decode_field
 from hpa.data.ingest import manifest_files
 from hpa.files import atomic_path, write_csv, write_json
@@ -31,28 +33,33 @@ def _open_worker(path: str) -> None:
     _worker_cache = np.load(path, mmap_mode="r+")
 
 
-def _fill_row(task) -> tuple[int, str, int, int]:
+def _fill_row(task) -> tuple[int, str, int, int, dict]:
     row, record, channels, files_of, size, depth, fit = task
+    shares: dict = {}
     try:
-        _worker_cache[row], (width, height) = decode_field(files_of(record, channels), size, depth, fit=fit)
+        _worker_cache[row], (width, height) = decode_field(files_of(record, channels), size, depth, fit=fit,
+                                                           shares=shares)
     except Exception as err:  # one broken image must not stop 100k others
-        return row, f"{type(err).__name__}: {err}", 0, 0
-    return row, "", width, height
+        return row, f"{type(err).__name__}: {err}", 0, 0, {}
+    return row, "", width, height, shares
 
 
 def build_cache(table: pd.DataFrame, npy_path, index_path, size: int, channels, workers: int = 1,
-                depth=BitDepth(), fit: str = "pad", files_of=manifest_files) -> pd.DataFrame:
+                depth=BitDepth(), fit: str = "pad", files_of=manifest_files, clipping: Clipping = Clipping(),
+                clipped_path=None) -> pd.DataFrame:
     """Decode every image of ``table`` (manifest rows) into ``npy_path``, 16-bit ones by ``depth``.
 
     ``channels``: the vocabulary's channel names, the cache's channel order; ``files_of(row, channels)``
     gives a row's {channel: file} (``manifest_files``: the manifest's ``file_{channel}`` columns, else the Kaggle layout); ``depth``: one rule or
     {channel: rule} (``hpa.data.bit_depth.depths``); ``fit``: how a non-square field becomes square.
     Images that fail to decode keep an all-zero slot and ``ok=False`` in the
-    index, with the reason; downstream stages skip them.
+    index, with the reason; downstream stages skip them. Channels the bit-depth rule clips
+    (``clipping``, ``hpa.data.clipping``) are listed in ``clipped_path`` and the index's ``clipped``.
     """
     n, channels = len(table), tuple(channels)
     index = pd.DataFrame({"Id": table["Id"].to_numpy(), "row": np.arange(n), "ok": True, "error": "",
-                          "width": 0, "height": 0, "fit": ""})
+                          "width": 0, "height": 0, "fit": "", "clipped": ""})
+    clipped = []
     with atomic_path(npy_path, suffix=".npy") as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, len(channels), size, size)).flush()
         tasks = [(i, record, channels, files_of, size, depth, fit)
@@ -64,7 +71,9 @@ def build_cache(table: pd.DataFrame, npy_path, index_path, size: int, channels, 
         else:
             _open_worker(str(tmp))
             results = [_fill_row(t) for t in tasks]
-        for row, error, width, height in results:
+        for row, error, width, height, shares in results:
+            clipped += (rows := clipping.rows(index.at[row, "Id"], shares))
+            index.at[row, "clipped"] = note(rows)
             if error:
                 log.warning("could not decode %s: %s", index.at[row, "Id"], error)
                 index.loc[row, ["ok", "error"]] = [False, error]
@@ -73,6 +82,8 @@ def build_cache(table: pd.DataFrame, npy_path, index_path, size: int, channels, 
     reshaped = index[index["fit"].isin(["pad", "crop", "stretch"])]
     if len(reshaped):
         log.info("%d of %d images are not square: made square by data.fit=%s", len(reshaped), n, fit)
+    if clipped_path is not None:
+        write_csv(clipped_table(clipped), clipped_path)
     write_csv(index, index_path)
     return index
 

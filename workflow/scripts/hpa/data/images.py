@@ -198,11 +198,20 @@ def colour_plane(rgb: np.ndarray, color: str, yellow: str) -> np.ndarray:
     return rgb.max(axis=-1)
 
 
+def range_shares(plane: np.ndarray) -> tuple[float, float]:
+    """The shares of a decoded uint8 plane's pixels at the top of the range (255) and at 0: what a
+    bit shift that does not fit the image clips (``hpa.data.clipping``)."""
+    counts = np.bincount(plane.ravel(), minlength=256)
+    return float(counts[255] / max(plane.size, 1)), float(counts[0] / max(plane.size, 1))
+
+
 def decode_plane(im: Image.Image, color: str, size: int | None = None, depth: BitDepth = BitDepth(),
-                 yellow: str = "rg_mean", fit: str = "pad") -> np.ndarray:
+                 yellow: str = "rg_mean", fit: str = "pad", shares: dict | None = None) -> np.ndarray:
     """One opened image of channel ``color`` as a (size, size) uint8 plane (as it is when ``size`` is None).
 
-    A plane that is not square is first made square by ``fit`` (``square``).
+    A plane that is not square is first made square by ``fit`` (``square``). ``shares``, when given,
+    receives ``{color: range_shares}`` of a high-bit-depth plane as the bit-depth rule made it (before
+    any resize): each image is checked where it is decoded.
     """
     if size is not None:
         # JPEG's DCT scaling decodes at 1/2, 1/4 or 1/8 directly: 2048 px
@@ -214,6 +223,8 @@ def decode_plane(im: Image.Image, color: str, size: int | None = None, depth: Bi
         plane = np.asarray(im)
     elif im.mode in GREY_MODES:
         plane = depth.to_uint8(np.asarray(im))
+        if shares is not None:
+            shares[color] = range_shares(plane)
     else:
         raise ValueError(f"image mode {im.mode}: expected grey (8/16-bit) or RGB")
     if size is not None and plane.shape != (size, size):
@@ -244,16 +255,17 @@ def depth_of(depth: BitDepth | Mapping[str, BitDepth], color: str) -> BitDepth:
 
 def decode_field(files: Mapping[str, Path], size: int | None = None,
                  depth: BitDepth | Mapping[str, BitDepth] = BitDepth(), yellow: str = "rg_mean",
-                 fit: str = "pad") -> tuple[np.ndarray, tuple[int, int]]:
+                 fit: str = "pad", shares: dict | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """A field's channels ({channel: file}, in the dataset's channel order) as a (C, size, size) uint8
-    array (each file at its own size where ``size`` is None), and the (width, height) of its files."""
+    array (each file at its own size where ``size`` is None), and the (width, height) of its files;
+    ``shares`` as ``decode_plane``'s."""
     if not isinstance(files, Mapping):
         raise TypeError("files: give {channel: file} (channel_files(image_dir, Id, channels) for the Kaggle layout)")
     planes, shape = [], None
     for color, path in files.items():
         with Image.open(path) as im:
             shape = im.size
-            planes.append(decode_plane(im, color, size, depth_of(depth, color), yellow, fit))
+            planes.append(decode_plane(im, color, size, depth_of(depth, color), yellow, fit, shares))
     if len({p.shape for p in planes}) > 1:  # only at the files' own size (size None)
         raise ValueError("channels of different sizes: " + ", ".join(f"{c} {p.shape}" for c, p in zip(files, planes)))
     return np.stack(planes), shape
@@ -261,6 +273,6 @@ def decode_field(files: Mapping[str, Path], size: int | None = None,
 
 def load_image(files: Mapping[str, Path], size: int | None = None,
                depth: BitDepth | Mapping[str, BitDepth] = BitDepth(), yellow: str = "rg_mean",
-               fit: str = "pad") -> np.ndarray:
+               fit: str = "pad", shares: dict | None = None) -> np.ndarray:
     """A field's channels ({channel: file}) as a (C, size, size) uint8 array (``decode_field``)."""
-    return decode_field(files, size, depth, yellow, fit)[0]
+    return decode_field(files, size, depth, yellow, fit, shares)[0]

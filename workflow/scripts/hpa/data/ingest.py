@@ -29,11 +29,12 @@ from hpa.classes import HPA, Vocabulary
 from hpa.data.images import COLOUR_MODES, GREY_MODES, channel_files, channel_problem, list_channels
 from hpa.data.rejections import summary
 from hpa.data.samples import REFUSED_COLUMNS, sheet_rows
-from hpa.files import write_csv
+from hpa.files import warn_terminal, write_csv
 from hpa.tables import (
     FILE_PREFIX,
     InputError,
     _read_id_table,
+    classes_without_images,
     format_target,
     manifest_columns,
     parse_target,
@@ -247,4 +248,20 @@ def ingest(
     for _, row in rejected.iterrows():
         log.warning("skipping %s image %s: %s", row["split"], row["Id"], row["reason"])
     manifest = table.loc[~bad, manifest_columns(vocab.channels)].reset_index(drop=True)
+    warn_empty_classes(manifest, vocab)
     return manifest, rejected.reset_index(drop=True)
+
+
+def warn_empty_classes(manifest: pd.DataFrame, vocab: Vocabulary) -> list[str]:
+    """Name, on the terminal, the listed classes no kept training image holds (and return them).
+
+    Nothing can learn them: each scores F1 0, which the macro F1 over the full list averages in;
+    fit_thresholds and evaluate_test report the figure over the classes that have images beside it.
+    """
+    empty = classes_without_images(manifest.loc[manifest["split"] == "train", "Target"], vocab.classes)
+    if empty:
+        warn_terminal(log, f"{len(empty)} of {vocab.n_classes} classes have no training image: "
+                      f"{', '.join(empty)}. Nothing can learn them; each counts as F1 0 in the macro F1 over "
+                      f"all {vocab.n_classes} classes (the headline), and the scores also give the macro F1 "
+                      "over the classes that have images. Add images of them, or drop them from labels.names")
+    return empty

@@ -5,7 +5,9 @@ Rules ``labels`` and ``test_labels`` write them (``results/data/labels.csv`` and
 ``Vocabulary``: the label analysis and the test scoring then read one format, whatever the
 source, its column names and its separator. Only the label files are read, never an image:
 the label analysis runs before the images are in place, and every listed training row
-counts, also one whose image ingest later rejects.
+counts, also one whose image ingest later rejects. The test labels, which only score, are
+those of the test images ingest kept (``kept_test_labels``): what is scored is what was
+predicted, and the summary's count of test images is the evaluation's.
 """
 
 from __future__ import annotations
@@ -60,3 +62,19 @@ def true_test_labels(vocab: Vocabulary, *, truth=None, test_ids=None, samples=No
         raise InputError(f"{truth}: {len(unlabelled)} test image(s) of {test_ids} have no labels, e.g. "
                          f"{unlabelled[0]}; label every test image (every score is over all of them)")
     return table
+
+
+def kept_test_labels(table: pd.DataFrame, kept_ids) -> pd.DataFrame:
+    """The rows of ``table`` (``Id,Target``) whose Id ingest kept (``kept_ids``: the manifest's test Ids).
+
+    A test row ingest rejected (a missing or unreadable file) was never predicted: scoring it as
+    "no class" would count the pipeline's refusal as the model's error, and the evaluation would
+    count one image more than the summary's "Images used". Each one left out is logged.
+    """
+    keep = table["Id"].isin(set(kept_ids))
+    for image_id in table.loc[~keep, "Id"]:
+        log.warning("test image %s is not scored: ingest rejected it (results/data/rejected.csv says why)", image_id)
+    if (~keep).any():
+        log.warning("%d of %d labelled test images are scored; %d rejected by ingest are not",
+                    int(keep.sum()), len(table), int((~keep).sum()))
+    return table[keep].reset_index(drop=True)

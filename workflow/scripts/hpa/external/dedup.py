@@ -33,8 +33,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from hpa.classes import CHANNELS
+from hpa.data.clipping import Clipping
+from hpa.data.clipping import table as clipped_table
 from hpa.data.images import BitDepth, channel_files, load_image
 from hpa.data.ingest import SPLIT_DIRS, source_table
+from hpa.files import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -219,28 +222,34 @@ def clusters(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 
 def _summarise(task) -> dict:
-    image_dir, image_id, kind, depth = task
+    image_dir, image_id, kind, depth, clipping = task
+    shares: dict = {}
     try:
-        planes = load_image(channel_files(image_dir, image_id, CHANNELS), depth=depth)
-        return {"Id": image_id, "error": "", **plane_summary(planes, kind)}
+        planes = load_image(channel_files(image_dir, image_id, CHANNELS), depth=depth, shares=shares)
+        return {"Id": image_id, "error": "", **plane_summary(planes, kind), "clipped": clipping.rows(image_id, shares)}
     except Exception as err:  # recorded per image; clean_external stops when too many failed
-        return {"Id": image_id, "error": f"{type(err).__name__}: {err}"}
+        return {"Id": image_id, "error": f"{type(err).__name__}: {err}", "clipped": []}
 
 
 def hash_source(source_dir, kind: str, workers: int = 1, image_dirs: dict[str, str] = SPLIT_DIRS,
-                depth: BitDepth = BitDepth(), **columns) -> pd.DataFrame:
+                depth: BitDepth = BitDepth(), clipping: Clipping = Clipping(), clipped_path=None,
+                **columns) -> pd.DataFrame:
     """Hashes of every train and test image of a Kaggle-layout folder, computed once.
 
     The images are found as ingest finds them (``source_table``; ``image_dirs`` as
     ingest's, ``columns`` its ``id_column`` and ``target_column``). Columns
     ``Id,split,Target,image_dir,error`` then the hash and std of each channel; images
-    that cannot be read keep their error and no hashes.
+    that cannot be read keep their error and no hashes. Channels the bit-depth rule clips
+    (``clipping``) are listed in ``clipped_path``, as cache_images lists them.
     """
     table = source_table(source_dir, image_dirs, **columns)
-    tasks = [(d, i, kind, depth) for d, i in zip(table["image_dir"], table["Id"])]
+    tasks = [(d, i, kind, depth, clipping) for d, i in zip(table["image_dir"], table["Id"])]
     # PIL releases the GIL while decoding and resizing, so threads scale.
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        rows = pd.DataFrame(list(pool.map(_summarise, tasks)), columns=["Id", "error", *summary_columns(kind)])
+        results = list(pool.map(_summarise, tasks))
+    if clipped_path is not None:
+        write_csv(clipped_table([r for result in results for r in result["clipped"]]), clipped_path)
+    rows = pd.DataFrame(results, columns=["Id", "error", *summary_columns(kind)])
     failed = rows["error"].ne("")
     if failed.any():
         log.warning("%d of %d source images could not be hashed, e.g. %s: %s", failed.sum(), len(rows),

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hpa.classes import Vocabulary
+from hpa.data.clipping import Clipping, note
 from hpa.data.images import BitDepth
 from hpa.inference.tta import predict_probs
 from hpa.new_images.folder import batches, list_images
@@ -47,7 +48,8 @@ def load_members(checkpoints: dict[str, list[str]], device) -> tuple[dict, Vocab
 
 
 def fold_probabilities(folder, ids, models: dict, vocabulary: Vocabulary, *, tta: str, aggregate: str, batch_size: int,
-                       depth, crops: str, batch: int, workers: int, fit: str):
+                       depth, crops: str, batch: int, workers: int, fit: str, clipping: Clipping = Clipping(),
+                       clipped: dict | None = None):
     """Every checkpoint's probabilities on the decodable ``ids``, reading ``batch`` images at a time.
 
     Returns (decoded Ids, {model: [one (n, classes) array per fold]}, [(Id, reason)] of the undecodable).
@@ -56,7 +58,8 @@ def fold_probabilities(folder, ids, models: dict, vocabulary: Vocabulary, *, tta
     sizes = {ckpt["config"]["image_size"] for loaded in models.values() for _, ckpt in loaded}
     done, failed = [], []
     parts = {name: [[] for _ in loaded] for name, loaded in models.items()}
-    for good, arrays, bad in batches(folder, ids, vocabulary.channels, sizes, depth, batch, workers, fit):
+    for good, arrays, bad in batches(folder, ids, vocabulary.channels, sizes, depth, batch, workers, fit,
+                                     clipping, clipped):
         done += good
         failed += bad
         for name, loaded in models.items():
@@ -81,15 +84,15 @@ def as_written(table: pd.DataFrame) -> pd.DataFrame:
 
 def blended_probabilities(folder, checkpoints: dict[str, list[str]], combination: dict, *, tta: str,
                           aggregate: str, batch_size: int = 32, depth=BitDepth(), crops: str = "none",
-                          batch: int = 256, workers: int = 1, fit: str = "pad"
-                          ) -> tuple[pd.DataFrame, list[tuple[str, str]], Vocabulary]:
+                          batch: int = 256, workers: int = 1, fit: str = "pad", clipping: Clipping = Clipping(),
+                          clipped: dict | None = None) -> tuple[pd.DataFrame, list[tuple[str, str]], Vocabulary]:
     """The ensemble's probability table (``Id,p0..``) of the folder's usable images, (Id, reason)
     of the skipped ones, and the vocabulary of its checkpoints.
 
     ``checkpoints``: {model: its folds' model.pt}, in the ensemble's order; ``combination``:
     its combination.json; ``depth`` (one rule or {channel: rule}, bit_depth.json's) and ``fit``
-    as the cache decoded the training images. The folder's files must carry the checkpoints'
-    channel names. Memory holds one ``batch`` of images, and one probability per class,
+    as the cache decoded the training images; ``clipped`` ({Id: rows}) receives the channels that
+    rule clips (``clipping``). The folder's files must carry the checkpoints' channel names. Memory holds one ``batch`` of images, and one probability per class,
     image and checkpoint.
     """
     models, vocabulary = load_members(checkpoints, pick_device())
@@ -100,7 +103,8 @@ def blended_probabilities(folder, checkpoints: dict[str, list[str]], combination
     else:
         done, per_fold, failed = fold_probabilities(folder, ids, models, vocabulary, tta=tta,
                                                     aggregate=aggregate, batch_size=batch_size, depth=depth,
-                                                    crops=crops, batch=batch, workers=workers, fit=fit)
+                                                    crops=crops, batch=batch, workers=workers, fit=fit,
+                                                    clipping=clipping, clipped=clipped)
     for image_id, reason in broken + failed:
         log.warning("skipping %s: %s", image_id, reason)
     # Each fold's table as the workflow writes and reads it, averaged and blended as blend does, then
@@ -138,9 +142,13 @@ def classify(table: pd.DataFrame, skipped: list[tuple[str, str]], vocabulary: Vo
 
 
 def predict_folder(folder, checkpoints: dict[str, list[str]], combination: dict, record: dict, *,
-                   min_images: int | None = None, **options) -> pd.DataFrame:
+                   min_images: int | None = None, clipped: dict | None = None, **options) -> pd.DataFrame:
     """A trained ensemble on a folder of images of any size and format, named ``{Id}_{channel}.{ext}`` by its
     checkpoints' channels, without retraining: ``classify`` of ``blended_probabilities`` (``options`` are
-    the latter's)."""
-    table, skipped, vocabulary = blended_probabilities(folder, checkpoints, combination, **options)
-    return classify(table, skipped, vocabulary, record, min_images)
+    the latter's), with a ``clipped`` column naming the channels the bit-depth rule clipped (also left
+    in ``clipped``, {Id: rows}, when given)."""
+    clipped = {} if clipped is None else clipped
+    table, skipped, vocabulary = blended_probabilities(folder, checkpoints, combination, clipped=clipped, **options)
+    table = classify(table, skipped, vocabulary, record, min_images)
+    # Each image's channels the bit-depth rule clipped: its prediction is of a distorted image.
+    return table.assign(clipped=[note(clipped.get(i, [])) for i in table["Id"]])

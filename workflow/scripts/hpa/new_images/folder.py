@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hpa.data.clipping import Clipping
 from hpa.data.images import EXTENSIONS, BitDepth, channel_files, list_channels, load_image
 from hpa.data.ingest import check_image
 
@@ -51,28 +52,42 @@ def list_images(folder, channels) -> tuple[list[str], list[tuple[str, str]]]:
     return usable, broken
 
 
-def decode(folder, image_id: str, channels, sizes, depth, fit: str) -> tuple[dict[int, np.ndarray], str]:
-    """The image at each of ``sizes`` ({size: (C, size, size) uint8}), or ({}, why it could not be decoded)."""
+def decode(folder, image_id: str, channels, sizes, depth, fit: str,
+           shares: dict | None = None) -> tuple[dict[int, np.ndarray], str]:
+    """The image at each of ``sizes`` ({size: (C, size, size) uint8}), or ({}, why it could not be decoded);
+    ``shares`` receives its high-bit-depth channels' shares at 255 and at 0 (``hpa.data.clipping``)."""
     try:
         files = channel_files(folder, image_id, channels)
-        return {size: load_image(files, size, depth, fit=fit) for size in sizes}, ""
+        return {size: load_image(files, size, depth, fit=fit, shares=shares) for size in sizes}, ""
     except Exception as err:  # one broken file must not stop the folder: it gets a reason instead
         return {}, f"could not decode: {type(err).__name__}: {err}"
 
 
+def decode_checked(folder, image_id: str, channels, sizes, depth, fit: str, clipping: Clipping,
+                   clipped: dict | None) -> tuple[dict[int, np.ndarray], str]:
+    """``decode``, recording the image's clipped channels (``clipping``'s rows) in ``clipped[image_id]``."""
+    shares: dict = {}
+    images, why = decode(folder, image_id, channels, sizes, depth, fit, shares)
+    if clipped is not None:
+        clipped[image_id] = clipping.rows(image_id, shares)
+    return images, why
+
+
 def batches(folder, ids: list[str], channels, sizes, depth: BitDepth, batch: int, workers: int = 1,
-            fit: str = "pad") -> Iterator[tuple]:
+            fit: str = "pad", clipping: Clipping = Clipping(), clipped: dict | None = None) -> Iterator[tuple]:
     """For each run of ``batch`` Ids: (decoded Ids, {size: uint8 array of them}, [(Id, reason)] of the rest).
 
     Only one batch is held at a time, at each size a checkpoint needs; ``workers`` threads decode
     (PIL releases the GIL while decoding). ``depth`` (one rule or {channel: rule}) and ``fit`` as
-    the cache decoded the training images.
+    the cache decoded the training images; ``clipped`` ({Id: rows}) receives the channels the
+    bit-depth rule clips, by ``clipping`` (``hpa.data.clipping``).
     """
     sizes, channels = sorted(set(sizes)), tuple(channels)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in range(0, len(ids), batch):
             part = ids[start:start + batch]
-            results = list(pool.map(lambda i: decode(folder, i, channels, sizes, depth, fit), part))
+            results = list(pool.map(lambda i: decode_checked(folder, i, channels, sizes, depth, fit, clipping,
+                                                             clipped), part))
             good = [i for i, (_, why) in zip(part, results) if not why]
             arrays = {size: np.zeros((len(good), len(channels), size, size), dtype=np.uint8) for size in sizes}
             for row, (images, _) in enumerate(r for r in results if not r[1]):

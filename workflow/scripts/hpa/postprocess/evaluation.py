@@ -11,7 +11,7 @@ import pandas as pd
 
 from hpa import thresholds as th
 from hpa.metrics import paired_difference, scores_with_intervals
-from hpa.postprocess.submission import submission_matrices, threshold_inputs
+from hpa.postprocess.submission import over_classes_with_images, submission_matrices, threshold_inputs
 from hpa.tables import prob_matrix
 
 
@@ -49,8 +49,10 @@ def evaluate_on_test(*, submission, record, oof, test, labels, folds, methods, t
         "test_no_skill_macro_f1": round(test_score["no_skill"], 6),
         "test_minus_no_skill": _difference(paired_difference(truth_y, sub_y, np.ones_like(truth_y))),
         "n_test_images": test_score["n_images"],
+        **over_classes_with_images("test", truth_y, sub_y, frequency),
         **{k: record[k] for k in ("oof_macro_f1", "honest_macro_f1", "honest_macro_f1_interval",
-                                  "no_skill_macro_f1", "method") if k in record},
+                                  "no_skill_macro_f1", "method", "classes_without_training_images",
+                                  "honest_classes_with_images") if k in record},
     }
     return summary, per_method
 
@@ -94,6 +96,10 @@ def comparison_table(ensembles: dict[str, dict], test_predictions: dict[str, np.
             "test_low": test[0],
             "test_high": test[1],
             "test_no_skill": evaluation.get("test_no_skill_macro_f1"),
+            # Where a listed class has no training image, the macro F1 over the classes that have them.
+            "classes_without_images": ";".join(record.get("classes_without_training_images", [])),
+            "honest_classes_with_images": (record.get("honest_classes_with_images") or {}).get("macro_f1"),
+            "test_classes_with_images": (evaluation.get("test_classes_with_images") or {}).get("macro_f1"),
             "train_s": round(job_seconds(e["train_tsv"]), 1),
             "predict_s": round(job_seconds(e["predict_tsv"]), 1),
         })

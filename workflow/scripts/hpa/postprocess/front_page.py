@@ -79,7 +79,27 @@ def scores_page(comparison: pd.DataFrame, figure_png: bytes) -> str:
         "thresholds fitted and scored on the same out-of-fold images (optimistic). *No-skill*: the "
         "macro F1 of predicting every class for every image of the same images; a score whose "
         "interval lies above it shows learning. Intervals: 95% bootstrap over images.\n"
+        + empty_classes_note(comparison)
     )
+
+
+def empty_classes_note(comparison: pd.DataFrame) -> str:
+    """How the scores count listed classes with no training image ("" when every class has images)."""
+    empty = comparison.get("classes_without_images", pd.Series(dtype=str)).fillna("").astype(str)
+    if not (empty != "").any():
+        return ""
+    names = sorted({n for cell in empty for n in cell.split(";") if n})
+    figures = []
+    for r in comparison.itertuples():
+        parts = [f"{kind} {value:.3f}" for kind, value in (("honest", getattr(r, "honest_classes_with_images", None)),
+                                                             ("test", getattr(r, "test_classes_with_images", None)))
+                 if value is not None and not (isinstance(value, float) and math.isnan(value))]
+        if parts:
+            figures.append(f"{r.ensemble}: {', '.join(parts)}")
+    return (f"\n**Classes with no training image: {', '.join(names)}.** Every macro F1 above averages all the "
+            "classes of the list, these counted as F1 0 (nothing could learn them). Over the classes that have "
+            f"training images only: {'; '.join(figures) or 'not computed'} (comparison.csv, "
+            "honest_classes_with_images and test_classes_with_images).\n")
 
 
 def classes_page(classes: pd.DataFrame) -> str:

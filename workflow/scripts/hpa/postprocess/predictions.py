@@ -46,12 +46,14 @@ def submission_table(sub: pd.DataFrame, test: pd.DataFrame, classes, truth: pd.D
     False for an image the pipeline could not read (no probabilities, no class: see results/data/rejected.csv)."""
     probs = test.set_index("Id").reindex(sub["Id"])[prob_columns_of(test, "test probabilities")]
     n = len(classes)
+    read = probs.notna().all(axis=1).to_numpy()
     y = None
     if truth is not None:
         known = truth.set_index("Id")["Target"]
-        missing = sub.loc[~sub["Id"].isin(known.index), "Id"]
+        # A test row ingest rejected is unread and has no scored label (results/data/test_labels.csv keeps
+        # the kept images'); every image that was read must have one.
+        missing = sub.loc[~sub["Id"].isin(known.index) & read, "Id"]
         if len(missing):
             raise ValueError(f"test labels lack Id {missing.iloc[0]} (and {len(missing) - 1} more) of the submission")
-        y = labels_to_matrix(known.loc[sub["Id"]], n)
-    return prediction_table(sub["Id"], labels_to_matrix(sub["Predicted"], n), probs, classes, truth=y,
-                            read=probs.notna().all(axis=1).to_numpy())
+        y = labels_to_matrix(known.reindex(sub["Id"]).fillna(""), n)
+    return prediction_table(sub["Id"], labels_to_matrix(sub["Predicted"], n), probs, classes, truth=y, read=read)

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 
 from hpa import thresholds as th
-from hpa.metrics import f1_per_class_with_intervals, macro_f1, per_class_report, scores_with_intervals
+from hpa.metrics import (
+    f1_per_class_with_intervals,
+    macro_f1,
+    per_class_report,
+    score_with_interval,
+    scores_with_intervals,
+)
 from hpa.postprocess.predictions import prediction_table
 from hpa.tables import labels_to_matrix, matrix_to_labels, prob_matrix
 
@@ -62,6 +68,8 @@ def fit_thresholds(oof, labels, folds, method: str, *, classes, top1: bool = Fal
         "shrink": {"factor": shrink_factor, "toward": shrink_toward},
         "train_frequency": [round(float(f), 6) for f in frequency],
         "n_images": int(len(oof)),
+        "classes_without_training_images": [c for c, f in zip(classes, frequency) if f == 0],
+        **over_classes_with_images("honest", y, honest_pred, frequency),
     }
     rows = [method_row(name, y, fitted, score, chosen=name == method)
             for (name, (fitted, _)), score in zip(compared.items(), intervals)]
@@ -69,6 +77,22 @@ def fit_thresholds(oof, labels, folds, method: str, *, classes, top1: bool = Fal
     per_class = pd.concat([per_class_report(y, pred, thresholds, classes), honest_per_class], axis=1)
     table = prediction_table(oof["Id"], honest_pred, probs, classes, truth=y, fold=fold)
     return record, per_class, pd.DataFrame(rows), table
+
+
+def over_classes_with_images(kind: str, y, pred, train_frequency) -> dict:
+    """``{kind}_classes_with_images``: the macro F1 (interval, no-skill) over the classes that have
+    training images, where some class has none; nothing where every class has images.
+
+    The headline macro F1 averages every listed class, so a class with no training image counts
+    as F1 0 in it; this is the figure of what the model could learn, given beside it.
+    """
+    has = np.asarray(train_frequency) > 0
+    if has.all() or not has.any():
+        return {}
+    score = score_with_interval(np.asarray(y)[:, has], np.asarray(pred)[:, has])
+    return {f"{kind}_classes_with_images": {
+        "macro_f1": round(score["macro_f1"], 6), "interval": [round(score["low"], 6), round(score["high"], 6)],
+        "no_skill": round(score["no_skill"], 6), "n_classes": int(has.sum()), "of": int(len(has))}}
 
 
 def method_row(name: str, y, in_sample, score: dict, *, chosen: bool) -> dict:

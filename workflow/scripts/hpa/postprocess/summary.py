@@ -19,10 +19,53 @@ from pathlib import Path
 import pandas as pd
 
 MANIFEST = "results/data/manifest.csv"
+VOCABULARY = "results/data/vocabulary.json"
+CLIPPED = "results/data/clipped"
+BIT_DEPTH = "results/cache/bit_depth.json"
 REJECTED = "results/data/rejected.csv"
 EXTERNAL_REPORT = "results/external/report.json"
 REPORT = "report.html"
 REPORT_COMMAND = f"snakemake --report {REPORT}"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """How the run was started, so that a command the summary prints reruns against the same config.
+
+    ``configfiles``: the --configfile files (absolute, as Snakemake holds them: the Snakefile's
+    ``workflow.overwrite_configfiles``; none for the demo's default config); ``directory``: the working
+    directory the run used (--directory); ``snakefile``: the main Snakefile. A run from the
+    repository's own folder prints paths relative to it; any other prints them absolute, with
+    --directory and --snakefile, so that the command works from wherever it is pasted.
+    """
+
+    configfiles: tuple[str, ...] = ()
+    directory: str | None = None
+    snakefile: str | None = None
+
+    def _moved(self) -> bool:
+        return bool(self.directory and self.snakefile
+                    and Path(self.directory).resolve() != Path(self.snakefile).resolve().parent)
+
+    def _path(self, path) -> str:
+        path = Path(path)
+        if not self._moved() and self.directory:
+            try:
+                return path.resolve().relative_to(Path(self.directory).resolve()).as_posix()
+            except ValueError:
+                pass
+        return str(path)
+
+    def report_command(self) -> str:
+        """The ``snakemake --report`` line for this run."""
+        parts = [REPORT_COMMAND]
+        if self._moved():
+            parts += [f"--snakefile {self.snakefile}", f"--directory {self.directory}"]
+        parts += [f"--configfile {self._path(f)}" for f in self.configfiles]
+        return " ".join(parts)
+
+    def report_file(self) -> str:
+        return str(Path(self.directory) / REPORT) if self._moved() else REPORT
 RULE = "=" * 78
 
 # A rejection's reason names the image's files; its kind is the reason without them, so that
@@ -124,6 +167,58 @@ def image_lines(root: Path) -> list[str]:
     return lines
 
 
+def decoding_lines(root: Path) -> list[str]:
+    """The bit-depth rule's warnings, and the images it clipped (per table of results/data/clipped/)."""
+    lines = [f"Bit depth: {w}" for w in (_read_json(root / BIT_DEPTH) or {}).get("warnings", [])]
+    for path in sorted((root / CLIPPED).glob("*.csv")):
+        clipped = pd.read_csv(path, dtype={"Id": str}, keep_default_na=False)
+        if len(clipped):
+            first = clipped.iloc[0]
+            ids = list(dict.fromkeys(clipped["Id"]))
+            lines.append(f"Images clipped by the bit-depth rule ({path.stem}): {len(ids)}, e.g. {first['Id']} "
+                         f"({first['channel']} {float(first['bright_share']):.0%} at 255, "
+                         f"{float(first['dark_share']):.0%} at 0)" + "".join(f", {i}" for i in ids[1:3])
+                         + f"; each with its channel and shares in {path.relative_to(root).as_posix()} "
+                         "(docs/your-images.md: clipped images)")
+    for path in sorted((root / "results/new_images").glob("*.csv")):
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if "clipped" in table and (table["clipped"] != "").any():
+            ids = list(table.loc[table["clipped"] != "", "Id"])
+            lines.append(f"New images clipped by the bit-depth rule: {len(ids)}, e.g. {ids[0]} "
+                         f"({table.loc[table['Id'] == ids[0], 'clipped'].iloc[0]}); its clipped column in "
+                         f"{path.relative_to(root).as_posix()}")
+    return lines
+
+
+def empty_class_lines(root: Path, ensembles: list[str]) -> list[str]:
+    """The listed classes no kept training image holds, and how the scores count them."""
+    vocabulary = _read_json(root / VOCABULARY)
+    if not vocabulary or not (root / MANIFEST).is_file():
+        return []
+    manifest = pd.read_csv(root / MANIFEST, usecols=["split", "Target"], dtype=str, keep_default_na=False)
+    held = {int(k) for t in manifest.loc[manifest["split"] == "train", "Target"] for k in t.split()}
+    classes = vocabulary["classes"]
+    empty = [name for k, name in enumerate(classes) if k not in held]
+    if not empty:
+        return []
+    rows = []
+    for name in ensembles:
+        figures = [f"{kind} {record[key]['macro_f1']:.3f} [{record[key]['interval'][0]:.3f}, "
+                   f"{record[key]['interval'][1]:.3f}]"
+                   for kind, record, key in (("honest", _read_json(root / f"results/thresholds/{name}.json"),
+                                              "honest_classes_with_images"),
+                                             ("test", _read_json(root / f"results/evaluation/{name}.json"),
+                                              "test_classes_with_images"))
+                   if record and record.get(key)]
+        if figures:
+            rows.append(f"  {name}  {'; '.join(figures)}")
+    n = len(classes)
+    head = (f"Classes with no training image: {', '.join(empty)} ({len(empty)} of {n}). Each macro F1 above "
+            f"averages all {n} classes, these as F1 0")
+    tail = f"; over the {n - len(empty)} classes with images:" if rows else " (no model scored yet)"
+    return [head + tail, *rows]
+
+
 def cell_lines(root: Path, ensembles: list[str]) -> list[str]:
     """Cells found (and images skipped), and per ensemble with a cell truth: per-cell mAP of each method
     beside the two no-map baselines, and where the class maps point."""
@@ -169,7 +264,8 @@ def score_lines(root: Path, ensembles: list[str]) -> list[str]:
             continue
         parts = [f"honest {honest}" if honest else "honest (not fitted)"]
         if test:
-            parts.append(f"test {test}")
+            scored = (_read_json(root / f"results/evaluation/{name}.json") or {}).get("n_test_images")
+            parts.append(f"test {test}" + (f" on {scored} test images" if scored is not None else ""))
         rows.append(f"  {name:<{width}}  " + "; ".join(parts))
         warnings += [warning(name, kind, s) for kind, s in (("honest", honest), ("test", test))
                      if s is not None and not s.clears_no_skill]
@@ -180,7 +276,7 @@ def score_lines(root: Path, ensembles: list[str]) -> list[str]:
     return [head + ":", *rows, *warnings]
 
 
-def output_lines(root: Path, ensembles: list[str]) -> list[str]:
+def output_lines(root: Path, ensembles: list[str], invocation: Invocation = Invocation()) -> list[str]:
     """Where the submissions, the comparison and the report are, and how to build the report."""
     lines = []
     submissions = [f"results/submission/{e}.csv" for e in ensembles if (root / f"results/submission/{e}.csv").is_file()]
@@ -197,14 +293,17 @@ def output_lines(root: Path, ensembles: list[str]) -> list[str]:
         lines.append(f"Per-cell labels: results/cells/{{ensemble}}/cell_scores.csv; 2021 format: {', '.join(cells)}")
     if (root / "results/evaluation/comparison.csv").is_file():
         lines.append("Every ensemble side by side: results/evaluation/comparison.csv")
-    lines.append(f"Report: {REPORT_COMMAND}, then open {REPORT} in a browser (rebuild it after each run)")
+    lines.append(f"Report: {invocation.report_command()}, then open {invocation.report_file()} in a browser "
+                 "(rebuild it after each run)")
     return lines
 
 
-def summary(root, ensembles: list[str], *, failed: bool = False, log=None) -> str:
+def summary(root, ensembles: list[str], *, failed: bool = False, log=None,
+            invocation: Invocation = Invocation()) -> str:
     """The summary's text for the working directory ``root``; ``failed`` for a run that stopped.
 
-    ``log`` is Snakemake's log file (a path, or the list of them Snakemake hands its handlers).
+    ``log`` is Snakemake's log file (a path, or the list of them Snakemake hands its handlers);
+    ``invocation``: how the run was started (its --configfile), for the commands printed.
     """
     root = Path(root)
     head = "HPA run summary"
@@ -212,15 +311,17 @@ def summary(root, ensembles: list[str], *, failed: bool = False, log=None) -> st
         logs = ", ".join(map(str, log)) if isinstance(log, (list, tuple)) else log
         head += (": the run FAILED (see the error above" + (f"; Snakemake's log: {logs}" if logs else "")
                  + "). What results/ holds now, from this run or earlier ones:")
-    body = (image_lines(root) + score_lines(root, list(ensembles)) + cell_lines(root, list(ensembles))
-            + output_lines(root, list(ensembles)))
+    body = (image_lines(root) + decoding_lines(root) + score_lines(root, list(ensembles)) + empty_class_lines(root, list(ensembles))
+            + cell_lines(root, list(ensembles))
+            + output_lines(root, list(ensembles), invocation))
     return "\n".join([RULE, head, RULE, *body, RULE])
 
 
-def print_summary(root, ensembles, *, failed: bool = False, log=None) -> None:
+def print_summary(root, ensembles, *, failed: bool = False, log=None,
+                  invocation: Invocation = Invocation()) -> None:
     """Print the summary; a summary that cannot be made says so in one line and never fails the run."""
     try:
-        text = summary(root, ensembles, failed=failed, log=log)
+        text = summary(root, ensembles, failed=failed, log=log, invocation=invocation)
     except Exception as err:  # noqa: BLE001 - the run's own result must stand whatever the files hold
         text = f"(no run summary: {type(err).__name__}: {err})"
     print(text, flush=True)
