@@ -11,11 +11,10 @@ from hpa.cells.evaluate_job import evaluate_cells, evaluate_segmentation, evalua
 from hpa.cells.frames import model_frame, native_map, peak_in_image
 from hpa.cells.gallery import composite, file_name, page, pick, row_image
 from hpa.cells.labels_job import ensemble_cells, ensemble_maps, label_cells
-from hpa.cells.scores import alone_lookup
-from hpa.cells.truth import read_cell_labels
 from hpa.cells.masks import load_masks
-from hpa.cells.scores import cell_scores
+from hpa.cells.scores import alone_lookup, cell_scores
 from hpa.cells.segment_job import segment_images
+from hpa.cells.truth import read_cell_labels
 from hpa.classes import CHANNELS, HPA
 from hpa.config_checks import cell_settings
 from hpa.data.images import BitDepth, square

@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-
 from conftest import REPO
 
 SPEC = importlib.util.spec_from_file_location("figures", REPO / "docs/figures.py")

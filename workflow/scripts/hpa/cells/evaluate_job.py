@@ -94,7 +94,7 @@ def flattened(scores: np.ndarray) -> np.ndarray:
 
 def _judge_image(true, truth, pred, prob, grid, fit, mine, thresholds, weight, n_classes) -> dict:
     """One image's Detections under every scoring of ``evaluate_cells``."""
-    ids, overlaps = cells_of(pred)[0], iou_matrix(true, pred)
+    overlaps = iou_matrix(true, pred)
     out = {}
     for method in (*METHODS, "centre"):
         how, given = ("map", np.broadcast_to(centre_map(), (n_classes, 8, 8))) if method == "centre" else (method, grid)

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from hpa.cells.frames import model_frame, upsample
-from hpa.cells.scores import dense_ids, alone_ratios
+from hpa.cells.scores import alone_ratios, dense_ids
 
 
 def cells_at(mask: np.ndarray, ids: np.ndarray, fit: str, size: int) -> np.ndarray:
