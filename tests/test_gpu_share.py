@@ -42,13 +42,15 @@ def test_demo_training_jobs_share_one_gpu_by_its_memory(capacity_gb, per_gpu):
         assert SLOTS_PER_GPU // share_slots(mem, capacity) == per_gpu
 
 
-def test_the_whole_demo_runs_side_by_side_on_one_40_gb_gpu():
-    """Its four training jobs (2 models x 2 folds), then its four predict jobs, each all at once."""
-    capacity = 40 * GB
+@pytest.mark.parametrize("capacity_gb,together", [(40, 7), (80, 8), (140, 8)])
+def test_the_whole_demo_runs_side_by_side_on_one_gpu(capacity_gb, together):
+    """Its four training jobs (2 models x 2 folds) all at once, its four predict jobs too, and on
+    80 GB and more all eight together."""
+    capacity = capacity_gb * GB
     trains = [request(work, capacity) for work in DEMO_TRAIN for _ in range(2)]
     predicts = [request(work, capacity) for work in DEMO_PREDICT for _ in range(2)]
     assert side_by_side(trains, 1, capacity) == 4 and side_by_side(predicts, 1, capacity) == 4
-    assert side_by_side(trains + predicts, 1, capacity) >= 6
+    assert side_by_side(trains + predicts, 1, capacity) == together
 
 
 @pytest.mark.parametrize("capacity_gb", [40, 80, 140])
