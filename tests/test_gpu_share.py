@@ -125,3 +125,14 @@ def test_the_tables_activation_bytes_are_at_least_what_autograd_keeps(arch):
     per_pixel = (large - small) / (2 * (64**2 - 32**2))
     assert 0.9 * ARCHS[arch]["saved"] <= per_pixel <= ARCHS[arch]["saved"]
     assert sum(p.numel() for p in model.parameters()) == ARCHS[arch]["params"]
+
+
+def test_cudnn_autotunes_only_the_steps_that_keep_a_gpu_busy():
+    from hpa.training.classifier import cudnn_autotune_pays
+    from hpa.training.config import TrainConfig
+
+    assert not cudnn_autotune_pays(TrainConfig(arch="resnet18", batch_size=32), 64, 4), "the demo's: launch-bound"
+    assert not cudnn_autotune_pays(TrainConfig(arch="branchnet", batch_size=32), 64, 4)
+    assert cudnn_autotune_pays(TrainConfig(arch="resnet34", batch_size=32), 512, 4), "the recipe's: as before"
+    assert cudnn_autotune_pays(TrainConfig(arch="densenet121", batch_size=16), 512, 4)
+    assert cudnn_autotune_pays(TrainConfig(arch="resnet18", head="gapnet"), 64, 4), "unknown: as before"
