@@ -7,7 +7,9 @@ model this table does not know, asks for whole GPUs as before. docs/performance.
 jobs share a GPU") gives the derivation and the figures.
 
 Per-architecture constants, measured on this repository's models (4 input channels, 28 classes,
-torchvision backbones as ``hpa.models.factory`` builds them) by ``python -m bench gpu_memory``:
+torchvision backbones as ``hpa.models.factory`` builds them) on the CPU, autograd's saved tensors
+counted by a ``saved_tensors_hooks`` pack hook as ``tests/test_gpu_share.py`` does (it re-measures
+resnet18 and branchnet), the multiply-adds by forward hooks on the convolutions and linear layers:
 
 - ``params``: parameter count.
 - ``saved``: bytes autograd keeps for the backward pass per input pixel of one image, in fp32
