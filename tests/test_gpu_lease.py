@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import REPO
-from hpa.runtime.gpu_lease import lease_gpus, machine_gpus
+from hpa.runtime.gpu_lease import acquire, acquire_share, holders, lease_gpus, machine_gpus, release
 
 # A GPU job in miniature: lease n GPUs, print what CUDA would see, hold them until told to stop.
 JOB = """
@@ -19,8 +19,8 @@ from pathlib import Path
 from hpa.runtime.gpu_lease import lease_gpus
 
 logging.basicConfig(level=logging.INFO)
-n, stop = int(sys.argv[1]), Path(sys.argv[2])
-with lease_gpus(n, holder=stop.name, poll=0.05):
+n, stop, share = int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+with lease_gpus(n, holder=stop.name, poll=0.05, share=share):
     print(os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
     while not stop.exists():
         time.sleep(0.05)
@@ -28,13 +28,13 @@ with lease_gpus(n, holder=stop.name, poll=0.05):
 
 
 class Job:
-    def __init__(self, tmp_path, name: str, n: int = 1, **env):
+    def __init__(self, tmp_path, name: str, n: int = 1, share: int = 0, **env):
         self.out, self.err, self.stop = (tmp_path / f"{name}.{ext}" for ext in ("out", "err", "stop"))
         base = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
         env = {**base, "PYTHONPATH": str(REPO / "workflow/scripts"), "HPA_GPUS": "0,1,2,3",
                "HPA_GPU_LOCK_DIR": str(tmp_path / "locks"), **env}
         with self.out.open("w") as out, self.err.open("w") as err:
-            self.process = subprocess.Popen([sys.executable, "-c", JOB, str(n), str(self.stop)],
+            self.process = subprocess.Popen([sys.executable, "-c", JOB, str(n), str(self.stop), str(share)],
                                             stdout=out, stderr=err, env=env)
 
     def devices(self, timeout: float = 20.0) -> str:
@@ -66,8 +66,8 @@ class Job:
 def jobs(tmp_path):
     started = []
 
-    def start(name, n=1, **env):
-        started.append(Job(tmp_path, name, n, **env))
+    def start(name, n=1, share=0, **env):
+        started.append(Job(tmp_path, name, n, share, **env))
         return started[-1]
 
     yield start
@@ -199,13 +199,45 @@ def test_a_malformed_variable_is_refused_by_name(machine, var, value):
         pass
 
 
+def test_small_jobs_share_a_gpu_and_a_whole_gpu_job_waits_for_them(jobs):
+    """Real processes on one stand-in GPU: two sharers hold it together, a whole-GPU job waits for both."""
+    one = {"HPA_GPUS": "0"}
+    sharers = [jobs(f"small{k}", n=0, share=40, **one) for k in range(2)]
+    assert [job.devices() for job in sharers] == ["0", "0"], "side by side on the same GPU"
+    third = jobs("small2", n=0, share=40, **one)
+    assert third.waiting(), "80 of 100 slots held: 40 more do not fit"
+    whole = jobs("whole", **one)
+    assert whole.waiting() and "small0.stop" in whole.err.read_text(), "the waiting line names the sharers"
+    sharers[0].finish()
+    assert third.devices() == "0"
+    sharers[1].finish()
+    third.finish()
+    assert whole.devices() == "0"
+    late = jobs("late", n=0, share=1, **one)
+    assert late.waiting(), "no slot of a GPU held whole"
+
+
+def test_sharers_fill_the_last_gpus_first_and_leave_the_first_whole(tmp_path):
+    directory, devices = tmp_path, [0, 1, 2]
+    quarters = [acquire_share(25, devices, directory, f"q{k}") for k in range(5)]
+    assert [list(held) for held in quarters] == [[2]] * 4 + [[1]]
+    assert list(acquire(1, devices, directory, "big")) == [0], "GPU 0 stays whole for a whole-GPU job"
+    assert acquire(1, devices, directory, "big2") is None, "GPU 1 has a sharer, GPU 2 is full of them"
+    assert acquire_share(76, devices, directory, "large") is None, "75 slots of GPU 1 are free, not 76"
+    assert list(acquire_share(75, devices, directory, "fits")) == [1]
+    release(quarters[4])
+    release(quarters[0])
+    assert list(acquire_share(25, devices, directory, "again")) == [2], "a freed slot is taken again"
+    assert "q1" in holders(directory, [2]) and "big" in holders(directory, [0])
+
+
 def gpu_rule_scripts() -> dict[str, str]:
     """Rule -> script of every rule whose resources ask for a GPU."""
     found = {}
     for smk in (REPO / "workflow/rules").glob("*.smk"):
         for block in re.split(r"\n(?=rule )", smk.read_text()):
             rule, script = re.match(r"rule (\w+):", block), re.search(r'script:\s*\n\s*"([^"]+)"', block)
-            if rule and re.search(r"resources:(\n\s+(#.*|\w+=.*))*?\n\s+gpu=", block):
+            if rule and re.search(r"resources:(\n\s+(#.*|\w+=.*))*?\n\s+(gpu=|\*\*gpu_resources\()", block):
                 found[rule.group(1)] = script.group(1).removeprefix("../scripts/")
     return found
 

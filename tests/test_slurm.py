@@ -48,7 +48,7 @@ def rule_blocks():
 def test_rules_size_every_gpu_job_and_the_profile_names_only_real_rules():
     profile = yaml.safe_load(PROFILE.read_text())
     rules = rule_blocks()
-    gpu_rules = {name for name, block in rules.items() if re.search(r"^\s+gpu=", block, re.M)}
+    gpu_rules = {name for name, block in rules.items() if re.search(r"^\s+(gpu=|\*\*gpu_resources\()", block, re.M)}
     assert {"train", "predict"} <= gpu_rules
     assert set(profile.get("set-resources") or {}) | set(profile["set-threads"]) <= set(rules)
     for rule in gpu_rules:

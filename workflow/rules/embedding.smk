@@ -31,9 +31,9 @@ rule train_embedding:
         "../../envs/torch.yaml"
     threads: gpu_job_threads(4)
     resources:
+        **gpu_resources(lambda wildcards: model_work(EMBEDDING, training=True)),
         mem_mb=TRAINING_MEM_MB,
         runtime=training_runtime(lambda wildcards: EMBEDDING["epochs"]),
-        gpu=gpus(EMBEDDING["processes"]),
     params:
         embedding={k: v for k, v in EMBEDDING.items() if k not in SEARCH_KEYS},
     script:
@@ -58,9 +58,11 @@ rule embed:
         "../../envs/torch.yaml"
     threads: gpu_job_threads(4)
     resources:
+        **gpu_resources(
+            lambda wildcards: model_work(EMBEDDING, training=False, batch_size=config["predict"]["batch_size"])
+        ),
         mem_mb=INFERENCE_MEM_MB,
         runtime=CACHE_READ_RUNTIME,
-        gpu=gpus(1),
     params:
         flips=EMBEDDING["flips"],
         batch_size=config["predict"]["batch_size"],

@@ -31,11 +31,12 @@ rule predict_new:
         "../../envs/torch.yaml"
     threads: gpu_job_threads(4)
     resources:
+        # Every checkpoint of an ensemble, one after the other: a whole GPU.
+        **gpu_resources(whole=1),
         # Sized by the checkpoints: a folder's size is not its images' (raise runtime in the
         # profile's set-resources for a large folder)
         mem_mb=INFERENCE_MEM_MB,
         runtime=sized(60, per_input_mb=2 / 1024),
-        gpu=gpus(1),
     params:
         ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
         folds=FOLDS,
@@ -68,9 +69,10 @@ rule new_image_panels:
         "../../envs/torch.yaml"
     threads: gpu_job_threads(4)
     resources:
+        # Every checkpoint of an ensemble, one after the other: a whole GPU.
+        **gpu_resources(whole=1),
         mem_mb=INFERENCE_MEM_MB,
         runtime=sized(60, per_input_mb=10 / 1024),
-        gpu=gpus(1),
     params:
         ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
         folds=FOLDS,

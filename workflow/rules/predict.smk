@@ -25,9 +25,17 @@ rule predict:
         "../../envs/torch.yaml"
     threads: gpu_job_threads(4)
     resources:
+        # TTA at predict's batch size: a share of a GPU for a small model (resources.smk).
+        **gpu_resources(
+            lambda wildcards: model_work(
+                MODELS[wildcards.model],
+                training=False,
+                batch_size=config["predict"]["batch_size"],
+                plain=not (CELLS and CELLS["dilate"]),
+            )
+        ),
         mem_mb=INFERENCE_MEM_MB,
         runtime=CACHE_READ_RUNTIME,
-        gpu=gpus(1),
     params:
         tta=model_tta,
         crops=config["predict"]["crops"],

@@ -10,7 +10,10 @@
 import functools
 import math
 
+from snakemake.exceptions import WorkflowError
+
 from hpa.runtime.gpu_lease import machine_gpus
+from hpa.runtime.gpu_memory import GpuWork, request
 
 
 def sized(base, per_input_mb=0.0, per_thread=0.0):
@@ -58,17 +61,58 @@ EMBEDDINGS_RUNTIME = sized(10, per_input_mb=0.1)
 # them), every job asks for its GPUs and threads as written. Decided per job, when Snakemake
 # sizes it: only then does the workflow know its executor.
 @functools.cache
-def _no_gpu_here():
-    return not machine_gpus()
+def _machine_gpus():
+    return machine_gpus()
 
 
 def cpu_only():
-    return workflow.local_exec and not workflow.remote_exec and _no_gpu_here()
+    return workflow.local_exec and not workflow.remote_exec and not _machine_gpus()
 
 
-def gpus(n):
-    """A job's gpu resource: ``n`` (an int, or a function of the wildcards), or none on a CPU-only local run."""
-    return lambda wildcards: 0 if cpu_only() else (n(wildcards) if callable(n) else n)
+# Small jobs share a GPU (docs/performance.md, "Small GPU jobs share a GPU"): a local run given
+# `--resources gpu=N gpu_mem_mb=TOTAL` (N GPUs of TOTAL / N MB each) sizes every GPU job by
+# hpa.runtime.gpu_memory: one whose steps are too small to keep a GPU busy asks for gpu=0 and its
+# estimated memory, so several run side by side; one that would keep a GPU busy (the real
+# recipe's) asks for gpu=1 and all of that GPU's memory. Without gpu_mem_mb, and on a cluster
+# (Slurm gives whole GPUs), every job asks for whole GPUs as before.
+def gpu_capacity_mb():
+    """The memory of one GPU that jobs share, MB; None where they do not share."""
+    if cpu_only() or not workflow.local_exec or workflow.remote_exec:
+        return None
+    given = {name: workflow.global_resources[name].value for name in workflow.global_resources}
+    if given.get("gpu_mem_mb") is None:
+        return None
+    count = given["gpu"] if given.get("gpu") is not None else len(_machine_gpus())
+    if count < 1 or given["gpu_mem_mb"] < count:
+        raise WorkflowError(
+            f"--resources gpu_mem_mb={given['gpu_mem_mb']} gpu={count}: gpu_mem_mb is the memory of all "
+            f"the GPUs together (e.g. gpu=8 gpu_mem_mb=640000 for eight 80 GB GPUs), gpu at least 1"
+        )
+    return given["gpu_mem_mb"] // count
+
+
+def gpu_resources(work=None, whole=1):
+    """A GPU job's resources, for `resources: **gpu_resources(...)`: gpu (whole GPUs), gpu_mem_mb (what
+    it takes of the GPUs' memory) and gpu_capacity_mb (one GPU's, which its lease divides into slots;
+    not a limit). ``work(wildcards)`` is a GpuWork (a job that may share), else the job takes
+    ``whole`` GPUs (an int, or a function of the wildcards). Nothing on a CPU-only local run."""
+
+    def asked(wildcards):
+        if cpu_only():
+            return 0, 0
+        n = whole(wildcards) if callable(whole) else whole
+        return request(work(wildcards) if work else None, gpu_capacity_mb(), n)
+
+    return {
+        "gpu": lambda wildcards: asked(wildcards)[0],
+        "gpu_mem_mb": lambda wildcards: asked(wildcards)[1],
+        "gpu_capacity_mb": lambda wildcards: gpu_capacity_mb() or 0,
+    }
+
+
+def model_work(model, training, batch_size=None, plain=True):
+    """The GpuWork of a models: (or embedding:) entry at the data's image size and channels."""
+    return GpuWork.of_model(model, config["data"]["image_size"], len(VOCAB.channels), training, batch_size, plain)
 
 
 def gpu_job_threads(n):

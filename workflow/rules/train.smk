@@ -26,10 +26,11 @@ rule train:
         "../../envs/torch.yaml"
     threads: gpu_job_threads(4)
     resources:
+        # One GPU per training process (processes > 1: DistributedDataParallel within the job),
+        # or a share of one for a model too small to keep a GPU busy (resources.smk).
+        **gpu_resources(lambda wildcards: model_work(MODELS[wildcards.model], training=True)),
         mem_mb=TRAINING_MEM_MB,
         runtime=training_runtime(lambda wildcards: MODELS[wildcards.model]["epochs"]),
-        # One GPU per training process (processes > 1: DistributedDataParallel within the job).
-        gpu=gpus(lambda wildcards: MODELS[wildcards.model]["processes"]),
     params:
         model=lambda wildcards: {k: v for k, v in MODELS[wildcards.model].items() if k not in RUNTIME_KEYS},
         image_size=config["data"]["image_size"],

@@ -52,7 +52,8 @@ class Trainer:
     """A model with its optimiser, schedule, precision and device settings: one rank's training run."""
 
     def __init__(self, cfg: LoopConfig, model: torch.nn.Module, task: Task, steps_per_epoch: int,
-                 ranks: Ranks | None = None, *, crop: int | None = None, find_unused_parameters: bool = False):
+                 ranks: Ranks | None = None, *, crop: int | None = None, find_unused_parameters: bool = False,
+                 autotune: bool = True):
         self.cfg, self.task, self.crop = cfg, task, crop
         self.ranks = ranks or distributed.single(pick_device())
         self.device = self.ranks.device
@@ -69,8 +70,8 @@ class Trainer:
         self.predict = torch.compile(self.model) if cfg.compile else self.model
         self.forward = self._parallel(find_unused_parameters) if self.ranks.distributed else self.predict
         self.augment = AugmentConfig.from_dict(cfg.augment)
-        if cuda:
-            torch.backends.cudnn.benchmark = True
+        if cuda:  # cuDNN's autotuning: seconds at start-up, paid back only by steps that keep the GPU busy
+            torch.backends.cudnn.benchmark = autotune
 
     def _parallel(self, find_unused_parameters: bool):
         if self.device.type == "cuda":

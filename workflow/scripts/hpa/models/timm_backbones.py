@@ -20,7 +20,6 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
@@ -37,6 +36,8 @@ def timm_name(arch: str) -> str | None:
 
 def check_name(arch: str) -> str:
     name = timm_name(arch)
+    import timm  # here, not at the top: 0.2 s of every torchvision model's job start-up
+
     if not name or not timm.is_model(name):
         close = difflib.get_close_matches(name or "", timm.list_models(), n=5)
         hint = (f"close names: {', '.join(PREFIX + c for c in close)}" if close else
@@ -96,6 +97,8 @@ def _feature_shape(model: nn.Module, in_chans: int) -> tuple[int, ...]:
 
 def _create(arch: str, name: str, pretrained: str | None, weights: str | None, **kwargs) -> nn.Module:
     """``timm.create_model``, loading ImageNet (or local) weights through timm, with an offline error that helps."""
+    import timm
+
     if weights:
         path = Path(weights)
         if not path.is_file():

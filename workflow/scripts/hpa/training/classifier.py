@@ -23,6 +23,7 @@ from hpa.models.losses import build_loss
 from hpa.runtime import distributed
 from hpa.runtime.device import pick_device, seed_everything
 from hpa.runtime.distributed import Ranks
+from hpa.runtime.gpu_memory import GpuWork, compute_bound
 from hpa.runtime.loader import CachedImages, make_loader, progress, training_loader
 from hpa.thresholds import fit_per_class, predict
 from hpa.training.config import TrainConfig, stage_at
@@ -68,11 +69,22 @@ class ClassifierTask:
 
 
 def classifier_trainer(cfg: TrainConfig, stats: dict, y_train: np.ndarray, steps_per_epoch: int,
-                       ranks: Ranks | None = None, crop: int | None = None, *, vocabulary: Vocabulary) -> Trainer:
-    """A ``Trainer`` of the network ``cfg`` describes for the dataset's ``vocabulary``, with its classification task."""
+                       ranks: Ranks | None = None, crop: int | None = None, *, vocabulary: Vocabulary,
+                       image_size: int | None = None) -> Trainer:
+    """A ``Trainer`` of the network ``cfg`` describes for the dataset's ``vocabulary``, with its classification task.
+    ``image_size`` (the model's input side) turns cuDNN's autotuning off for steps too small to pay for it."""
     ranks = ranks or distributed.single(pick_device())
     model = build_from_config(dataclasses.asdict(cfg), stats, vocabulary)
-    return Trainer(cfg, model, ClassifierTask(cfg, y_train, ranks.device), steps_per_epoch, ranks, crop=crop)
+    autotune = image_size is None or cudnn_autotune_pays(cfg, image_size, vocabulary.n_channels)
+    return Trainer(cfg, model, ClassifierTask(cfg, y_train, ranks.device), steps_per_epoch, ranks, crop=crop,
+                   autotune=autotune)
+
+
+def cudnn_autotune_pays(cfg: TrainConfig, image_size: int, channels: int) -> bool:
+    """Whether cuDNN's autotuning (every algorithm tried on each layer shape when first met: seconds of
+    start-up) can pay for itself: only where a step keeps the GPU busy (``hpa.runtime.gpu_memory``);
+    a demo-sized step is launch-bound whatever algorithm its convolutions use."""
+    return compute_bound(GpuWork.of_model(dataclasses.asdict(cfg), image_size, channels))
 
 
 @torch.no_grad()
@@ -144,7 +156,8 @@ def fit_fold(
         weights = sampling.image_weights(train_set.targets.numpy(), class_weights)
     loader = training_loader(train_set, cfg.batch_size, ranks, weights=weights, workers=workers,
                              seed_of=lambda epoch: epoch_seed(cfg, epoch))
-    trainer = classifier_trainer(cfg, stats, y_train, len(loader), ranks, crop, vocabulary=vocabulary)
+    trainer = classifier_trainer(cfg, stats, y_train, len(loader), ranks, crop, vocabulary=vocabulary,
+                                 image_size=crop or cache.shape[-1])
     mine = distributed.shard(len(val_rows), ranks)
     val_set = CachedImages(cache, np.asarray(val_rows)[mine], np.asarray(y_val)[mine])
     val_loader = make_loader(val_set, max(1, cfg.batch_size * 2 // ranks.world), workers=workers)
