@@ -103,6 +103,8 @@ def test_segmenting_writes_a_mask_per_image_and_a_row_per_cell(truth_folder, tmp
         mask = load_masks(tmp_path / "masks", row.Id, (96, 96))
         assert mask.max() == row.cells == (cells["Id"] == row.Id).sum() > 0
     assert (cells["x1"] > cells["x0"]).all() and (cells["area"] > 0).all()
+    assert (images[["small_cells", "holey_cells"]] == 0).all().all(), "whole cells: no flag"
+    assert (images["border_cells"] > 0).any() and (images["border_cells"] <= images["cells"]).all()
     result = evaluate_segmentation(truth_dir=root, images=images, masks_dir=tmp_path / "masks", manifest=manifest,
                                    channels=CHANNELS, nucleus="blue", depth=BitDepth(), n_classes=28, n_boot=50)
     assert result["n_images"] == 8 and 0.5 < result["masks"]["f1"] <= 1
@@ -114,6 +116,7 @@ def test_the_users_masks_replace_the_segmentation_and_a_broken_one_is_skipped_by
     root, manifest = truth_folder
     images, _ = segmented(tmp_path, manifest, masks=root / "test_cells", max_rejected_fraction=0.2)
     assert (images["cells"] > 0).all()
+    assert (images["small_cells"] == -1).all(), "the user's masks come without nuclei: not known"
     for image_id in manifest["Id"]:  # the truth as the user's masks: copied as they are
         assert np.array_equal(load_masks(tmp_path / "masks", image_id), load_masks(root / "test_cells", image_id))
     own = tmp_path / "own"
