@@ -103,7 +103,7 @@ def cells_panel(colour: np.ndarray, mask: np.ndarray, labelled: set[int]) -> np.
 
 def _no_map(like: Image.Image) -> Image.Image:
     blank = Image.new("RGB", like.size, (35, 35, 35))
-    ImageDraw.Draw(blank).text((6, like.height // 2 - 14), "no map:\nthe model sees\nnothing here",
+    ImageDraw.Draw(blank).text((6, like.height // 2 - 14), "no map:\nthe class map is\nzero everywhere",
                                fill=(230, 230, 230), font=FONT)
     return blank
 
