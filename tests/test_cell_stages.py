@@ -9,7 +9,8 @@ from PIL import Image
 from hpa.cells.encoding import parse_prediction_string
 from hpa.cells.evaluate_job import evaluate_cells, evaluate_segmentation, evaluation_table
 from hpa.cells.frames import model_frame, native_map, peak_in_image
-from hpa.cells.gallery import composite, file_name, page, pick, row_image
+from hpa.cells.gallery import (PANEL, STRIP, composite, file_name, page, pick, protein_channel, protein_panel,
+                               row_image)
 from hpa.cells.labels_job import ensemble_cells, ensemble_maps, label_cells
 from hpa.cells.masks import load_masks
 from hpa.cells.scores import alone_lookup, cell_scores
@@ -102,6 +103,8 @@ def test_segmenting_writes_a_mask_per_image_and_a_row_per_cell(truth_folder, tmp
         mask = load_masks(tmp_path / "masks", row.Id, (96, 96))
         assert mask.max() == row.cells == (cells["Id"] == row.Id).sum() > 0
     assert (cells["x1"] > cells["x0"]).all() and (cells["area"] > 0).all()
+    assert (images[["small_cells", "holey_cells"]] == 0).all().all(), "whole cells: no flag"
+    assert (images["border_cells"] > 0).any() and (images["border_cells"] <= images["cells"]).all()
     result = evaluate_segmentation(truth_dir=root, images=images, masks_dir=tmp_path / "masks", manifest=manifest,
                                    channels=CHANNELS, nucleus="blue", depth=BitDepth(), n_classes=28, n_boot=50)
     assert result["n_images"] == 8 and 0.5 < result["masks"]["f1"] <= 1
@@ -113,6 +116,7 @@ def test_the_users_masks_replace_the_segmentation_and_a_broken_one_is_skipped_by
     root, manifest = truth_folder
     images, _ = segmented(tmp_path, manifest, masks=root / "test_cells", max_rejected_fraction=0.2)
     assert (images["cells"] > 0).all()
+    assert (images["small_cells"] == -1).all(), "the user's masks come without nuclei: not known"
     for image_id in manifest["Id"]:  # the truth as the user's masks: copied as they are
         assert np.array_equal(load_masks(tmp_path / "masks", image_id), load_masks(root / "test_cells", image_id))
     own = tmp_path / "own"
@@ -221,6 +225,25 @@ def test_true_probabilities_and_true_maps_beat_the_no_map_baseline(truth_folder,
     assert table["measure"].str.contains("pointing game, located maps: all classes").any()
 
 
+def test_the_protein_panel_stretches_a_faint_channel_per_field():
+    yy, xx = np.mgrid[:40, :40]
+    faint = 20 + 49 * (((yy - 20) ** 2 + (xx - 20) ** 2) < 25)  # nucleoli peaking at 69 of 255
+    panel = protein_panel(faint.astype(np.uint8))
+    assert panel.shape == (40, 40, 3) and panel[20, 20, 0] == 255 and panel[0, 0, 0] == 0
+    assert protein_channel(HPA) == "green"
+
+
+def test_a_map_that_carries_nothing_says_so():
+    planes = {c: np.random.default_rng(0).integers(0, 255, (30, 40)).astype(np.uint8) for c in CHANNELS}
+    colour, mask = composite(planes, HPA.rgb), np.ones((30, 40), np.int32)
+    protein = protein_panel(planes["green"])
+    empty = np.asarray(row_image(protein, colour, np.zeros((2, 2)), "pad", mask, {}, set(), "fn"))
+    shown = np.asarray(row_image(protein, colour, np.eye(2), "pad", mask, {}, set(), "fn"))
+    box = (slice(STRIP, None), slice(2 * PANEL, 3 * PANEL))
+    assert empty[box].std() < 0.5 * shown[box].std(), "a flat panel with its words, not the picture dimmed again"
+    assert (empty[box] > 200).any(), "the words 'no map' are written on it"
+
+
 def test_gallery_picks_and_draws():
     probs = np.array([0.9, 0.8, 0.7, 0.2, 0.1])
     truth = np.array([True, False, True, True, False])
@@ -232,9 +255,11 @@ def test_gallery_picks_and_draws():
     assert colour.shape == (30, 40, 3) and colour[0, 0].tolist() == [150, 150, 100]
     mask = np.zeros((30, 40), np.int32)
     mask[5:15, 5:15] = 1
-    row = row_image(colour, np.eye(2), "pad", mask, {1: 0.9}, {1}, "true positive")
+    protein = protein_panel(planes["green"])
+    row = row_image(protein, colour, np.eye(2), "pad", mask, {1: 0.9}, {1}, "true positive")
     sheet = page("0 Nucleoplasm", [row, row])
     assert sheet.width == row.width and sheet.height > 2 * row.height
+    assert row.width == 4 * PANEL, "protein alone, composite, map, cells"
     assert file_name(7, "Golgi apparatus") == "07_Golgi_apparatus.jpg"
 
 

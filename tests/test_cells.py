@@ -1,6 +1,7 @@
 """Cells: the embedded segmentation on demo fields, matched-cell F1 on hand-made masks, user masks."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -13,9 +14,11 @@ from hpa.cells.metrics import (
     matched_f1_with_interval,
     paired_f1_difference,
 )
-from hpa.cells.segment import disk_cells, one_cell, segment
+from hpa.cells.segment import disk_cells, fill_holes, image_flags, one_cell, segment
+from hpa.cells.truth import read_cell_labels, regions_of
 from hpa.classes import CHANNELS
 from hpa.demo.render import render_field
+from hpa.demo.screen import LAB_CLASSES, make_screen
 from hpa.files import InputError
 
 BLUE, BODY = CHANNELS.index("blue"), [CHANNELS.index("red"), CHANNELS.index("yellow")]
@@ -105,6 +108,59 @@ def test_segmentation_scales_with_the_image(size):
     seg = segment(image[BLUE], image[BODY])
     assert size / 40 < seg.nucleus_radius < size / 8
     assert matched_f1([cell_counts(truth.cells, seg.cells)])["f1"] >= 0.6
+
+
+@pytest.fixture(scope="module")
+def screen_fields(tmp_path_factory):
+    """The lab example's fields (three stains, 12 bits, rectangular), with their cells' truth."""
+    root = tmp_path_factory.mktemp("screen")
+    sheet = pd.read_csv(make_screen(root, n_train=0, n_test=24, seed=5, min_per_class=0), sep="\t")
+    read = lambda path: np.asarray(Image.open(root / path)).astype(np.float32)  # noqa: E731
+    return root, [(r.Id, read(r.dapi), read(r.tubulin)) for r in sheet.itertuples()]
+
+
+def test_screen_cells_are_whole_hole_free_and_bigger_than_their_nuclei(screen_fields):
+    _, fields = screen_fields
+    for _, dapi, tubulin in fields:
+        seg = segment(dapi, [tubulin])
+        flags = image_flags(seg.cells, seg.nuclei)
+        assert flags["holey_cells"] == 0, "every cell's holes filled"
+        assert flags["small_cells"] == 0, "no cell is its bare nucleus"
+        for k in range(1, seg.nuclei.max() + 1):
+            assert (seg.cells[seg.nuclei == k] == k).all(), "cell k holds all of nucleus k"
+
+
+def test_the_screen_keeps_its_cells_truth_and_its_segmentation_is_scored(screen_fields):
+    root, fields = screen_fields
+    truth = read_cell_labels(root / "test_cells.csv", len(LAB_CLASSES))
+    assert set(truth) == {i for i, _, _ in fields}
+    counts = []
+    for image_id, dapi, tubulin in fields:
+        true = load_masks(root / "test_cells", image_id)
+        assert true.shape == dapi.shape and set(np.unique(true[true > 0])) == set(truth[image_id])
+        assert regions_of(root, image_id) or not any(truth[image_id].values())
+        counts.append(cell_counts(true, segment(dapi, [tubulin]).cells))
+    assert matched_f1(counts)["f1"] > 0.7
+
+
+def test_a_merged_body_is_split_at_its_nuclei():
+    yy, xx = np.mgrid[:64, :96]
+    nuclei = ((yy - 32) ** 2 + (xx - 30) ** 2 < 36) | ((yy - 32) ** 2 + (xx - 62) ** 2 < 36)
+    body = (((yy - 32) / 14) ** 2 + ((xx - 46) / 28) ** 2 < 1) * 100.0  # one even blob over both
+    seg = segment(nuclei * 200.0, [body])
+    assert seg.nuclei.max() == 2 and seg.cells.max() == 2
+    assert seg.cells[32, 30] != seg.cells[32, 62] and (seg.cells[32, 20:72] > 0).all()
+
+
+def test_flags_count_small_holey_and_border_cells():
+    cells = np.zeros((20, 20), np.int32)
+    cells[2:9, 2:9] = 1
+    cells[5, 5] = 0  # a hole
+    cells[10:20, 10:20] = 2  # at the border
+    nuclei = np.zeros_like(cells)
+    nuclei[3:5, 3:5], nuclei[10:20, 10:20] = 1, 2  # cell 2 is its bare nucleus
+    assert image_flags(cells, nuclei) == {"small_cells": 1, "holey_cells": 1, "border_cells": 1}
+    assert image_flags(fill_holes(cells))["holey_cells"] == 0 and image_flags(cells)["small_cells"] == -1
 
 
 def test_segmentation_of_a_blank_field_finds_nothing():

@@ -36,7 +36,7 @@ LAB = {
                             "lr": 0.004, "schedule": "onecycle", "epochs": 8, "batch_size": 32,
                             "augment": {"dihedral": True}, "seed": 0}},
     "ensembles": {"resnet18": {"models": ["resnet18"], "tta": "flips", "threshold": "per_class"}},
-    "cells": {"nucleus_channel": "dapi", "body_channels": ["tubulin"]},  # as config/screen.yaml
+    "cells": {"nucleus_channel": "dapi", "body_channels": ["tubulin"], "truth": "screen"},  # as config/screen.yaml
 }
 
 
@@ -118,7 +118,10 @@ def test_the_lab_fields_cells_are_found_and_labelled_with_the_lab_classes(lab_ru
     assert all(m.shape == (72, 96) and 0 <= c < 10 for c, _, m in parse_prediction_string(row["PredictionString"], 72, 96))
     pages = sorted(p.name for p in (lab_run / "results/cells/resnet18/gallery").glob("*.jpg"))
     assert len(pages) == 10 and pages[3] == "03_ER.jpg"
-    assert not (lab_run / "results/cells/resnet18/cell_evaluation.csv").exists()  # no cell truth: not scored
+    # The screen keeps its cells' truth as the demo does: its segmentation and cell labels are scored.
+    segmentation = json.loads((lab_run / "results/cells/segmentation.json").read_text())
+    assert segmentation["n_images"] == 160 and segmentation["masks"]["f1"] > 0.7
+    assert (lab_run / "results/cells/resnet18/cell_evaluation.csv").is_file()
 
 
 def _new_images(workdir, stains) -> list[str]:

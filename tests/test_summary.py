@@ -57,6 +57,16 @@ def test_a_normal_run_says_what_was_used_scored_and_written(run):
     assert text.splitlines()[-1].startswith("=====")
 
 
+def test_masks_that_look_wrong_are_counted(run):
+    images = pd.DataFrame({"Id": ["t1", "t2", "t3"], "width": 64, "height": 64, "cells": [3, 4, 5],
+                           "nucleus_radius": 5.0, "small_cells": [0, 1, 0], "holey_cells": [0, 0, 2],
+                           "border_cells": [2, 2, 2], "problem": ""})
+    write(run, "results/cells/images.csv", images)
+    assert "2 of 3 masks look wrong" in summary(run, ["good"])
+    write(run, "results/cells/images.csv", images.assign(small_cells=0, holey_cells=0))
+    assert "look wrong" not in summary(run, ["good"])
+
+
 def test_a_model_at_no_skill_gets_the_loud_line(run):
     text = summary(run, ["good", "flat"])
     warnings = [line for line in text.splitlines() if "NO EVIDENCE OF LEARNING" in line]

@@ -1,7 +1,10 @@
 """The gallery: per class, the test images that show where an ensemble sees it, as pictures.
 
-Each row is one image: the colour composite (each channel of ``channels.rgb`` in its colour,
-the others in yellow, as the atlas shows its ER), the class map over a dimmed composite,
+Each row is one image: the protein channel alone (``channels.rgb``'s green), contrast-stretched
+per field between two percentiles (``STRETCH``, stated on the page: a faint pattern recorded at a
+quarter of the range is seen as it is), the colour composite (each channel of ``channels.rgb`` in
+its colour, the others in yellow, as the atlas shows its ER), the class map over a dimmed
+composite ("no map" written on it where the map is empty, rather than the picture again),
 and the cells with their outlines (the cells labelled with the class in colour, with their
 scores). Rows are the class's most confident true positives, its most confident false
 positives and its least confident false negatives where test labels exist; otherwise its
@@ -30,6 +33,19 @@ HEAT = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, 5), _STOPS[
 LABELLED = (0, 255, 255)  # outline of a cell labelled with the class
 OTHER = (150, 150, 150)
 FONT = ImageFont.load_default(size=12)
+STRETCH = (1.0, 99.5)  # percentiles of the protein panel's field mapped to black and white
+
+
+def protein_channel(vocab) -> str:
+    """The channel that shows the protein: the one ``channels.rgb`` draws in green (the atlas's own)."""
+    return vocab.rgb.get("green") or vocab.channels[0]
+
+
+def protein_panel(plane: np.ndarray, stretch: tuple[float, float] = STRETCH) -> np.ndarray:
+    """(H, W, 3) uint8 grey: the protein plane stretched between its own ``stretch`` percentiles."""
+    lo, hi = np.percentile(plane, stretch)
+    scaled = (np.asarray(plane, np.float32) - lo) / (hi - lo) if hi > lo else np.zeros(plane.shape, np.float32)
+    return np.repeat((np.clip(scaled, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
 def composite(planes: dict[str, np.ndarray], rgb: dict[str, str]) -> np.ndarray:
@@ -65,8 +81,11 @@ def _fit(image: np.ndarray) -> Image.Image:
                                          Image.NEAREST if scale >= 1 else Image.BILINEAR)
 
 
-def map_panel(colour: np.ndarray, grid: np.ndarray, fit: str) -> np.ndarray:
+def map_panel(colour: np.ndarray, grid: np.ndarray, fit: str) -> np.ndarray | None:
+    """The map over a dimmed composite; None where the map carries nothing (zero everywhere)."""
     heat = np.clip(native_map(grid, colour.shape[:2], fit), 0, None)
+    if not heat.max() > 0:
+        return None
     heat = heat / heat.max() if heat.max() > 0 else heat
     alpha = heat[..., None]
     shaded = HEAT[(heat * 255).astype(np.uint8)].astype(np.float32)
@@ -82,9 +101,20 @@ def cells_panel(colour: np.ndarray, mask: np.ndarray, labelled: set[int]) -> np.
     return out
 
 
-def row_image(colour, grid, fit, mask, cell_scores: dict[int, float], labelled: set[int], caption: str) -> Image.Image:
-    """One image's three panels under its caption; labelled cells carry their score (in %)."""
-    panels = [_fit(colour), _fit(map_panel(colour, grid, fit)), _fit(cells_panel(colour, mask, labelled))]
+def _no_map(like: Image.Image) -> Image.Image:
+    blank = Image.new("RGB", like.size, (35, 35, 35))
+    ImageDraw.Draw(blank).text((6, like.height // 2 - 14), "no map:\nthe class map is\nzero everywhere",
+                               fill=(230, 230, 230), font=FONT)
+    return blank
+
+
+def row_image(protein, colour, grid, fit, mask, cell_scores: dict[int, float], labelled: set[int],
+              caption: str) -> Image.Image:
+    """One image's four panels under its caption (``protein``: protein_panel's); labelled cells carry their
+    score (in %)."""
+    heat = map_panel(colour, grid, fit)
+    panels = [_fit(protein), _fit(colour)]
+    panels += [_no_map(panels[1]) if heat is None else _fit(heat), _fit(cells_panel(colour, mask, labelled))]
     width, height = sum(p.width for p in panels), panels[0].height
     row = Image.new("RGB", (width, height + STRIP))
     draw = ImageDraw.Draw(row)
@@ -93,8 +123,8 @@ def row_image(colour, grid, fit, mask, cell_scores: dict[int, float], labelled: 
     for p in panels:
         row.paste(p, (x, STRIP))
         x += p.width
-    scale = panels[2].width / mask.shape[1]
-    offset = panels[0].width + panels[1].width
+    scale = panels[-1].width / mask.shape[1]
+    offset = width - panels[-1].width
     for cell, score in cell_scores.items():
         if cell in labelled:
             ys, xs = np.nonzero(mask == cell)
@@ -105,13 +135,14 @@ def row_image(colour, grid, fit, mask, cell_scores: dict[int, float], labelled: 
 
 def page(title: str, rows: list[Image.Image]) -> Image.Image:
     """Rows stacked under a title ("no image" where the class has none)."""
-    width = max([r.width for r in rows], default=3 * PANEL)
-    heads = ["composite", "class map", "cells (labelled in colour, score %)"]
+    heads = [f"protein, {STRETCH[0]:g}-{STRETCH[1]:g} percentiles", "composite", "class map",
+             "cells (labelled: colour, score %)"]
+    width = max([r.width for r in rows], default=len(heads) * PANEL)
     page = Image.new("RGB", (width, 2 * STRIP + sum(r.height for r in rows) + (STRIP if not rows else 0)), (20, 20, 20))
     draw = ImageDraw.Draw(page)
     draw.text((4, 2), title, fill=(255, 255, 255), font=FONT)
     for k, head in enumerate(heads):
-        draw.text((4 + k * width // 3, STRIP + 2), head, fill=(200, 200, 200), font=FONT)
+        draw.text((4 + k * width // len(heads), STRIP + 2), head, fill=(200, 200, 200), font=FONT)
     y = 2 * STRIP
     for r in rows:
         page.paste(r, (0, y))

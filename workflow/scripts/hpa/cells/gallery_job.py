@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from hpa.cells.frames import SQUARE
-from hpa.cells.gallery import KINDS, composite, file_name, page, pick, row_image
+from hpa.cells.gallery import KINDS, composite, file_name, page, pick, protein_channel, protein_panel, row_image
 from hpa.cells.masks import load_masks
 from hpa.classes import Vocabulary
 from hpa.data.images import decode_field
@@ -47,12 +47,13 @@ def write_gallery(*, out_dir, vocab: Vocabulary, probs: pd.DataFrame, thresholds
             image_id = shown["Id"].iloc[r]
             if image_id not in decoded:
                 decoded[image_id] = _picture(image_id, files[image_id], vocab, depth, masks_dir)
-            colour, mask = decoded[image_id]
+            protein, colour, mask = decoded[image_id]
             cells = by_image[image_id]
             cell_score = dict(zip(cells["cell"], cells[f"p{c}"]))
             labelled = {int(k) for k, s in cell_score.items() if s >= thresholds[c]}
             caption = f"{KINDS[kind]}  p={p[r, c]:.2f}  {len(labelled)}/{len(cells)} cells  {image_id}"
-            rows.append(row_image(colour, maps[map_row[image_id], c].astype(np.float32), fits.get(image_id, SQUARE),
+            grid = maps[map_row[image_id], c].astype(np.float32)
+            rows.append(row_image(protein, colour, grid, fits.get(image_id, SQUARE),
                                   mask, cell_score, labelled, caption))
         path = out_dir / file_name(c, name)
         with atomic_path(path) as tmp:
@@ -62,6 +63,7 @@ def write_gallery(*, out_dir, vocab: Vocabulary, probs: pd.DataFrame, thresholds
     return written
 
 
-def _picture(image_id: str, files: dict, vocab: Vocabulary, depth, masks_dir) -> tuple[np.ndarray, np.ndarray]:
+def _picture(image_id: str, files: dict, vocab: Vocabulary, depth, masks_dir) -> tuple[np.ndarray, ...]:
+    """The protein panel, the composite and the mask of one image."""
     planes = dict(zip(files, decode_field(files, None, depth)[0]))
-    return composite(planes, vocab.rgb), load_masks(masks_dir, image_id)
+    return protein_panel(planes[protein_channel(vocab)]), composite(planes, vocab.rgb), load_masks(masks_dir, image_id)

@@ -39,6 +39,7 @@ class Settings:
     min_cell: float = 0.5  # smaller nucleus-free foreground pieces are dropped, not cells
     cell_reach: float = 2.5  # foreground farther from every nucleus belongs to a cell of its own
     compactness: float = 0.0  # watershed compactness (0: follow the stain only)
+    own_reach: float = 0.5  # every cell owns the foreground this near its nucleus before the stain decides
 
 
 @dataclass
@@ -109,15 +110,48 @@ def grow_cells(nuclei: np.ndarray, body_planes, radius: float, settings: Setting
     # Cell-body stains are often dim over the nucleus: raise the nuclei to the top, or the flood
     # from a neighbour's cytoplasm reaches a cell's own before its nucleus does.
     relief = np.where(nuclei > 0, body.max(), body)
-    cells = watershed(-relief, _seeds(nuclei, foreground, radius, settings), mask=foreground,
-                      compactness=settings.compactness)
+    # One seed per nucleus, grown a little first (neighbours part midway): a dim ring round a nucleus
+    # is its own cell's, not flooded from a brighter neighbour, so no cell is left as a bare nucleus.
+    seeds = _seeds(nuclei, foreground, radius, settings)
+    own = expand_labels(nuclei, distance=settings.own_reach * radius) * foreground
+    seeds = np.where((seeds == 0) & (own > 0), own, seeds)
+    cells = watershed(-relief, seeds, mask=foreground, compactness=settings.compactness)
     # Foreground not reached from a nucleus: cells cut by the border whose nucleus is outside.
     orphans = connected(foreground & (cells == 0))
     areas = np.bincount(orphans.ravel())
     orphans[areas[orphans] < settings.min_cell * np.pi * radius**2] = 0
     n = int(nuclei.max())
     cells = np.where(orphans > 0, orphans + n, cells)
-    return relabel_sequential(cells)[0].astype(np.int32) if orphans.any() else cells.astype(np.int32)
+    cells = relabel_sequential(cells)[0] if orphans.any() else cells
+    # A cell is the union of its grown body and its nucleus, without holes.
+    cells = np.where(nuclei > 0, nuclei, cells)
+    return fill_holes(cells.astype(np.int32))
+
+
+def fill_holes(cells: np.ndarray) -> np.ndarray:
+    """Background wholly enclosed by one cell given to that cell (a dim spot of its body is no gap)."""
+    out = cells.copy()
+    for k, box in enumerate(ndi.find_objects(cells), start=1):
+        if box is not None:
+            inside = ndi.binary_fill_holes(cells[box] == k) & (cells[box] == 0)
+            out[box][inside] = k
+    return out
+
+
+def image_flags(cells: np.ndarray, nuclei: np.ndarray | None = None) -> dict[str, int]:
+    """What makes a mask look wrong: cells no bigger than their nucleus (nucleus k in cell k; None:
+    not known, -1), cells with a hole of background, and cells cut by the image's border."""
+    n = int(cells.max(initial=0))
+    holey = sum(1 for k, box in enumerate(ndi.find_objects(cells), start=1) if box is not None
+                and (ndi.binary_fill_holes(cells[box] == k) & (cells[box] == 0)).any())
+    edge = np.concatenate([cells[0], cells[-1], cells[:, 0], cells[:, -1]])
+    small = -1
+    if nuclei is not None:
+        m = int(nuclei.max(initial=0))
+        cell_area = np.bincount(cells.ravel(), minlength=max(n, m) + 1)[1:m + 1]
+        nucleus_area = np.bincount(nuclei.ravel(), minlength=m + 1)[1:]
+        small = int(((cell_area <= nucleus_area) & (nucleus_area > 0)).sum())
+    return {"small_cells": small, "holey_cells": holey, "border_cells": len(np.unique(edge[edge > 0]))}
 
 
 def segment(nucleus_plane: np.ndarray, body_planes, settings: Settings = Settings()) -> Segmentation:

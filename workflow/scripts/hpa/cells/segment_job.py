@@ -4,7 +4,8 @@ Each mask is ``{Id}.png`` (16-bit labels, 0 = background), from the embedded seg
 (``hpa.cells.segment``) of the decoded nuclear and cell-body channels, or read from the
 user's own folder (``cells.masks``, ``hpa.cells.masks``) and checked against the image's
 size. Beside them: ``cells.csv`` (a row per cell: Id, cell, box, area) and ``images.csv``
-(a row per image: its size, its number of cells, and the problem that skipped it, if any).
+(a row per image: its size, its number of cells, the flags of a mask that looks wrong, and the
+problem that skipped it, if any).
 An image whose files cannot be read, or whose user mask is missing or wrong, is recorded
 there and skipped; more than ``max_rejected_fraction`` of them stop the run.
 """
@@ -21,7 +22,7 @@ from PIL import Image
 
 from hpa.cells.masks import load_masks
 from hpa.cells.scores import cells_of
-from hpa.cells.segment import segment
+from hpa.cells.segment import image_flags, segment
 from hpa.data.images import decode_field
 from hpa.data.ingest import manifest_files
 from hpa.files import InputError, atomic_path, write_csv
@@ -29,7 +30,10 @@ from hpa.parallel import run_tasks
 
 log = logging.getLogger(__name__)
 
-IMAGE_COLUMNS = ["Id", "width", "height", "cells", "nucleus_radius", "problem"]
+# The flags (hpa.cells.segment.image_flags): cells no bigger than their nucleus (-1 for the user's
+# masks, whose nuclei are not known), cells with a hole, cells cut by the border.
+FLAGS = ["small_cells", "holey_cells", "border_cells"]
+IMAGE_COLUMNS = ["Id", "width", "height", "cells", "nucleus_radius", *FLAGS, "problem"]
 CELL_COLUMNS = ["Id", "cell", "x0", "y0", "x1", "y1", "area"]
 
 
@@ -37,6 +41,8 @@ def segment_one(task: dict) -> dict:
     """One image's mask written under ``task["out"]``; its image row and cell rows (problems recorded, not raised)."""
     image_id, files = task["Id"], task["files"]
     row = {"Id": image_id, "width": 0, "height": 0, "cells": 0, "nucleus_radius": math.nan, "problem": ""}
+    row |= dict.fromkeys(FLAGS, 0)
+    nuclei = None
     try:
         if task["masks"]:
             with Image.open(files[task["nucleus"]]) as im:
@@ -46,7 +52,7 @@ def segment_one(task: dict) -> dict:
             wanted = {c: files[c] for c in (task["nucleus"], *task["body"])}
             planes = dict(zip(wanted, decode_field(wanted, None, task["depth"], task["yellow"])[0]))
             found = segment(planes[task["nucleus"]], [planes[c] for c in task["body"]])
-            mask, row["nucleus_radius"] = found.cells, round(float(found.nucleus_radius), 3)
+            mask, nuclei, row["nucleus_radius"] = found.cells, found.nuclei, round(float(found.nucleus_radius), 3)
         if mask.max(initial=0) > np.iinfo(np.uint16).max:
             raise InputError(f"{mask.max()} cells do not fit a 16-bit label image")
         with atomic_path(Path(task["out"]) / f"{image_id}.png") as tmp:
@@ -54,10 +60,18 @@ def segment_one(task: dict) -> dict:
     except (InputError, OSError, ValueError) as err:
         return row | {"problem": f"{image_id}: {err}", "rows": []}
     ids, boxes, areas = cells_of(mask)
-    row |= {"height": mask.shape[0], "width": mask.shape[1], "cells": len(ids)}
+    row |= {"height": mask.shape[0], "width": mask.shape[1], "cells": len(ids)} | image_flags(mask, nuclei)
     cells = [{"Id": image_id, "cell": int(i), "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "area": int(a)}
              for i, b, a in zip(ids, boxes.tolist(), areas)]
     return row | {"rows": cells}
+
+
+def flagged(images: pd.DataFrame) -> pd.Series:
+    """Which rows of images.csv look wrong: a cell no bigger than its nucleus, or with a hole (cells cut
+    by the border are counted, not flagged: every field cuts some). Tables without flags: none."""
+    if not set(FLAGS) <= set(images.columns):
+        return pd.Series(False, index=images.index)
+    return (images["small_cells"] > 0) | (images["holey_cells"] > 0)
 
 
 def segment_images(manifest: pd.DataFrame, out_dir, cells_csv, images_csv, *, channels: tuple[str, ...],
@@ -88,6 +102,6 @@ def segment_images(manifest: pd.DataFrame, out_dir, cells_csv, images_csv, *, ch
                          f"data.max_rejected_fraction={max_rejected_fraction}); every problem is in {record or images_csv}. "
                          f"First: {bad['problem'].iloc[0]}. Fix {where}, or raise data.max_rejected_fraction")
     write_csv(cells, cells_csv)
-    log.info("%d test images: %d cells (median %.0f per image), %d skipped", len(images), len(cells),
-             images["cells"].median() if len(images) else 0, len(bad))
+    log.info("%d test images: %d cells (median %.0f per image), %d skipped, %d flagged", len(images), len(cells),
+             images["cells"].median() if len(images) else 0, len(bad), int(flagged(images).sum()))
     return images

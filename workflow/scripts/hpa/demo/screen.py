@@ -8,7 +8,9 @@ and a camera that writes 12 bits into 16-bit files. The cells and patterns are t
 renderer's (hpa.demo.render); everything around them is the lab's.
 
 ``make_screen`` writes a sample sheet (``samples.tsv``: Id, split, Target, one column per
-stain) over per-plate folders of 16-bit TIFFs, with the test rows labelled; ``layout="kaggle"``
+stain) over per-plate folders of 16-bit TIFFs, with the test rows labelled and the test fields'
+cells kept aside as the demo keeps them (``test_cells.csv``, ``test_cells/``, ``test_regions/``:
+hpa.demo.truth; ``cells.truth`` pointed at the folder scores the segmentation and the cell labels); ``layout="kaggle"``
 writes a Kaggle-style folder instead (train.csv with the given id and target columns,
 sample_submission.csv, train/ and test/ with ``{Id}_{stain}.png``, test_labels.csv).
 """
@@ -25,6 +27,7 @@ from PIL import Image
 from hpa.classes import CHANNELS
 from hpa.demo.dataset import label_set_table
 from hpa.demo.render import render_field
+from hpa.demo.truth import FieldTruth, cropped, write_cells_table, write_truth
 from hpa.files import atomic_path, write_csv
 from hpa.parallel import run_tasks
 
@@ -74,15 +77,17 @@ def draw_label_sets(n: int, classes: dict, rng: np.random.Generator, min_per_cla
     return picks
 
 
-def _planes(labels, atlas_of, size, seed, stains) -> np.ndarray:
-    """The stains of one square field as float planes on the 0..255 scale."""
+def _planes(labels, atlas_of, size, seed, stains) -> tuple[np.ndarray, FieldTruth]:
+    """The stains of one square field as float planes on the 0..255 scale, and its cells' truth
+    (in atlas indices; drawing it changes no pixel)."""
     rng = np.random.default_rng(seed)
     atlas = {atlas_of[k] for k in labels if atlas_of[k] is not None}
-    field = render_field(atlas, size, rng, allow_empty=True).astype(np.float32)
+    field, truth = render_field(atlas, size, rng, allow_empty=True, truth=True)
+    field = field.astype(np.float32)
     by_name = dict(zip(CHANNELS, field))
     cells = np.maximum.reduce([by_name["red"], by_name["blue"], by_name["yellow"]])
     by_name["cells"] = 40 + 0.5 * cells + rng.normal(0, 6, cells.shape)
-    return np.stack([by_name[source] for source in stains.values()])
+    return np.stack([by_name[source] for source in stains.values()]), truth
 
 
 def _to_12_bit(planes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -91,18 +96,25 @@ def _to_12_bit(planes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(counts), 0, 4095).astype(np.uint16)
 
 
-def _write_field(task) -> None:
-    labels, atlas_of, shape, seed, stains, paths = task
+def _write_field(task) -> list[dict]:
+    """Write one field's stains; for a test field (``truth_dir`` set) also its cells' truth, as the
+    demo keeps it (hpa.demo.truth, classes as the dataset's indices), whose rows it returns."""
+    image_id, labels, atlas_of, shape, seed, stains, paths, truth_dir = task
     height, width = shape
     rng = np.random.default_rng(seed + 1)
     side = max(height, width)
-    planes = _planes(labels, atlas_of, side, seed, stains)
+    planes, truth = _planes(labels, atlas_of, side, seed, stains)
     top, left = rng.integers(0, side - height + 1), rng.integers(0, side - width + 1)
-    field = _to_12_bit(planes[:, top:top + height, left:left + width], rng)
+    box = (slice(top, top + height), slice(left, left + width))
+    field = _to_12_bit(planes[(slice(None), *box)], rng)
     for plane, path in zip(field, paths):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             Image.fromarray(plane).save(tmp, format="TIFF" if path.suffix == ".tif" else "PNG")
+    if truth_dir is None:
+        return []
+    ours = {atlas: k for k, atlas in enumerate(atlas_of) if atlas is not None}
+    return write_truth(truth_dir, image_id, cropped(truth, box, ours))
 
 
 def _spell(labels, names, spelling: str, separator: str) -> str:
@@ -139,8 +151,11 @@ def make_screen(out_dir, *, n_train: int = 400, n_test: int = 120, shape=(96, 12
                 paths = [out_dir / split / f"{image_id}_{stain}.png" for stain in stains]
             rows.append({"Id": image_id, "split": split, "Target": _spell(labels, names, spelling, separator),
                          **{stain: str(p.relative_to(out_dir)) for stain, p in zip(stains, paths)}})
-            tasks.append((labels, atlas_of, field_shape, int(rng.integers(0, 2**62)), stains, paths))
-    run_tasks(_write_field, tasks, workers, chunksize=8)
+            truth_dir = out_dir if split == "test" else None  # kept aside, for scoring only
+            tasks.append((image_id, labels, atlas_of, field_shape, int(rng.integers(0, 2**62)), stains, paths,
+                          truth_dir))
+    cells = run_tasks(_write_field, tasks, workers, chunksize=8)
+    write_cells_table([row for rows in cells for row in rows], out_dir / "test_cells.csv")
     table = pd.DataFrame(rows)
     if layout == "samples":
         sheet = out_dir / "samples.tsv"

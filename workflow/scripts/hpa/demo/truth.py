@@ -54,6 +54,18 @@ def field_truth(sc, drawn: dict, fraction: float = REGION_FRACTION) -> FieldTrut
     return FieldTruth(cells, labels, regions)
 
 
+def cropped(truth: FieldTruth, box: tuple[slice, slice], classes: dict[int, int]) -> FieldTruth:
+    """The truth of the window ``box`` of a field, cells renumbered 1..n in order, labels translated by
+    ``classes`` (atlas index -> the dataset's; a label without one, e.g. Negative's haze, is dropped)."""
+    cells = truth.cells[box]
+    visible = np.unique(cells[cells > 0])
+    number = np.zeros(truth.n_cells + 1, np.int32)
+    number[visible] = np.arange(1, len(visible) + 1)
+    labels = [tuple(sorted(classes[a] for a in truth.labels[v - 1] if a in classes)) for v in visible]
+    regions = {classes[a]: region[box] for a, region in truth.regions.items() if a in classes}
+    return FieldTruth(number[cells], labels, regions)
+
+
 def cell_rows(image_id: str, truth: FieldTruth) -> list[dict]:
     """Rows of ``test_cells.csv`` for one image: Id, cell, Target (a cell showing no label gets "")."""
     return [{"Id": image_id, "cell": k + 1, "Target": " ".join(map(str, labels))}

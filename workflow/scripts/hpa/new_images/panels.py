@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hpa.cells.frames import SQUARE
-from hpa.cells.gallery import composite, page, row_image
+from hpa.cells.gallery import composite, page, protein_channel, protein_panel, row_image
 from hpa.cells.labels_job import peak_normalised, to_grid
 from hpa.cells.scores import cell_scores, score_table
 from hpa.cells.segment import segment
@@ -88,13 +88,15 @@ def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[
         table["labels"] = [join_names(np.flatnonzero(s), vocabulary.classes) for s in shown]
         tables.append(table)
         colour = composite(planes, vocabulary.rgb)
+        protein = protein_panel(planes[protein_channel(vocabulary)])
         predicted = np.flatnonzero(probs[row] >= thresholds)
         order = predicted[np.argsort(-probs[row][predicted])] if len(predicted) else [int(np.argmax(probs[row]))]
         rows = []
         for c in list(order)[:MAX_ROWS]:
             labelled = {int(i) for i, s in zip(cells.ids, shown[:, c]) if s}
             note = "" if c in predicted else "  (below its threshold: no class predicted)"
-            rows.append(row_image(colour, maps[c], frame_fit, mask, dict(zip(cells.ids.tolist(), cells.scores[:, c])),
+            scores = dict(zip(cells.ids.tolist(), cells.scores[:, c]))
+            rows.append(row_image(protein, colour, maps[c], frame_fit, mask, scores,
                                   labelled, f"{vocabulary.classes[c]}  p={probs[row, c]:.2f}{note}"))
         with atomic_path(out_dir / f"{image_id}.jpg") as tmp:
             page(f"{image_id}: {len(cells.ids)} cells", rows).save(tmp, format="JPEG", quality=90)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from hpa.cells.segment_job import flagged
+
 MANIFEST = "results/data/manifest.csv"
 VOCABULARY = "results/data/vocabulary.json"
 CLIPPED = "results/data/clipped"
@@ -229,6 +231,10 @@ def cell_lines(root: Path, ensembles: list[str]) -> list[str]:
     skipped = int((images["problem"] != "").sum())
     lines = [f"Cells: {int(images['cells'].sum())} in {len(images) - skipped} test images (median "
              f"{images['cells'].median():.0f} per image); {skipped or 'no'} images skipped (results/cells/images.csv)"]
+    wrong = flagged(images)
+    if wrong.any():
+        lines.append(f"  {int(wrong.sum())} of {len(images)} masks look wrong (a cell no bigger than its nucleus, "
+                     "or with a hole): their flags are in results/cells/images.csv")
     segmentation = _read_json(root / "results/cells/segmentation.json")
     if segmentation:
         s, b = segmentation["masks"], segmentation["disk_baseline"]
