@@ -2,18 +2,19 @@
 
     python -m bench gpu [--archs resnet34,densenet121] [--size 512] [--steps 200] [--compile off,on]
 
-For each architecture and compile setting: the model as ``config/hpa.yaml``
-trains it (bf16 autocast, channels_last, its loss, batch size and augmentation;
-random weights, since the weights do not change the speed), fed through the
-real loader (``hpa.runtime.loader``) from a memory-mapped uint8 cache written
-to disk here, timed by ``train_one_epoch``: images/s and the fraction of the
-epoch spent waiting for data. One warm-up epoch first (cuDNN autotuning,
-compilation, loader workers starting), then the measured one over the same
-loader. Then inference: ``hpa.inference.tta.predict_probs`` with the 8 dihedral
-views, batches of ``predict.batch_size``, the same loader workers. Peak GPU
-memory per setting. Targets on one H100/H200-class GPU: ResNet34 at 512 px
-trains at >= 2,000 images/s with data wait under 5%; the defaults are sized to
-finish within 8 minutes there (not yet measured on one).
+For each architecture and compile setting, in one process on one device: the model
+as ``config/hpa.yaml`` trains it (bf16 autocast, channels_last, its loss, batch size
+and augmentation; random weights, since the weights do not change the speed)
+measured against its ceiling (``bench/ceiling.py``): a bare step (the model alone,
+resident float data, Adam, BCE), the recipe's ``train_step`` on the same resident
+uint8 batches, and ``train_one_epoch`` through the real loader
+(``hpa.runtime.loader``) from a memory-mapped uint8 cache written to disk here
+(one warm-up epoch first). Per step, the aten ops and the blocking host<->device
+transfers of the bare and the recipe's step (``bench/counts.py``: counted on any
+device, so a CPU run guards them). Then 8-view TTA (``predict_probs``) against one
+forward of the 8 views stacked on resident data. Targets (``TARGETS``): the step at
+>= 0.9x the bare step, >= 0.85x with the loader, TTA >= 0.9x bare inference, and on
+any device the step's ops at most 1.5x the bare step's with no blocking transfer.
 
 Runs on a CPU too (``--size 32 --steps 2 --batch 4``), which is how it is tested.
 """
@@ -21,6 +22,7 @@ Runs on a CPU too (``--size 32 --steps 2 --batch 4``), which is how it is tested
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 import time
@@ -33,20 +35,21 @@ import yaml
 from hpa.classes import HPA
 from hpa.inference.tta import predict_probs
 from hpa.labels.sampling import image_weights
-from hpa.loop.trainer import train_one_epoch
+from hpa.loop.trainer import train_one_epoch, train_step
 from hpa.runtime import distributed
 from hpa.runtime.device import pick_device
 from hpa.runtime.loader import CachedImages, loader_workers, make_loader, training_loader
 from hpa.training.classifier import classifier_trainer
 from hpa.training.config import TrainConfig
 
+from . import ceiling
 from .common import report
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((REPO / "config/hpa.yaml").read_text())
 MODELS, PREDICT_BATCH = CONFIG["models"], CONFIG["predict"]["batch_size"]
-TARGET_IMAGES_PER_S = {"resnet34": 2000}  # at 512 px, bf16, channels_last, one H100/H200-class GPU
-TARGET_DATA_WAIT = 0.05
+# Against the ceiling, measured in the same run: the speed ratios on a GPU, the counts on any device.
+TARGETS = {"step_vs_bare": 0.9, "train_vs_bare": 0.85, "tta_vs_bare": 0.9, "ops_vs_bare": 1.5, "blocking_copies": 0}
 STATS = {"mean": [0.08, 0.05, 0.05, 0.08], "std": [0.12, 0.08, 0.1, 0.12]}
 
 
@@ -85,8 +88,24 @@ def peak_memory_gb(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
 
 
+def run_epoch(trainer, loader, epoch: int) -> float:
+    loader.batch_sampler.set_epoch(epoch)
+    return train_one_epoch(trainer, loader, torch.Generator().manual_seed(epoch))
+
+
+def gpu_busy_share(device: torch.device) -> float | None:
+    """The GPU's utilisation over the driver's last sample window (needs pynvml); None on a CPU."""
+    if device.type != "cuda":
+        return None
+    try:
+        return torch.cuda.utilization(device) / 100
+    except Exception:  # no NVML on this machine: the figure is optional
+        return None
+
+
 def measure(cache, arch: str, compiled: bool, args, device: torch.device) -> dict:
-    """Training images/s and data wait, then TTA inference images/s, for one model and compile setting."""
+    """For one model and compile setting: the bare step, the recipe's step on the same resident batches,
+    train_one_epoch through the real loader, then TTA against bare inference; op and copy counts per step."""
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -96,32 +115,48 @@ def measure(cache, arch: str, compiled: bool, args, device: torch.device) -> dic
     y = (np.random.default_rng(0).random((n, 28)) < 0.1).astype(np.float32)
     trainer = classifier_trainer(cfg, STATS, y, args.steps, distributed.single(device), vocabulary=HPA)
     trainer.start_epoch(cfg.freeze_epochs + 1)  # the whole network trains, as after the frozen epochs
+    batches = [(torch.from_numpy(cache[rows[i : i + cfg.batch_size]]), torch.from_numpy(y[i : i + cfg.batch_size]))
+               for i in range(0, n, cfg.batch_size)]
+    bare, generator = ceiling.bare_step(trainer), torch.Generator().manual_seed(0)
+    step = lambda x, y: train_step(trainer, x, y, generator)  # noqa: E731
+    floats, uint8s = ceiling.resident(batches, trainer, torch.float32), ceiling.resident(batches, trainer)
+    bare_ops, bare_blocking = ceiling.per_step(bare, floats[0])
+    ops, blocking = ceiling.per_step(step, uint8s[0])
+    bare_rate = ceiling.images_per_s(bare, floats, device)
+    step_rate = ceiling.images_per_s(step, uint8s, device)
+    busy = gpu_busy_share(device)
     loader = real_loader(cache, rows, y, cfg, device, args.workers)
     start = time.perf_counter()
-    loader.batch_sampler.set_epoch(0)
-    train_one_epoch(trainer, loader, torch.Generator().manual_seed(0))  # warm-up
+    run_epoch(trainer, loader, 0)  # warm-up: loader workers starting, compilation
     warmup = time.perf_counter() - start
-    loader.batch_sampler.set_epoch(1)
-    epoch = train_one_epoch(trainer, loader, torch.Generator().manual_seed(1))
+    epoch = run_epoch(trainer, loader, 1)
     tta_rows = np.resize(np.arange(len(cache)), args.tta_images)
     tta_loader = make_loader(CachedImages(cache, tta_rows), PREDICT_BATCH, workers=args.workers)
-    predict_probs(trainer.model, [next(iter(tta_loader))], device, tta="dihedral", amp=trainer.amp_dtype,
-                  n_classes=y.shape[1])
+    predict = functools.partial(predict_probs, trainer.model, device=device, tta="dihedral", amp=trainer.amp_dtype,
+                                n_classes=y.shape[1])
+    predict([next(iter(tta_loader))])
     start = time.perf_counter()
-    predict_probs(trainer.model, tta_loader, device, tta="dihedral", amp=trainer.amp_dtype,
-                  n_classes=y.shape[1])
-    tta_seconds = time.perf_counter() - start
-    target = TARGET_IMAGES_PER_S.get(arch) if device.type == "cuda" and args.size == 512 else None
+    predict(tta_loader)
+    tta_rate = args.tta_images / (time.perf_counter() - start)
+    tta_batches = [(trainer.to_device(torch.from_numpy(cache[tta_rows[i : i + PREDICT_BATCH]]).float()), None)
+                   for i in range(0, args.tta_images, PREDICT_BATCH)]
+    bare_tta = ceiling.bare_inference_images_per_s(trainer.model, tta_batches, 8, trainer)
     return {
         "arch": arch, "compile": compiled, "batch_size": cfg.batch_size, "amp": str(trainer.amp_dtype),
         "channels_last": trainer.memory_format == torch.channels_last, "warmup_seconds": round(warmup, 1),
-        "train_images_per_s": round(epoch["images_per_s"], 1),
-        "data_wait_fraction": round(epoch["data_wait_fraction"], 4),
-        "tta_views": 8, "tta_images_per_s": round(args.tta_images / tta_seconds, 1),
-        "peak_gpu_memory_gb": peak_memory_gb(device),
-        "target_images_per_s": target,
-        "holds": None if target is None else bool(epoch["images_per_s"] >= target
-                                                  and epoch["data_wait_fraction"] < TARGET_DATA_WAIT),
+        "bare_images_per_s": round(bare_rate, 1), "step_images_per_s": round(step_rate, 1),
+        "step_vs_bare": round(step_rate / bare_rate, 3), "train_images_per_s": round(epoch["images_per_s"], 1),
+        "train_vs_bare": round(epoch["images_per_s"] / bare_rate, 3),
+        "data_wait_fraction": round(epoch["data_wait_fraction"], 4), "gpu_busy_share": busy,
+        "device_ops_per_step": ops, "bare_device_ops_per_step": bare_ops, "ops_vs_bare": round(ops / bare_ops, 3),
+        "blocking_copies_per_step": blocking, "bare_blocking_copies_per_step": bare_blocking,
+        "tta_views": 8, "tta_images_per_s": round(tta_rate, 1), "bare_tta_images_per_s": round(bare_tta, 1),
+        "tta_vs_bare": round(tta_rate / bare_tta, 3), "peak_gpu_memory_gb": peak_memory_gb(device),
+        "targets": TARGETS,
+        "holds": bool(ops <= TARGETS["ops_vs_bare"] * bare_ops and blocking == 0) and (
+            device.type != "cuda" or bool(step_rate >= TARGETS["step_vs_bare"] * bare_rate
+                                          and epoch["images_per_s"] >= TARGETS["train_vs_bare"] * bare_rate
+                                          and tta_rate >= TARGETS["tta_vs_bare"] * bare_tta)),
     }
 
 
@@ -161,10 +196,13 @@ def main(argv: list[str] | None = None) -> dict:
             for compiled in args.compile:
                 results.append(measure(cache, arch, compiled, args, device))
                 r = results[-1]
-                print(f"[gpu] {arch} compile={'on' if compiled else 'off'} batch {r['batch_size']}: train "
-                      f"{r['train_images_per_s']:.1f} images/s, data wait {r['data_wait_fraction']:.1%}, "
-                      f"TTA x8 {r['tta_images_per_s']:.1f} images/s, peak GPU memory {r['peak_gpu_memory_gb']} GB, "
-                      f"warm-up {r['warmup_seconds']} s", flush=True)
+                print(f"[gpu] {arch} compile={'on' if compiled else 'off'} batch {r['batch_size']}: bare "
+                      f"{r['bare_images_per_s']:.1f} images/s, step {r['step_vs_bare']:.2f}x, train "
+                      f"{r['train_images_per_s']:.1f} images/s ({r['train_vs_bare']:.2f}x), data wait "
+                      f"{r['data_wait_fraction']:.1%}; ops/step {r['device_ops_per_step']} vs bare "
+                      f"{r['bare_device_ops_per_step']}, blocking copies/step {r['blocking_copies_per_step']}; "
+                      f"TTA x8 {r['tta_images_per_s']:.1f} images/s ({r['tta_vs_bare']:.2f}x bare); "
+                      f"peak GPU memory {r['peak_gpu_memory_gb']} GB, warm-up {r['warmup_seconds']} s", flush=True)
                 torch._dynamo.reset()  # a compiled model's graphs would stay cached for the next one
                 if device.type == "cuda":
                     torch.cuda.empty_cache()

@@ -66,10 +66,13 @@ def test_scale_benchmark_runs_every_stage(tmp_path):
 def test_gpu_benchmark_runs_on_a_cpu_at_tiny_size(tmp_path):
     out = run_bench(tmp_path, "gpu", "--archs", "resnet34", "--size", "32", "--steps", "2", "--batch", "4",
                     "--images", "8", "--tta-images", "8", "--compile", "off")
-    assert "[gpu] resnet34 compile=off batch 4: train " in out
-    for field in ("images/s", "data wait", "TTA x8", "peak GPU memory"):
+    assert "[gpu] resnet34 compile=off batch 4: bare " in out
+    for field in ("images/s", "step", "data wait", "ops/step", "blocking copies/step", "TTA x8", "peak GPU memory"):
         assert field in out, field
     (result,) = json.loads((tmp_path / "results/benchmarks/gpu.json").read_text())["results"]
     assert result["train_images_per_s"] > 0 and result["tta_images_per_s"] > 0
     assert 0 <= result["data_wait_fraction"] < 1
     assert result["batch_size"] == 4 and result["compile"] is False
+    assert result["bare_images_per_s"] > 0 and result["step_vs_bare"] > 0 and result["tta_vs_bare"] > 0
+    assert result["device_ops_per_step"] <= 1.5 * result["bare_device_ops_per_step"]
+    assert result["blocking_copies_per_step"] == 0 and result["holds"] is True

@@ -135,3 +135,38 @@ def test_every_loss_decreases_under_gradient_descent(batch, name):
         loss_fn(logits, targets).backward()
         opt.step()
     assert loss_fn(logits, targets).item() < 0.5 * start
+
+
+def lovasz_per_class_loop(logits, targets):
+    """The loss as it was computed before it was vectorised: a Python loop over the classes (reference)."""
+    def grad(gt_sorted):
+        gts = gt_sorted.sum()
+        jaccard = 1.0 - (gts - gt_sorted.cumsum(0)) / (gts + (1 - gt_sorted).cumsum(0))
+        jaccard[1:] = jaccard[1:] - jaccard[:-1]
+        return jaccard
+
+    def flat(x, labels):
+        errors_sorted, perm = torch.sort(1.0 - x * (2.0 * labels - 1.0), descending=True)
+        return torch.dot(torch.relu(errors_sorted), grad(labels[perm]))
+
+    return torch.stack([flat(logits[:, k], targets[:, k]) for k in range(logits.shape[1])]).mean()
+
+
+@pytest.mark.parametrize("case", ["random", "ties", "no_positive"])
+def test_vectorised_lovasz_equals_the_per_class_loop(batch, case):
+    logits, targets = batch
+    if case == "ties":  # logits on a coarse grid: many equal errors within a class
+        logits = (logits * 2).round() / 2
+    if case == "no_positive":
+        targets = targets.clone()
+        targets[:, 3] = 0
+        targets[:, 7] = 1
+    values, grads = [], []
+    for fn in (LovaszHinge(), lovasz_per_class_loop):
+        x = logits.clone().double().requires_grad_()
+        value = fn(x, targets.double())
+        value.backward()
+        values.append(value.detach())
+        grads.append(x.grad)
+    assert torch.allclose(values[0], values[1], atol=1e-12)
+    assert torch.allclose(grads[0], grads[1], atol=1e-12)

@@ -139,3 +139,26 @@ def test_per_image_normalisation_removes_gain_and_offset():
     assert torch.equal(blank, torch.zeros_like(blank))
     with pytest.raises(ValueError, match="normalize"):
         build_model("resnet18", normalize="percentile", num_classes=28)
+
+
+@pytest.mark.parametrize("max_stacked", [256, 6])
+def test_tta_stacks_the_views_into_few_forwards_with_the_same_probabilities(monkeypatch, max_stacked):
+    """A batch's 8 views go through the model stacked: one forward (or as many as MAX_STACKED allows),
+    with each view's probabilities those of its own forward (a BatchNorm in eval mode: per image)."""
+    from hpa.inference import tta
+    monkeypatch.setattr(tta, "MAX_STACKED", max_stacked)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.Flatten(),
+                                torch.nn.Linear(3 * 6 * 6, 28)).eval()
+    model[1].running_mean.uniform_()
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    batches = [torch.rand(3, 4, 8, 8), torch.rand(2, 4, 8, 8)]
+    with torch.no_grad():
+        views = {t: torch.sigmoid(model(dihedral(torch.cat(batches), t))).numpy() for t in range(8)}
+    calls.clear()
+    probs = predict_probs(model, batches, torch.device("cpu"), tta="dihedral", n_classes=28)
+    assert np.allclose(probs, np.mean([views[t] for t in range(8)], 0), atol=1e-6)
+    per_forward = [max_stacked // 3 * 3, max_stacked // 2 * 2] if max_stacked < 24 else [24, 16]
+    assert calls[0] == min(24, per_forward[0]) and sum(calls) == 8 * 5
+    assert len(calls) == (2 if max_stacked == 256 else 4 + 3)

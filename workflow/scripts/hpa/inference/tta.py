@@ -18,6 +18,9 @@ from hpa.crops import crop_boxes, take
 from hpa.dihedral import dihedral, transforms_for
 
 AGGREGATES = {"mean": lambda p: p.mean(0), "max": lambda p: p.amax(0)}
+# Images per forward when a batch's views are stacked: one forward (and one normalisation) for all
+# the views of a predict batch of 32, in bounded memory for larger batches and crop grids.
+MAX_STACKED = 256
 
 
 @torch.no_grad()
@@ -30,19 +33,28 @@ def view_outputs(model, batches, device: torch.device, views: Sequence[int], *, 
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     for x in batches:
         x = x.to(device, non_blocking=True)
-        boxes = crop_boxes(x.shape[-1], crop, grid)
+        inputs = [dihedral(take(x, box, crop), t) for box in crop_boxes(x.shape[-1], crop, grid) for t in views]
+        per_forward = max(1, MAX_STACKED // max(1, len(x)))
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            yield torch.stack([
-                finish(model(dihedral(take(x, box, crop), t).contiguous(memory_format=memory_format)).float())
-                for box in boxes for t in views
-            ])
+            out = [finish(model(torch.cat(inputs[i : i + per_forward]).contiguous(memory_format=memory_format)).float())
+                   for i in range(0, len(inputs), per_forward)]
+        yield torch.cat(out).view(len(inputs), len(x), -1)
+
+
+def read_back(outputs, device: torch.device) -> list[np.ndarray]:
+    """Each device result copied to the host without waiting (into pinned memory on CUDA), so the next
+    batch is queued behind it; one wait once all are queued, then the arrays."""
+    host = [p.to("cpu", non_blocking=True) for p in outputs]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return [h.numpy() for h in host]
 
 
 def predict_views(model, batches, device, views: Sequence[int], amp: torch.dtype | None = None, *,
                   n_classes: int, crop: int | None = None, grid: str = "none") -> np.ndarray:
     """Sigmoid probabilities on each crop and view: (C * len(views), images, ``n_classes``) float32,
     crop-major (``n_classes``, the model's outputs, shapes the result when there are no images)."""
-    out = [p.cpu().numpy() for p in view_outputs(model, batches, device, views, amp=amp, crop=crop, grid=grid)]
+    out = read_back(view_outputs(model, batches, device, views, amp=amp, crop=crop, grid=grid), device)
     if out:
         return np.concatenate(out, axis=1)
     return np.zeros((len(views), 0, n_classes), dtype=np.float32)
@@ -55,5 +67,5 @@ def predict_probs(model, batches, device, tta: str = "flips", aggregate: str = "
     ``n_classes``) float32."""
     reduce = AGGREGATES[aggregate]
     outputs = view_outputs(model, batches, device, transforms_for(tta), amp=amp, crop=crop, grid=grid)
-    out = [reduce(p).cpu().numpy() for p in outputs]
+    out = read_back((reduce(p) for p in outputs), device)
     return np.concatenate(out) if out else np.zeros((0, n_classes), dtype=np.float32)

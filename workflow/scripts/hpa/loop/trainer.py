@@ -124,36 +124,69 @@ def train_one_epoch(trainer: Trainer, loader, generator: torch.Generator) -> dic
     Sums stay on the device and are read back every ``FINITE_CHECK_STEPS`` steps and at
     the end, so the host never waits on the device between those.
     """
-    model, cfg = trainer.model, trainer.cfg
-    model.train()
+    trainer.model.train()
     sums, seen, waiting = {"loss": torch.zeros((), device=trainer.device)}, 0, 0.0
     start = tick = time.perf_counter()
     trainer.optimizer.zero_grad(set_to_none=True)
-    for step, (x, y) in enumerate(progress(loader, desc="train", total=len(loader)), 1):
+    batches = prefetch(progress(loader, desc="train", total=len(loader)), trainer)
+    for step, (x, y) in enumerate(batches, 1):
         waiting += time.perf_counter() - tick
-        x, y = trainer.to_device(x), y.to(trainer.device, non_blocking=True)
-        x = augment_batch(x, trainer.augment, generator, crop=trainer.crop)
-        update = step % cfg.accumulate == 0 or step == len(loader)
-        # Between accumulation steps, ranks keep their gradients local: one all-reduce per update.
-        sync = contextlib.nullcontext() if update or not trainer.ranks.distributed else trainer.forward.no_sync()
-        with sync:
-            with trainer.autocast():
-                loss, extra = trainer.task.loss(trainer, x, y)
-            trainer.scaler.scale(loss / cfg.accumulate).backward()
-        sums["loss"] += loss.detach().float() * len(x)
+        update = step % trainer.cfg.accumulate == 0 or step == len(loader)
+        loss, extra = train_step(trainer, x, y, generator, update)
+        sums["loss"] += loss * len(x)
         for name, value in extra.items():
             sums[name] = sums.get(name, 0) + value.detach().float()
         seen += len(x)
         if step % FINITE_CHECK_STEPS == 0 or step == len(loader):
             check_finite(sums["loss"], seen)
-        if update:
-            step_optimizer(trainer)
         tick = time.perf_counter()
     seconds = max(time.perf_counter() - start, 1e-9)
     *totals, all_seen = distributed.sum_over_ranks(trainer.ranks, *(float(v) for v in sums.values()), seen)
     totals = dict(zip(sums, totals))
     return {"train_loss": totals.pop("loss") / max(all_seen, 1), **trainer.task.epoch_metrics(totals, all_seen),
             "images_per_s": all_seen / seconds, "data_wait_fraction": waiting / seconds}
+
+
+def train_step(trainer: Trainer, x, y, generator: torch.Generator, update: bool = True):
+    """Augment, forward, backward and (with ``update``) step, on a batch already on the device; no host wait.
+
+    Returns the batch's mean loss (detached, on the device) and the task's extra sums.
+    """
+    x = augment_batch(x, trainer.augment, generator, crop=trainer.crop)
+    # Between accumulation steps, ranks keep their gradients local: one all-reduce per update.
+    sync = contextlib.nullcontext() if update or not trainer.ranks.distributed else trainer.forward.no_sync()
+    with sync:
+        with trainer.autocast():
+            loss, extra = trainer.task.loss(trainer, x, y)
+        trainer.scaler.scale(loss / trainer.cfg.accumulate).backward()
+    if update:
+        step_optimizer(trainer)
+    return loss.detach().float(), extra
+
+
+def prefetch(batches, trainer: Trainer):
+    """(x, y) on the device; on CUDA the next batch is copied on a side stream while this one computes."""
+    if trainer.device.type != "cuda":
+        yield from ((trainer.to_device(x), y.to(trainer.device, non_blocking=True)) for x, y in batches)
+        return
+    side, compute = torch.cuda.Stream(trainer.device), torch.cuda.current_stream(trainer.device)
+
+    def copy(batch):
+        with torch.cuda.stream(side):
+            x, y = batch
+            return trainer.to_device(x), y.to(trainer.device, non_blocking=True)
+
+    ahead = None
+    for batch in batches:
+        loaded = copy(batch)
+        if ahead is not None:
+            yield ahead
+        compute.wait_stream(side)
+        for t in loaded:
+            t.record_stream(compute)  # the compute stream uses memory the side stream allocated
+        ahead = loaded
+    if ahead is not None:
+        yield ahead
 
 
 def step_optimizer(trainer: Trainer) -> None:
