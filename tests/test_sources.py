@@ -129,12 +129,31 @@ def test_each_bad_row_is_refused_by_line_with_its_fix_and_the_others_are_kept(tm
     reasons = dict(zip(refused["Id"] + "/" + refused["kind"], refused["reason"]))
     assert "line 8 (Id a1): Id a1 is on lines 2, 8; give each image its own Id" in reasons["a1/duplicate_id"]
     assert "line 9 (Id ../x): Id '../x' cannot name a file" in reasons["../x/bad_id"]
-    assert "line 10 (Id v1): split 'validation' is neither train nor test" in reasons["v1/bad_split"]
+    assert ("line 10 (Id v1): split 'validation' fails the sheet's schema ('validation' is not one of "
+            "['train', 'test']); write one of train, test in the sheet") in reasons["v1/bad_split"]
     assert "'Ribosome' is neither a class name nor an index 0..5" in reasons["a9/bad_target"]
     assert "empty Target" in reasons["a8/bad_target"]
     assert (refused["kind"] == "duplicate_id").sum() == 2  # both rows: which one is right is not known
     assert {reason_kind(r) for r in refused["reason"]} == {
         "repeated Id", "Id that cannot name a file", "unknown split", "Target naming no class"}
+
+
+def test_the_sheet_schema_is_in_snakemakes_draft_and_can_fail(tmp_path, caplog):
+    """Snakemake's validate() warned "schema file may not be validated correctly" on every sheet run
+    (the schema declared draft-07), and a schema of strings over cells read as text never failed."""
+    import logging
+
+    from snakemake.utils import validate
+
+    from hpa.data.samples import SCHEMA, schema_problem
+
+    sheet = read_sheet(write_sheet(tmp_path, ROWS))
+    with caplog.at_level(logging.DEBUG):
+        validate(sheet, schema=str(SCHEMA))
+    assert not [r for r in caplog.records if "may not be validated" in r.getMessage()]
+    assert schema_problem(sheet.iloc[0], "here") == ("", "")
+    kind, reason = schema_problem(dict(Id="a", split="Train", Target=""), "here")
+    assert kind == "bad_split" and "here: split 'Train' fails the sheet's schema" in reason
 
 
 def test_ingest_of_a_sheet_writes_each_channels_file_and_skips_a_row_with_a_missing_file(tmp_path):

@@ -16,18 +16,42 @@ an unknown split, an unknown class) with its line and the fix, and ingest skips 
 from __future__ import annotations
 
 import csv
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
+import yaml
+from jsonschema import Draft202012Validator
 
 from hpa.classes import Vocabulary, id_problem
 from hpa.files import InputError
 from hpa.tables import FILE_PREFIX, format_target
 
 REQUIRED = ("Id", "split", "Target")
-SPLITS = ("train", "test")
 SEPARATORS = {".tsv": "\t", ".tab": "\t", ".csv": ","}
 REFUSED_COLUMNS = ["Id", "source", "split", "kind", "reason"]
+SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "samples.schema.yaml"
+# The schema's failures by column, as the kinds of rejected.csv (hpa.data.rejections).
+SCHEMA_KINDS = {"Id": "bad_id", "split": "bad_split", "Target": "bad_target"}
+
+
+@cache
+def row_validator() -> Draft202012Validator:
+    """The sheet's row schema, checked against its draft (2020-12, the draft Snakemake's validate() runs)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def schema_problem(row, where: str) -> tuple[str, str]:
+    """(kind, reason) of the first way ``row`` fails the sheet's schema; ("", "") when it passes."""
+    for error in row_validator().iter_errors(dict(row)):
+        column = error.path[0]  # check_sheet has made sure every required column is there
+        allowed = error.schema.get("enum")
+        fix = f"write one of {', '.join(allowed)}" if allowed else error.schema.get("description", "fix it")
+        reason = f"{where}: {column} {error.instance!r} fails the sheet's schema ({error.message}); {fix} in the sheet"
+        return SCHEMA_KINDS[column], reason
+    return "", ""
 
 
 def read_sheet(path) -> pd.DataFrame:
@@ -90,8 +114,9 @@ def row_problem(row, vocab: Vocabulary, where: str) -> tuple[str, str, str]:
     problem = id_problem(row["Id"])
     if problem:
         return "bad_id", f"{where}: {problem} in the sheet", ""
-    if row["split"] not in SPLITS:
-        return "bad_split", f"{where}: split {row['split']!r} is neither train nor test; fix it in the sheet", ""
+    kind, reason = schema_problem(row[list(REQUIRED)], where)
+    if kind:
+        return kind, reason, ""
     try:
         labels = vocab.parse(row["Target"], where=where, allow_empty=row["split"] == "test")
     except InputError as error:
