@@ -147,3 +147,26 @@ def sheet_rows(path, vocab: Vocabulary) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows.append({"Id": row["Id"], "Target": target, "split": row["split"], "image_dir": "", **files})
     columns = ["Id", "Target", "split", "image_dir", *(FILE_PREFIX + c for c in vocab.channels)]
     return pd.DataFrame(rows, columns=columns), pd.DataFrame(refused, columns=REFUSED_COLUMNS)
+
+
+def new_image_sheet(path, channels) -> tuple[dict[str, dict[str, str]], list[tuple[str, str]]]:
+    """A sheet of new images (predict_new): Id -> {channel: file} in ``channels`` order, and (Id, reason)
+    of the rows refused (an Id that cannot name a file, or on several rows: all of them, since which
+    one is meant is not known). Training's columns; split and Target may be there and are not read."""
+    df = read_sheet(path)
+    missing = [c for c in ("Id", *channels) if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; a sheet of new images needs Id and one "
+                         f"column per channel of the ensemble's models ({', '.join(channels)}), holding its file; "
+                         f"found {', '.join(df.columns) or 'no columns'}")
+    ids = df["Id"].str.strip()
+    repeated = ids.duplicated(keep=False)
+    files, refused = {}, {}
+    for i, image_id in ids.items():
+        problem = id_problem(image_id) or (repeated[i] and f"Id {image_id} is on several lines; give each image its "
+                                           "own Id")
+        if problem:
+            refused.setdefault(image_id, f"{path}, line {i + 2}: {problem}")
+            continue
+        files[image_id] = {c: resolve(path, df[c][i]) for c in channels}
+    return files, list(refused.items())
