@@ -328,3 +328,51 @@ def test_a_sample_sheet_reaches_the_manifest_and_its_labels_through_the_real_rul
     labels = pd.read_csv(tmp_path / targets[1], dtype=str)
     assert labels["Target"].tolist() == ["0 1", "2", "3 5", "4"] and set(labels["source"]) == {"samples"}
     assert pd.read_csv(tmp_path / targets[2], dtype=str).to_dict("list") == {"Id": ["t1", "t2"], "Target": ["4", "0"]}
+
+
+def test_a_multi_channel_tiff_sheet_decodes_byte_for_byte_as_its_per_channel_files(tmp_path):
+    """One file per field (sheet column `file`, channels in channels.names order or named by OME metadata)
+    reaches ingest, bit_depth and the cache byte-identical to the per-channel files of the lab example,
+    so training on it gives the same figures; a file of another channel count is a row error."""
+    import tifffile
+
+    from hpa.data.bit_depth import measure, sheet_files
+    from hpa.data.cache import build_cache
+    from hpa.data.images import BitDepth
+    from hpa.demo.screen import LAB_CLASSES, make_screen
+
+    sheet = make_screen(tmp_path / "screen", n_train=10, n_test=3, shape=(40, 56), seed=1, min_per_class=1)
+    table = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
+    vocab = Vocabulary(tuple(LAB_CLASSES), ("dapi", "protein", "tubulin"),
+                       {"blue": "dapi", "green": "protein", "red": "tubulin"}, ";")
+    stacked = table[["Id", "split", "Target"]].assign(file=[f"fields/{i}.tif" for i in table["Id"]])
+    (tmp_path / "screen/fields").mkdir()
+    for k, row in table.iterrows():
+        planes = np.stack([tifffile.imread(tmp_path / "screen" / row[c]) for c in vocab.channels])
+        out = tmp_path / "screen" / stacked.loc[k, "file"]
+        if k == 1:  # OME names decide the order, not the position
+            order = [2, 0, 1]
+            tifffile.imwrite(out, planes[order], ome=True, metadata={"axes": "CYX", "Channel": {
+                "Name": [vocab.channels[i] for i in order]}})
+        else:
+            tifffile.imwrite(out, planes, photometric="minisblack")
+    bad = dict(Id="odd", split="train", Target=table["Target"][0], file="fields/odd.tif")
+    tifffile.imwrite(tmp_path / "screen/fields/odd.tif", planes[:2], photometric="minisblack")
+    multi = tmp_path / "screen/multi.tsv"
+    pd.concat([stacked, pd.DataFrame([bad])]).to_csv(multi, sep="\t", index=False)
+
+    per_channel, _ = ingest(None, "samples", vocab=vocab, samples=sheet, max_rejected_fraction=0.5)
+    manifest, rejected = ingest(None, "samples", vocab=vocab, samples=multi, max_rejected_fraction=0.5)
+    assert rejected["Id"].tolist() == ["odd"] and rejected["kind"].tolist() == ["channel_count"]
+    assert "fields/odd.tif has 2 channel(s), channels.names has 3 (dapi, protein, tubulin)" in rejected["reason"][0]
+    assert manifest["Id"].tolist() == per_channel["Id"].tolist()
+    assert manifest[["width", "height"]].equals(per_channel[["width", "height"]])
+    measured = [{c: measure(paths) for c, paths in sheet_files(source, vocab.channels).items()}
+                for source in (sheet, multi)]
+    assert measured[0] == measured[1] and measured[0]["protein"]["images"] > 0
+    caches = []
+    for name, rows in (("one", per_channel), ("multi", manifest)):
+        build_cache(rows, tmp_path / f"{name}.npy", tmp_path / f"{name}.csv", 32, vocab.channels,
+                    depth=BitDepth("shift", 4), fit="pad")
+        caches.append(np.load(tmp_path / f"{name}.npy"))
+    assert caches[0].tobytes() == caches[1].tobytes() and caches[0].any()

@@ -24,10 +24,12 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from hpa.classes import Vocabulary, id_problem
+from hpa.data.stacks import file_planes, plane_ref
 from hpa.files import InputError
 from hpa.tables import FILE_PREFIX, format_target
 
 REQUIRED = ("Id", "split", "Target")
+FIELD_FILE = "file"  # one multi-channel TIFF per field, instead of a column per channel (hpa.data.stacks)
 SEPARATORS = {".tsv": "\t", ".tab": "\t", ".csv": ","}
 REFUSED_COLUMNS = ["Id", "source", "split", "kind", "reason"]
 SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "samples.schema.yaml"
@@ -79,11 +81,12 @@ def check_sheet(df: pd.DataFrame, path, vocab: Vocabulary) -> bool:
     Returns whether its test rows are labelled (then they are the run's test labels): all or
     none, since the workflow decides when it starts whether to score the test predictions.
     """
-    columns = [*REQUIRED, *vocab.channels]
+    columns = [*REQUIRED, *(() if FIELD_FILE in df.columns else vocab.channels)]
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; a sample sheet needs {', '.join(columns)} "
-                         f"(one column per channel of channels.names, holding that channel's file); "
+                         f"(one column per channel of channels.names, holding that channel's file, or a column "
+                         f"{FIELD_FILE} naming one multi-channel TIFF per field); "
                          f"found {', '.join(df.columns) or 'no columns'}")
     split = df["split"].str.strip()
     if not split.eq("train").any():
@@ -107,6 +110,19 @@ def resolve(path, cell: str) -> str:
         return ""
     file = Path(cell)
     return str(file if file.is_absolute() else Path(path).parent / file)
+
+
+def row_files(path, row, channels) -> tuple[dict[str, str], str]:
+    """A row's {channel: file} (a plane of its multi-channel ``file`` where the sheet has that column,
+    ``hpa.data.stacks``), and "" or why its file cannot hold the ``channels``."""
+    cell = row.get(FIELD_FILE, "")
+    if FIELD_FILE not in row or (not cell.strip() and all(c in row for c in channels)):
+        return {c: resolve(path, row[c]) for c in channels}, ""
+    file = resolve(path, cell)
+    if not file or not Path(file).is_file():
+        return {c: file for c in channels}, ""  # missing: ingest's check names the file
+    planes, problem = file_planes(file, channels)
+    return {c: plane_ref(file, k) for c, k in planes.items()}, problem
 
 
 def row_problem(row, vocab: Vocabulary, where: str) -> tuple[str, str, str]:
@@ -140,10 +156,13 @@ def sheet_rows(path, vocab: Vocabulary) -> tuple[pd.DataFrame, pd.DataFrame]:
                                                     "give each image its own Id"), ""
         else:
             kind, reason, target = row_problem(row, vocab, where)
+        files, problem = row_files(path, row, vocab.channels) if not kind else ({}, "")
+        if problem:
+            kind, reason = "channel_count", f"{where}: {problem}"
         if kind:
             refused.append(dict(Id=row["Id"], source="samples", split=row["split"], kind=kind, reason=reason))
             continue
-        files = {FILE_PREFIX + c: resolve(path, row[c]) for c in vocab.channels}
+        files = {FILE_PREFIX + c: f for c, f in files.items()}
         rows.append({"Id": row["Id"], "Target": target, "split": row["split"], "image_dir": "", **files})
     columns = ["Id", "Target", "split", "image_dir", *(FILE_PREFIX + c for c in vocab.channels)]
     return pd.DataFrame(rows, columns=columns), pd.DataFrame(refused, columns=REFUSED_COLUMNS)
@@ -154,10 +173,11 @@ def new_image_sheet(path, channels) -> tuple[dict[str, dict[str, str]], list[tup
     of the rows refused (an Id that cannot name a file, or on several rows: all of them, since which
     one is meant is not known). Training's columns; split and Target may be there and are not read."""
     df = read_sheet(path)
-    missing = [c for c in ("Id", *channels) if c not in df.columns]
+    missing = [c for c in ("Id", *(() if FIELD_FILE in df.columns else channels)) if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; a sheet of new images needs Id and one "
-                         f"column per channel of the ensemble's models ({', '.join(channels)}), holding its file; "
+                         f"column per channel of the ensemble's models ({', '.join(channels)}), holding its file (or a "
+                         f"column {FIELD_FILE} naming one multi-channel TIFF per image); "
                          f"found {', '.join(df.columns) or 'no columns'}")
     ids = df["Id"].str.strip()
     repeated = ids.duplicated(keep=False)
@@ -165,8 +185,9 @@ def new_image_sheet(path, channels) -> tuple[dict[str, dict[str, str]], list[tup
     for i, image_id in ids.items():
         problem = id_problem(image_id) or (repeated[i] and f"Id {image_id} is on several lines; give each image its "
                                            "own Id")
+        if not problem:
+            files[image_id], problem = row_files(path, df.loc[i], channels)
         if problem:
+            files.pop(image_id, None)
             refused.setdefault(image_id, f"{path}, line {i + 2}: {problem}")
-            continue
-        files[image_id] = {c: resolve(path, df[c][i]) for c in channels}
     return files, list(refused.items())
