@@ -39,7 +39,7 @@ def main() -> dict:
     pool, pool_found = search(POOL)
     rng = np.random.default_rng(0)
     cache = rng.integers(0, 256, (HASH_N, 4, HASH_SIZE, HASH_SIZE), dtype=np.uint8)
-    _, hashing = timed(cache_codes, cache, np.arange(HASH_N), "phash")
+    _, hashing = timed(cache_codes, cache, np.arange(HASH_N))
     projected = hashing / HASH_N * SOURCE
     print(f"search within the source ({SOURCE}): {within:.2f} s; external pool ({POOL}): {pool:.2f} s; "
           f"ratio within / external {within / pool:.2f}")

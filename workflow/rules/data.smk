@@ -136,7 +136,7 @@ rule cache_images:
 
 rule source_duplicates:
     """Near-duplicate pairs within the source's own images (any source): each cached image hashed per
-    channel (external.dedup.hash), pairs within external.dedup.max_distance on every channel. Test
+    channel (a vectorised pHash, hpa.external.within), pairs within external.dedup.max_distance on every channel. Test
     images duplicating a training image go to leaks.csv; training images in a cluster of two or more
     to duplicates.csv, which make_folds keeps in one fold."""
     input:
@@ -158,7 +158,6 @@ rule source_duplicates:
         mem_mb=PER_IMAGE_MEM_MB,
         runtime=PER_IMAGE_RUNTIME,
     params:
-        hash=config["external"]["dedup"]["hash"],
         max_distance=config["external"]["dedup"]["max_distance"],
     script:
         "../scripts/source_duplicates.py"
