@@ -42,13 +42,15 @@ def batch_phash(planes: np.ndarray) -> np.ndarray:
 
 def cache_codes(cache: np.ndarray, rows, batch: int = 256) -> np.ndarray:
     """(len(rows), channels) uint64 hashes of the cached images ``rows``, each channel's plane hashed."""
-    rows = np.asarray(rows)
+    rows = np.asarray(rows, dtype=np.int64)
     out = np.zeros((len(rows), cache.shape[1]), np.uint64)
     for start in range(0, len(rows), batch):
-        images = np.asarray(cache[np.sort(rows[start:start + batch])])
-        order = np.argsort(np.argsort(rows[start:start + batch]))  # back from sorted reads to rows' order
+        part = rows[start:start + batch]
+        # A run of rows (the usual case: the index's rows in order) is a view of the memory map, not a copy.
+        run = len(part) and part[-1] - part[0] == len(part) - 1 and (np.diff(part) == 1).all()
+        images = cache[part[0]:part[-1] + 1] if run else cache[part]
         for c in range(cache.shape[1]):
-            out[start:start + batch, c] = batch_phash(images[order, c])
+            out[start:start + len(part), c] = batch_phash(images[:, c])
     return out
 
 
