@@ -21,6 +21,7 @@ def test_a_test_image_copying_a_training_image_is_a_leak_and_training_copies_a_c
     ids = np.array([f"i{k}" for k in range(12)], dtype=object)
     splits = np.array(["train"] * 8 + ["test"] * 4)
     codes = cache_codes(cache, np.arange(12))
+    assert (cache_codes(cache, np.arange(12)[::-1], batch=5, workers=2) == codes[::-1]).all()
     leaks, duplicates = pair_tables(ids, splits, codes, max_distance=6)
     assert leaks[["test_id", "train_id"]].values.tolist() == [["i9", "i2"]]
     assert duplicates["Id"].tolist() == ["i1", "i4"] and duplicates["cluster_size"].tolist() == [2, 2]

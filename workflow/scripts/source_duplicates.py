@@ -14,7 +14,7 @@ for split in ("train", "test"):
     ok = index[index["ok"].astype(bool)]
     ids += ok["Id"].tolist()
     splits += [split] * len(ok)
-    codes.append(cache_codes(cache, ok["row"].to_numpy()))
+    codes.append(cache_codes(cache, ok["row"].to_numpy(), workers=snakemake.threads))
 leaks, duplicates = pair_tables(np.array(ids, dtype=object), np.array(splits), np.concatenate(codes),
                                 snakemake.params.max_distance, workers=snakemake.threads)
 log.info("%d test images duplicate a training image; %d training images in %d duplicate clusters",

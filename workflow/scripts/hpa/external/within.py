@@ -15,6 +15,8 @@ cheaper) finds the pairs within ``max_distance`` on every channel:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 
@@ -40,17 +42,22 @@ def batch_phash(planes: np.ndarray) -> np.ndarray:
     return np.packbits(bits, axis=1, bitorder="little").view("<u8").ravel().astype(np.uint64)
 
 
-def cache_codes(cache: np.ndarray, rows, batch: int = 256) -> np.ndarray:
-    """(len(rows), channels) uint64 hashes of the cached images ``rows``, each channel's plane hashed."""
+def cache_codes(cache: np.ndarray, rows, batch: int = 256, workers: int = 1) -> np.ndarray:
+    """(len(rows), channels) uint64 hashes of the cached images ``rows``, each channel's plane hashed;
+    ``workers`` threads take a batch each (numpy's reductions release the GIL)."""
     rows = np.asarray(rows, dtype=np.int64)
     out = np.zeros((len(rows), cache.shape[1]), np.uint64)
-    for start in range(0, len(rows), batch):
+
+    def fill(start):
         part = rows[start:start + batch]
         # A run of rows (the usual case: the index's rows in order) is a view of the memory map, not a copy.
-        run = len(part) and part[-1] - part[0] == len(part) - 1 and (np.diff(part) == 1).all()
+        run = part[-1] - part[0] == len(part) - 1 and (np.diff(part) == 1).all()
         images = cache[part[0]:part[-1] + 1] if run else cache[part]
         for c in range(cache.shape[1]):
             out[start:start + len(part), c] = batch_phash(images[:, c])
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        list(pool.map(fill, range(0, len(rows), batch)))
     return out
 
 
