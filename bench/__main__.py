@@ -13,8 +13,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["cache", "input_pipeline", "loader", "train_step", "thresholds", "dedup", "cooccurrence", "cells",
-              "cell_labels", "demo", "startup"]
+BENCHMARKS = ["cache", "input_pipeline", "loader", "train_step", "thresholds", "dedup", "source_duplicates",
+              "cooccurrence", "cells", "cell_labels", "demo", "startup"]
 
 # Run only when named, with their own options: python -m bench scale --n 1000,10000,real
 WITH_OPTIONS = ["scale", "gpu"]

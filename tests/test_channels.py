@@ -219,7 +219,8 @@ MEAN = {"combine": "mean", "weights": {"m": 1.0}}
 
 def test_predict_new_refuses_a_folder_of_other_channels_naming_both_lists(three_channel_checkpoint, tmp_path):
     write_field(tmp_path, "a", HPA.channels, np.full((16, 16), 9, np.uint8))
-    with pytest.raises(ValueError, match=r"channel names \['blue', 'green', 'red', 'yellow'\], the ensemble's "
+    with pytest.raises(ValueError, match=r"channel names \['blue', 'green', 'red', 'yellow'\] \(files such as "
+                                         r"\['a_blue.png', 'a_green.png', 'a_red.png'\]\), the ensemble's "
                                          r"models were trained on \['dapi', 'protein', 'tubulin'\]"):
         predict_folder(tmp_path, {"m": [three_channel_checkpoint]}, MEAN, RECORD, tta="none", aggregate="mean")
 

@@ -14,7 +14,7 @@ from hpa.data.cache import build_cache
 from hpa.data.clipping import Clipping, check, note
 from hpa.data.images import BitDepth, decode_field, range_shares
 from hpa.files import InputError
-from hpa.new_images.folder import batches
+from hpa.new_images.folder import batches, list_images
 from hpa.postprocess.summary import summary
 
 STAINS = ("dapi", "protein")
@@ -88,7 +88,8 @@ def test_one_clipped_field_is_warned_about_and_too_many_stop_the_run_naming_the_
 def test_predict_new_records_each_images_clipped_channels(screen):
     clipped = {}
     ids = ["f0", "full"]
-    for _ in batches(screen, ids, STAINS, {16}, {s: BitDepth("shift", bits=4) for s in STAINS}, batch=2,
+    files, _ = list_images(screen, STAINS)
+    for _ in batches(files, ids, STAINS, {16}, {s: BitDepth("shift", bits=4) for s in STAINS}, batch=2,
                      clipped=clipped):
         pass
     assert clipped["f0"] == [] and note(clipped["full"]).startswith("protein ")

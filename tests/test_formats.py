@@ -140,7 +140,7 @@ def test_predict_new_lists_a_folder_of_mixed_formats(tmp_path):
         tinted(color, 16, 50).save(tmp_path / f"m_{color}.jpg")
     (tmp_path / "notes_about.txt").write_text("not an image")
     ids, broken = list_images(tmp_path, CHANNELS)
-    assert ids == ["j", "p", "t"]
+    assert list(ids) == ["j", "p", "t"]
     problems = dict(broken)
     assert set(problems) == {"d", "m"}
     assert "channel blue has 2 files" in problems["d"] and "missing channel blue, yellow" in problems["m"]

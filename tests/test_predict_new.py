@@ -9,9 +9,10 @@ from PIL import Image
 from hpa import thresholds as th
 from hpa.classes import CHANNELS, CLASS_NAMES, HPA, NUM_CLASSES
 from hpa.data.images import BitDepth, channel_files, load_image
+from hpa.files import InputError
 from hpa.inference.tta import predict_probs
 from hpa.new_images.ensemble import blended_probabilities, classify, predict_folder
-from hpa.new_images.folder import batches
+from hpa.new_images.folder import batches, list_images
 from hpa.postprocess.blend import combine
 from hpa.postprocess.submission import MATCHED, OUT_OF_FOLD, fit_thresholds, images_to_match, submission
 from hpa.tables import matrix_to_labels, prob_columns, probability_table
@@ -182,10 +183,57 @@ def test_every_skipped_image_gets_its_reason_and_readable_ones_of_any_size_are_c
 
 def test_images_stream_through_in_batches(folder):
     seen = []
-    for good, arrays, bad in batches(folder, [*USABLE, "truncated"], CHANNELS, {16, 8}, BitDepth(), batch=5):
+    files, _ = list_images(folder, CHANNELS)
+    for good, arrays, bad in batches(files, [*USABLE, "truncated"], CHANNELS, {16, 8}, BitDepth(), batch=5):
         assert len(good) + len(bad) <= 5 and arrays[16].shape[0] == arrays[8].shape[0] == len(good)
         seen += good + [i for i, _ in bad]
     assert seen == [*USABLE, "truncated"]
+
+
+def write_new_image_sheet(folder, ids, path, extra=True):
+    """A sample sheet of new images naming the folder's files by absolute path, training's split and
+    Target columns (optional for new images) included when ``extra``."""
+    head = ["Id", *(["split", "Target"] if extra else []), *CHANNELS]
+    rows = ["\t".join([i, *(["test", ""] if extra else []), *(str(next(folder.glob(f"{i}_{c}.*"), f"gone_{c}"))
+                                                            for c in CHANNELS)]) for i in ids]
+    path.write_text("\n".join(["\t".join(head), *rows]) + "\n")
+    return path
+
+
+def test_a_sample_sheet_of_new_images_gives_the_folders_table(folder, checkpoints, tmp_path):
+    """A lab names its files its own way: a sheet naming the folder's images gives the same probabilities
+    (hence the submission's rows, test_the_table_equals_the_submission_row_for_row), and its broken rows
+    their reasons."""
+    members = members_of(checkpoints)
+    how = {"combine": "mean", "weights": {"a": 0.5, "b": 0.5}}
+    sheet = write_new_image_sheet(folder, [*USABLE, "partial", "corrupt", "../x"], tmp_path / "new.tsv")
+    from_sheet, sheet_skipped, _ = blended_probabilities(sheet, members, how, tta="flips", aggregate="mean",
+                                                         batch_size=5, batch=7)
+    from_folder, _, _ = blended_probabilities(folder, members, how, tta="flips", aggregate="mean", batch_size=5,
+                                              batch=7)
+    assert list(from_sheet["Id"]) == USABLE
+    assert np.abs(from_sheet[PROB_COLUMNS].to_numpy()
+                  - from_folder.set_index("Id").loc[USABLE][PROB_COLUMNS].to_numpy()).max() <= 1.01e-6
+    reasons = dict(sheet_skipped)
+    assert reasons["partial"] == (f"channel yellow: file {tmp_path / 'gone_yellow'} not found; fix its path in the "
+                                  "sample sheet (relative to the sheet's folder, or absolute)")
+    assert reasons["corrupt"].startswith("unreadable channel red")
+    assert "new.tsv, line 28: Id '../x' cannot name a file" in reasons["../x"]
+    bare = write_new_image_sheet(folder, USABLE[:2], tmp_path / "bare.tsv", extra=False)
+    assert list(blended_probabilities(bare, members, how, tta="flips", aggregate="mean")[0]["Id"]) == USABLE[:2]
+
+
+def test_a_folder_matching_no_channel_says_what_it_expected_and_found_in_one_line(tmp_path, checkpoints):
+    for name in ("te0003-p4-dapi.tif", "te0003-p4-gfp.tif"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / name)
+    with pytest.raises(InputError) as error:
+        predict_folder(tmp_path, {"m": checkpoints[:1]}, MEAN, {"method": "per_class", "thresholds": [0.5] * 28},
+                       tta="none", aggregate="mean")
+    message = str(error.value)
+    assert "\n" not in message
+    assert (f"the channel names [] (files such as ['te0003-p4-dapi.tif', 'te0003-p4-gfp.tif']), "
+            f"the ensemble's models were trained on {list(CHANNELS)}") in message
+    assert "give new_images a sample sheet" in message
 
 
 def test_missing_folder_says_what_to_set(tmp_path, checkpoints):

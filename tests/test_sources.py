@@ -129,12 +129,31 @@ def test_each_bad_row_is_refused_by_line_with_its_fix_and_the_others_are_kept(tm
     reasons = dict(zip(refused["Id"] + "/" + refused["kind"], refused["reason"]))
     assert "line 8 (Id a1): Id a1 is on lines 2, 8; give each image its own Id" in reasons["a1/duplicate_id"]
     assert "line 9 (Id ../x): Id '../x' cannot name a file" in reasons["../x/bad_id"]
-    assert "line 10 (Id v1): split 'validation' is neither train nor test" in reasons["v1/bad_split"]
+    assert ("line 10 (Id v1): split 'validation' fails the sheet's schema ('validation' is not one of "
+            "['train', 'test']); write one of train, test in the sheet") in reasons["v1/bad_split"]
     assert "'Ribosome' is neither a class name nor an index 0..5" in reasons["a9/bad_target"]
     assert "empty Target" in reasons["a8/bad_target"]
     assert (refused["kind"] == "duplicate_id").sum() == 2  # both rows: which one is right is not known
     assert {reason_kind(r) for r in refused["reason"]} == {
         "repeated Id", "Id that cannot name a file", "unknown split", "Target naming no class"}
+
+
+def test_the_sheet_schema_is_in_snakemakes_draft_and_can_fail(tmp_path, caplog):
+    """Snakemake's validate() warned "schema file may not be validated correctly" on every sheet run
+    (the schema declared draft-07), and a schema of strings over cells read as text never failed."""
+    import logging
+
+    from snakemake.utils import validate
+
+    from hpa.data.samples import SCHEMA, schema_problem
+
+    sheet = read_sheet(write_sheet(tmp_path, ROWS))
+    with caplog.at_level(logging.DEBUG):
+        validate(sheet, schema=str(SCHEMA))
+    assert not [r for r in caplog.records if "may not be validated" in r.getMessage()]
+    assert schema_problem(sheet.iloc[0], "here") == ("", "")
+    kind, reason = schema_problem(dict(Id="a", split="Train", Target=""), "here")
+    assert kind == "bad_split" and "here: split 'Train' fails the sheet's schema" in reason
 
 
 def test_ingest_of_a_sheet_writes_each_channels_file_and_skips_a_row_with_a_missing_file(tmp_path):
@@ -309,3 +328,51 @@ def test_a_sample_sheet_reaches_the_manifest_and_its_labels_through_the_real_rul
     labels = pd.read_csv(tmp_path / targets[1], dtype=str)
     assert labels["Target"].tolist() == ["0 1", "2", "3 5", "4"] and set(labels["source"]) == {"samples"}
     assert pd.read_csv(tmp_path / targets[2], dtype=str).to_dict("list") == {"Id": ["t1", "t2"], "Target": ["4", "0"]}
+
+
+def test_a_multi_channel_tiff_sheet_decodes_byte_for_byte_as_its_per_channel_files(tmp_path):
+    """One file per field (sheet column `file`, channels in channels.names order or named by OME metadata)
+    reaches ingest, bit_depth and the cache byte-identical to the per-channel files of the lab example,
+    so training on it gives the same figures; a file of another channel count is a row error."""
+    import tifffile
+
+    from hpa.data.bit_depth import measure, sheet_files
+    from hpa.data.cache import build_cache
+    from hpa.data.images import BitDepth
+    from hpa.demo.screen import LAB_CLASSES, make_screen
+
+    sheet = make_screen(tmp_path / "screen", n_train=10, n_test=3, shape=(40, 56), seed=1, min_per_class=1)
+    table = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
+    vocab = Vocabulary(tuple(LAB_CLASSES), ("dapi", "protein", "tubulin"),
+                       {"blue": "dapi", "green": "protein", "red": "tubulin"}, ";")
+    stacked = table[["Id", "split", "Target"]].assign(file=[f"fields/{i}.tif" for i in table["Id"]])
+    (tmp_path / "screen/fields").mkdir()
+    for k, row in table.iterrows():
+        planes = np.stack([tifffile.imread(tmp_path / "screen" / row[c]) for c in vocab.channels])
+        out = tmp_path / "screen" / stacked.loc[k, "file"]
+        if k == 1:  # OME names decide the order, not the position
+            order = [2, 0, 1]
+            tifffile.imwrite(out, planes[order], ome=True, metadata={"axes": "CYX", "Channel": {
+                "Name": [vocab.channels[i] for i in order]}})
+        else:
+            tifffile.imwrite(out, planes, photometric="minisblack")
+    bad = dict(Id="odd", split="train", Target=table["Target"][0], file="fields/odd.tif")
+    tifffile.imwrite(tmp_path / "screen/fields/odd.tif", planes[:2], photometric="minisblack")
+    multi = tmp_path / "screen/multi.tsv"
+    pd.concat([stacked, pd.DataFrame([bad])]).to_csv(multi, sep="\t", index=False)
+
+    per_channel, _ = ingest(None, "samples", vocab=vocab, samples=sheet, max_rejected_fraction=0.5)
+    manifest, rejected = ingest(None, "samples", vocab=vocab, samples=multi, max_rejected_fraction=0.5)
+    assert rejected["Id"].tolist() == ["odd"] and rejected["kind"].tolist() == ["channel_count"]
+    assert "fields/odd.tif has 2 channel(s), channels.names has 3 (dapi, protein, tubulin)" in rejected["reason"][0]
+    assert manifest["Id"].tolist() == per_channel["Id"].tolist()
+    assert manifest[["width", "height"]].equals(per_channel[["width", "height"]])
+    measured = [{c: measure(paths) for c, paths in sheet_files(source, vocab.channels).items()}
+                for source in (sheet, multi)]
+    assert measured[0] == measured[1] and measured[0]["protein"]["images"] > 0
+    caches = []
+    for name, rows in (("one", per_channel), ("multi", manifest)):
+        build_cache(rows, tmp_path / f"{name}.npy", tmp_path / f"{name}.csv", 32, vocab.channels,
+                    depth=BitDepth("shift", 4), fit="pad")
+        caches.append(np.load(tmp_path / f"{name}.npy"))
+    assert caches[0].tobytes() == caches[1].tobytes() and caches[0].any()

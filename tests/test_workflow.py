@@ -106,7 +106,7 @@ def test_real_config_lists_every_stage(tmp_path):
     (tmp_path / "config.yaml").write_text((REPO / "config/hpa.yaml").read_text())
     out = snakemake(tmp_path, "-n", "--quiet", "rules").stdout
     for rule in ("download_external", "hash_images", "clean_external",
-                 "ingest", "cache_images", "channel_stats", "make_folds", "train", "predict",
+                 "ingest", "cache_images", "source_duplicates", "channel_stats", "make_folds", "train", "predict",
                  "blend", "fit_thresholds", "make_submission",
                  "count_labels", "mine_labels", "class_groups", "sampling_weights", "plot_labels"):
         assert rule in out

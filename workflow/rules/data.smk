@@ -140,6 +140,35 @@ rule cache_images:
         "../scripts/cache_images.py"
 
 
+rule source_duplicates:
+    """Near-duplicate pairs within the source's own images (any source): each cached image hashed per
+    channel (a vectorised pHash, hpa.external.within), pairs within external.dedup.max_distance on every channel. Test
+    images duplicating a training image go to leaks.csv; training images in a cluster of two or more
+    to duplicates.csv, which make_folds keeps in one fold."""
+    input:
+        train_npy="results/cache/train.npy",
+        train_index="results/cache/train.csv",
+        test_npy="results/cache/test.npy",
+        test_index="results/cache/test.csv",
+    output:
+        leaks="results/data/leaks.csv",
+        duplicates="results/data/duplicates.csv",
+    log:
+        "logs/source_duplicates.log",
+    benchmark:
+        "benchmarks/source_duplicates.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    resources:
+        mem_mb=PER_IMAGE_MEM_MB,
+        runtime=PER_IMAGE_RUNTIME,
+    params:
+        max_distance=config["external"]["dedup"]["max_distance"],
+    script:
+        "../scripts/source_duplicates.py"
+
+
 rule channel_stats:
     input:
         npy="results/cache/train.npy",

@@ -4,6 +4,7 @@
 rule make_folds:
     input:
         **external_inputs("duplicates"),
+        source_duplicates="results/data/duplicates.csv",
         manifest="results/data/manifest.csv",
         vocabulary=VOCABULARY,
     output:

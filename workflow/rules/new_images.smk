@@ -6,7 +6,8 @@ rule predict_new:
     """Probabilities (a column per class name), classes and their names for every image of config["new_images"].
 
     Its files are named {Id}_{channel}.{ext} by the checkpoints' channel names (a folder carrying
-    other names is refused, naming both lists), decoded by the training images' bit_depth.json and data.fit.
+    other names is refused, naming both lists), or named by a sample sheet (new_images a .tsv/.csv
+    file), decoded by the training images' bit_depth.json and data.fit.
 
     Blended by the ensemble's combination.json and thresholded as its submission is: fitted
     thresholds as fitted on the out-of-fold predictions; match_distribution re-matched to the

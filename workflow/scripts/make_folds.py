@@ -10,7 +10,10 @@ folds = make_folds(
     read_manifest(snakemake.input.manifest, split="train"),
     n_folds=snakemake.params.n_folds,
     seed=snakemake.params.seed,
-    groups=read_groups(snakemake.input.duplicates) if snakemake.input.get("duplicates") else None,
+    # Duplicate clusters share a fold: the source's own (results/data/duplicates.csv) and, with external
+    # images, the cleaning stage's.
+    groups=read_groups(snakemake.input.source_duplicates, *([snakemake.input.duplicates]
+                                                            if snakemake.input.get("duplicates") else [])),
     n_classes=Vocabulary.read(snakemake.input.vocabulary).n_classes,
 )
 write_csv(folds, snakemake.output.folds)

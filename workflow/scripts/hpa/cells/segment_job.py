@@ -25,6 +25,7 @@ from hpa.cells.scores import cells_of
 from hpa.cells.segment import image_flags, segment
 from hpa.data.images import decode_field
 from hpa.data.ingest import manifest_files
+from hpa.data.stacks import open_image
 from hpa.files import InputError, atomic_path, write_csv
 from hpa.parallel import run_tasks
 
@@ -45,7 +46,7 @@ def segment_one(task: dict) -> dict:
     nuclei = None
     try:
         if task["masks"]:
-            with Image.open(files[task["nucleus"]]) as im:
+            with open_image(files[task["nucleus"]]) as im:
                 shape = (im.height, im.width)
             mask = load_masks(task["masks"], image_id, shape)
         else:

@@ -18,11 +18,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from hpa.data.images import COLOUR_MODES, EXTENSIONS, BitDepth, percentiles
-from hpa.data.samples import read_sheet
-from hpa.data.samples import resolve as sheet_path
+from hpa.data.samples import read_sheet, row_files
+from hpa.data.stacks import open_image, split_ref
 from hpa.files import warn_terminal
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,8 @@ def sheet_files(sheet, channels, n: int = SAMPLE, seed: int = 0) -> dict[str, li
     ingest reports the others)."""
     table = read_sheet(sheet)
     train = table[table["split"].str.strip() == "train"]
-    by_channel = {c: [Path(p) for p in (sheet_path(sheet, cell) for cell in train[c]) if p and Path(p).is_file()]
+    rows = [row_files(sheet, row, channels) for _, row in train.iterrows()]
+    by_channel = {c: [f[c] for f, problem in rows if not problem and f[c] and split_ref(f[c])[0].is_file()]
                   for c in channels}
     return _draw(by_channel, n, seed)
 
@@ -64,7 +64,7 @@ def measure(paths) -> dict:
     percentile) and each image's median (to tell how many pixels a shift clips). 8-bit and colour files are skipped."""
     tops, medians = [], []
     for path in paths:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.mode == "L" or im.mode in COLOUR_MODES:
                 continue
             arr = np.asarray(im)

@@ -38,7 +38,19 @@ def make_folds(train: pd.DataFrame, n_folds: int, seed: int, groups: dict | None
     return pd.DataFrame({"Id": train["Id"].to_numpy(), "fold": fold[group]})
 
 
-def read_groups(duplicates_csv) -> dict:
-    """Id -> duplicate cluster, from the cleaning stage's ``duplicates.csv``."""
-    table = pd.read_csv(duplicates_csv, dtype={"Id": str}, keep_default_na=False)
-    return dict(zip(table["Id"], table["cluster"]))
+def read_groups(*duplicates_csvs) -> dict:
+    """Id -> duplicate group, from ``duplicates.csv`` tables (``Id,cluster``: the cleaning stage's, and
+    the source's own, results/data/duplicates.csv); clusters sharing an Id merge into one group."""
+    parent: dict = {}
+
+    def root(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for k, path in enumerate(duplicates_csvs):
+        table = pd.read_csv(path, dtype={"Id": str}, keep_default_na=False)
+        for image_id, cluster in zip(table["Id"], table["cluster"]):
+            parent[root(("id", image_id))] = root((k, cluster))
+    return {x[1]: str(root(x)) for x in list(parent) if x[0] == "id"}

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from hpa.classes import CHANNELS
+from hpa.data.stacks import open_image
 
 # Lossless formats before JPEG, so the precedence never picks the lossy copy;
 # two files for one channel are still reported as a problem by ingest and predict_new.
@@ -263,7 +264,7 @@ def decode_field(files: Mapping[str, Path], size: int | None = None,
         raise TypeError("files: give {channel: file} (channel_files(image_dir, Id, channels) for the Kaggle layout)")
     planes, shape = [], None
     for color, path in files.items():
-        with Image.open(path) as im:
+        with open_image(path) as im:
             shape = im.size
             planes.append(decode_plane(im, color, size, depth_of(depth, color), yellow, fit, shares))
     if len({p.shape for p in planes}) > 1:  # only at the files' own size (size None)

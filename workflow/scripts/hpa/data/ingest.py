@@ -29,6 +29,7 @@ from hpa.classes import HPA, Vocabulary
 from hpa.data.images import COLOUR_MODES, GREY_MODES, channel_files, channel_problem, list_channels
 from hpa.data.rejections import summary
 from hpa.data.samples import REFUSED_COLUMNS, sheet_rows
+from hpa.data.stacks import open_image, split_ref
 from hpa.files import warn_terminal, write_csv
 from hpa.tables import (
     FILE_PREFIX,
@@ -78,7 +79,7 @@ def check_image(image_id: str, files: dict[str, list], channels: tuple[str, ...]
     for color in channels:
         path = files[color][0]
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 mode, this = im.mode, im.size
         except (UnidentifiedImageError, OSError) as err:
             return 0, 0, "unreadable", f"unreadable channel {color}: {path} ({err})"
@@ -93,7 +94,7 @@ def check_image(image_id: str, files: dict[str, list], channels: tuple[str, ...]
 def sheet_image(image_id: str, files: dict[str, str], channels: tuple[str, ...]) -> tuple[int, int, str, str]:
     """``check_image`` of a sample-sheet row, whose files are named, not listed: a missing one is said by path."""
     for channel in channels:
-        if not files[channel] or not Path(files[channel]).is_file():
+        if not files[channel] or not split_ref(files[channel])[0].is_file():
             return 0, 0, "missing", (f"channel {channel}: file {files[channel] or '(blank)'} not found; fix its path "
                                      "in the sample sheet (relative to the sheet's folder, or absolute)")
     return check_image(image_id, {c: [Path(files[c])] for c in channels}, channels)

@@ -32,6 +32,9 @@ KINDS = {
                "rename them in {folder}: no '/', '\\', control character or leading '.'"),
     "duplicate_id": ("sharing an Id with another row", "give each row of {folder} its own Id"),
     "bad_split": ("with a split other than train or test", "write train or test in the split column of {folder}"),
+    "channel_count": ("with a multi-channel file that does not hold channels.names",
+                      "export each field's file of {folder} with the channels of channels.names in that order, "
+                      "or name them in its OME metadata"),
     "bad_target": ("with a Target that names no class",
                    "use the class names or 0-based indices of labels.names (or labels.file), separated by "
                    "labels.separator, in {folder}"),

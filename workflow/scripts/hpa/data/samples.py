@@ -16,18 +16,44 @@ an unknown split, an unknown class) with its line and the fix, and ingest skips 
 from __future__ import annotations
 
 import csv
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
+import yaml
+from jsonschema import Draft202012Validator
 
 from hpa.classes import Vocabulary, id_problem
+from hpa.data.stacks import file_planes, plane_ref
 from hpa.files import InputError
 from hpa.tables import FILE_PREFIX, format_target
 
 REQUIRED = ("Id", "split", "Target")
-SPLITS = ("train", "test")
+FIELD_FILE = "file"  # one multi-channel TIFF per field, instead of a column per channel (hpa.data.stacks)
 SEPARATORS = {".tsv": "\t", ".tab": "\t", ".csv": ","}
 REFUSED_COLUMNS = ["Id", "source", "split", "kind", "reason"]
+SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "samples.schema.yaml"
+# The schema's failures by column, as the kinds of rejected.csv (hpa.data.rejections).
+SCHEMA_KINDS = {"Id": "bad_id", "split": "bad_split", "Target": "bad_target"}
+
+
+@cache
+def row_validator() -> Draft202012Validator:
+    """The sheet's row schema, checked against its draft (2020-12, the draft Snakemake's validate() runs)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def schema_problem(row, where: str) -> tuple[str, str]:
+    """(kind, reason) of the first way ``row`` fails the sheet's schema; ("", "") when it passes."""
+    for error in row_validator().iter_errors(dict(row)):
+        column = error.path[0]  # check_sheet has made sure every required column is there
+        allowed = error.schema.get("enum")
+        fix = f"write one of {', '.join(allowed)}" if allowed else error.schema.get("description", "fix it")
+        reason = f"{where}: {column} {error.instance!r} fails the sheet's schema ({error.message}); {fix} in the sheet"
+        return SCHEMA_KINDS[column], reason
+    return "", ""
 
 
 def read_sheet(path) -> pd.DataFrame:
@@ -55,11 +81,12 @@ def check_sheet(df: pd.DataFrame, path, vocab: Vocabulary) -> bool:
     Returns whether its test rows are labelled (then they are the run's test labels): all or
     none, since the workflow decides when it starts whether to score the test predictions.
     """
-    columns = [*REQUIRED, *vocab.channels]
+    columns = [*REQUIRED, *(() if FIELD_FILE in df.columns else vocab.channels)]
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; a sample sheet needs {', '.join(columns)} "
-                         f"(one column per channel of channels.names, holding that channel's file); "
+                         f"(one column per channel of channels.names, holding that channel's file, or a column "
+                         f"{FIELD_FILE} naming one multi-channel TIFF per field); "
                          f"found {', '.join(df.columns) or 'no columns'}")
     split = df["split"].str.strip()
     if not split.eq("train").any():
@@ -85,13 +112,27 @@ def resolve(path, cell: str) -> str:
     return str(file if file.is_absolute() else Path(path).parent / file)
 
 
+def row_files(path, row, channels) -> tuple[dict[str, str], str]:
+    """A row's {channel: file} (a plane of its multi-channel ``file`` where the sheet has that column,
+    ``hpa.data.stacks``), and "" or why its file cannot hold the ``channels``."""
+    cell = row.get(FIELD_FILE, "")
+    if FIELD_FILE not in row or (not cell.strip() and all(c in row for c in channels)):
+        return {c: resolve(path, row[c]) for c in channels}, ""
+    file = resolve(path, cell)
+    if not file or not Path(file).is_file():
+        return {c: file for c in channels}, ""  # missing: ingest's check names the file
+    planes, problem = file_planes(file, channels)
+    return {c: plane_ref(file, k) for c, k in planes.items()}, problem
+
+
 def row_problem(row, vocab: Vocabulary, where: str) -> tuple[str, str, str]:
     """(kind, reason, canonical Target) of one sheet row; kind is "" when the row is usable."""
     problem = id_problem(row["Id"])
     if problem:
         return "bad_id", f"{where}: {problem} in the sheet", ""
-    if row["split"] not in SPLITS:
-        return "bad_split", f"{where}: split {row['split']!r} is neither train nor test; fix it in the sheet", ""
+    kind, reason = schema_problem(row[list(REQUIRED)], where)
+    if kind:
+        return kind, reason, ""
     try:
         labels = vocab.parse(row["Target"], where=where, allow_empty=row["split"] == "test")
     except InputError as error:
@@ -115,10 +156,38 @@ def sheet_rows(path, vocab: Vocabulary) -> tuple[pd.DataFrame, pd.DataFrame]:
                                                     "give each image its own Id"), ""
         else:
             kind, reason, target = row_problem(row, vocab, where)
+        files, problem = row_files(path, row, vocab.channels) if not kind else ({}, "")
+        if problem:
+            kind, reason = "channel_count", f"{where}: {problem}"
         if kind:
             refused.append(dict(Id=row["Id"], source="samples", split=row["split"], kind=kind, reason=reason))
             continue
-        files = {FILE_PREFIX + c: resolve(path, row[c]) for c in vocab.channels}
+        files = {FILE_PREFIX + c: f for c, f in files.items()}
         rows.append({"Id": row["Id"], "Target": target, "split": row["split"], "image_dir": "", **files})
     columns = ["Id", "Target", "split", "image_dir", *(FILE_PREFIX + c for c in vocab.channels)]
     return pd.DataFrame(rows, columns=columns), pd.DataFrame(refused, columns=REFUSED_COLUMNS)
+
+
+def new_image_sheet(path, channels) -> tuple[dict[str, dict[str, str]], list[tuple[str, str]]]:
+    """A sheet of new images (predict_new): Id -> {channel: file} in ``channels`` order, and (Id, reason)
+    of the rows refused (an Id that cannot name a file, or on several rows: all of them, since which
+    one is meant is not known). Training's columns; split and Target may be there and are not read."""
+    df = read_sheet(path)
+    missing = [c for c in ("Id", *(() if FIELD_FILE in df.columns else channels)) if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; a sheet of new images needs Id and one "
+                         f"column per channel of the ensemble's models ({', '.join(channels)}), holding its file (or a "
+                         f"column {FIELD_FILE} naming one multi-channel TIFF per image); "
+                         f"found {', '.join(df.columns) or 'no columns'}")
+    ids = df["Id"].str.strip()
+    repeated = ids.duplicated(keep=False)
+    files, refused = {}, {}
+    for i, image_id in ids.items():
+        problem = id_problem(image_id) or (repeated[i] and f"Id {image_id} is on several lines; give each image its "
+                                           "own Id")
+        if not problem:
+            files[image_id], problem = row_files(path, df.loc[i], channels)
+        if problem:
+            files.pop(image_id, None)
+            refused.setdefault(image_id, f"{path}, line {i + 2}: {problem}")
+    return files, list(refused.items())

@@ -47,7 +47,7 @@ def load_members(checkpoints: dict[str, list[str]], device) -> tuple[dict, Vocab
     return models, vocabulary
 
 
-def fold_probabilities(folder, ids, models: dict, vocabulary: Vocabulary, *, tta: str, aggregate: str, batch_size: int,
+def fold_probabilities(files, ids, models: dict, vocabulary: Vocabulary, *, tta: str, aggregate: str, batch_size: int,
                        depth, crops: str, batch: int, workers: int, fit: str, clipping: Clipping = Clipping(),
                        clipped: dict | None = None):
     """Every checkpoint's probabilities on the decodable ``ids``, reading ``batch`` images at a time.
@@ -58,7 +58,7 @@ def fold_probabilities(folder, ids, models: dict, vocabulary: Vocabulary, *, tta
     sizes = {ckpt["config"]["image_size"] for loaded in models.values() for _, ckpt in loaded}
     done, failed = [], []
     parts = {name: [[] for _ in loaded] for name, loaded in models.items()}
-    for good, arrays, bad in batches(folder, ids, vocabulary.channels, sizes, depth, batch, workers, fit,
+    for good, arrays, bad in batches(files, ids, vocabulary.channels, sizes, depth, batch, workers, fit,
                                      clipping, clipped):
         done += good
         failed += bad
@@ -96,12 +96,13 @@ def blended_probabilities(folder, checkpoints: dict[str, list[str]], combination
     image and checkpoint.
     """
     models, vocabulary = load_members(checkpoints, pick_device())
-    ids, broken = list_images(folder, vocabulary.channels)
+    files, broken = list_images(folder, vocabulary.channels)
+    ids = list(files)
     if not ids:  # nothing to decode: the table is empty, with a column per class
         per_fold = {name: [np.zeros((0, vocabulary.n_classes))] * len(loaded) for name, loaded in models.items()}
         done, failed = [], []
     else:
-        done, per_fold, failed = fold_probabilities(folder, ids, models, vocabulary, tta=tta,
+        done, per_fold, failed = fold_probabilities(files, ids, models, vocabulary, tta=tta,
                                                     aggregate=aggregate, batch_size=batch_size, depth=depth,
                                                     crops=crops, batch=batch, workers=workers, fit=fit,
                                                     clipping=clipping, clipped=clipped)

@@ -23,12 +23,13 @@ from hpa.cells.labels_job import peak_normalised, to_grid
 from hpa.cells.scores import cell_scores, score_table
 from hpa.cells.segment import segment
 from hpa.classes import join_names
-from hpa.data.images import channel_files, decode_field, load_image
+from hpa.data.images import decode_field, load_image
 from hpa.dihedral import transforms_for
 from hpa.files import InputError, atomic_path, write_csv
 from hpa.inference.cams import class_maps
 from hpa.inference.cells import alone, masked_fields
 from hpa.new_images.ensemble import load_members
+from hpa.new_images.folder import list_images
 from hpa.postprocess.submission import applied_thresholds, images_to_match
 from hpa.runtime.device import autocast_dtype, pick_device
 
@@ -37,11 +38,11 @@ log = logging.getLogger(__name__)
 MAX_ROWS = 4  # predicted classes drawn per image
 
 
-def image_cells(folder, image_id: str, members: list, vocabulary, *, nucleus: str, body: list[str], depth,
+def image_cells(files, members: list, vocabulary, *, nucleus: str, body: list[str], depth,
                 fit: str, tta: str):
     """(native planes, mask, maps (classes, h, w), each cell's probabilities alone (cells, classes), the fit
-    of the model's square) of one image; maps and cells alone over ``tta``'s views (``cells.tta``)."""
-    files = channel_files(folder, image_id, vocabulary.channels)
+    of the model's square) of one image ({channel: file}); maps and cells alone over ``tta``'s views
+    (``cells.tta``)."""
     planes = dict(zip(files, decode_field(files, None, depth)[0]))
     mask = segment(planes[nucleus], [planes[c] for c in body]).cells
     frame_fit = fit if mask.shape[0] != mask.shape[1] else SQUARE
@@ -74,10 +75,13 @@ def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables, skipped = [], []
+    files, _ = list_images(folder, vocabulary.channels)
     for row, image_id in enumerate(usable["Id"]):
         try:
+            if image_id not in files:
+                raise InputError(f"{image_id}: no longer in {folder}, or no longer readable; rerun predict_new")
             planes, mask, maps, cells_alone, frame_fit = image_cells(
-                folder, image_id, members, vocabulary, nucleus=nucleus, body=body, depth=depth, fit=fit, tta=tta)
+                files[image_id], members, vocabulary, nucleus=nucleus, body=body, depth=depth, fit=fit, tta=tta)
         except (InputError, OSError, ValueError) as err:  # one bad image is recorded, not the end of the folder
             log.warning("no panel for %s: %s", image_id, err)
             skipped.append({"Id": image_id, "reason": str(err)})

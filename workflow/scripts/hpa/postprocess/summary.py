@@ -25,6 +25,8 @@ VOCABULARY = "results/data/vocabulary.json"
 CLIPPED = "results/data/clipped"
 BIT_DEPTH = "results/cache/bit_depth.json"
 REJECTED = "results/data/rejected.csv"
+LEAKS = "results/data/leaks.csv"
+DUPLICATES = "results/data/duplicates.csv"
 EXTERNAL_REPORT = "results/external/report.json"
 REPORT = "report.html"
 REPORT_COMMAND = f"snakemake --report {REPORT}"
@@ -158,6 +160,7 @@ def image_lines(root: Path) -> list[str]:
                          f"each with its reason in {REJECTED}")
         else:
             lines.append(f"Images rejected: none ({REJECTED})")
+    lines += duplicate_lines(root)
     external = _read_json(root / EXTERNAL_REPORT)
     if external:
         dropped = Counter({k: v for k, v in external.get("dropped", {}).items() if v})
@@ -302,6 +305,19 @@ def output_lines(root: Path, ensembles: list[str], invocation: Invocation = Invo
     lines.append(f"Report: {invocation.report_command()}, then open {invocation.report_file()} in a browser "
                  "(rebuild it after each run)")
     return lines
+
+
+def duplicate_lines(root: Path) -> list[str]:
+    """The source's own test leaks (naming the first pairs) and duplicate training clusters (source_duplicates)."""
+    if not (root / LEAKS).is_file() or not (root / DUPLICATES).is_file():
+        return []
+    leaks = pd.read_csv(root / LEAKS, dtype=str, keep_default_na=False)
+    clusters = pd.read_csv(root / DUPLICATES, dtype=str, keep_default_na=False)["cluster"].nunique()
+    pairs = ", ".join(f"{t} ~ {m}" for t, m in zip(leaks["test_id"][:3], leaks["train_id"][:3]))
+    leaked = (f"{leaks['test_id'].nunique()} test images duplicate a training image ({pairs}"
+              + (", ..." if len(leaks) > 3 else "") + f"; {LEAKS})") if len(leaks) else f"none ({LEAKS})"
+    return [f"Test leaks within the source: {leaked}",
+            f"Duplicate training clusters: {clusters} (kept in one fold; {DUPLICATES})"]
 
 
 def summary(root, ensembles: list[str], *, failed: bool = False, log=None,
