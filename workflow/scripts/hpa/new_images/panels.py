@@ -19,10 +19,9 @@ import pandas as pd
 
 from hpa.cells.frames import SQUARE
 from hpa.cells.gallery import composite, page, row_image
-from hpa.cells.labels_job import peak_normalised, to_grid
-from hpa.cells.scores import cell_scores, score_table
+from hpa.cells.maps import average_maps, empty_table, labelled_table
+from hpa.cells.scores import cell_scores
 from hpa.cells.segment import segment
-from hpa.classes import join_names
 from hpa.data.images import channel_files, decode_field, load_image
 from hpa.dihedral import transforms_for
 from hpa.files import InputError, atomic_path, write_csv
@@ -46,17 +45,15 @@ def image_cells(folder, image_id: str, members: list, vocabulary, *, nucleus: st
     mask = segment(planes[nucleus], [planes[c] for c in body]).cells
     frame_fit = fit if mask.shape[0] != mask.shape[1] else SQUARE
     device = pick_device()
-    maps, probs = None, []
+    maps, probs = [], []
     for model, ckpt in members:
         field = load_image(files, ckpt["config"]["image_size"], depth, fit=fit)
-        m = peak_normalised(class_maps(model, field[None], views=transforms_for(tta)))
-        maps = m if maps is None else (to_grid(maps, max(maps.shape[2:], m.shape[2:]))
-                                       + to_grid(m, max(maps.shape[2:], m.shape[2:])))
+        maps.append(class_maps(model, field[None], views=transforms_for(tta)))
         _, fields = masked_fields(field, mask, frame_fit)
         amp = autocast_dtype(device, ckpt["config"]["model"].get("amp"))
         probs.append(alone(model, fields, transforms_for(tta), amp=amp, device=device) if len(fields)
                      else np.zeros((0, vocabulary.n_classes), np.float32))
-    return planes, mask, maps[0] / len(members), np.mean(probs, axis=0), frame_fit
+    return planes, mask, average_maps(maps)[0], np.mean(probs, axis=0), frame_fit
 
 
 def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[str]], record: dict, out_dir, *,
@@ -83,9 +80,7 @@ def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[
             skipped.append({"Id": image_id, "reason": str(err)})
             continue
         cells = cell_scores(probs[row], mask, method="masked", alone=cells_alone)
-        table = score_table(image_id, cells)
-        shown = cells.scores >= thresholds[None, :]
-        table["labels"] = [join_names(np.flatnonzero(s), vocabulary.classes) for s in shown]
+        table, shown = labelled_table(image_id, cells, thresholds, vocabulary.classes)
         tables.append(table)
         colour = composite(planes, vocabulary.rgb)
         predicted = np.flatnonzero(probs[row] >= thresholds)
@@ -99,8 +94,7 @@ def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[
         with atomic_path(out_dir / f"{image_id}.jpg") as tmp:
             page(f"{image_id}: {len(cells.ids)} cells", rows).save(tmp, format="JPEG", quality=90)
     log.info("%d panels written to %s", len(usable), out_dir)
-    columns_out = ["Id", "cell", "x0", "y0", "x1", "y1", "area", *[f"p{k}" for k in range(vocabulary.n_classes)], "labels"]
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns_out)
+    table = pd.concat(tables, ignore_index=True) if tables else empty_table(vocabulary.n_classes)
     write_csv(table, out_dir / "cells.csv")
     write_csv(pd.DataFrame(skipped, columns=["Id", "reason"]), out_dir / "skipped.csv")
     return table
