@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from hpa.cells.encoding import submission_row
-from hpa.cells.evaluation import (
+from hpa.cells.label_metrics import (
     cell_map_with_interval,
     judge_cells,
     paired_cell_map_difference,

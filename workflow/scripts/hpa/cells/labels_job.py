@@ -6,7 +6,7 @@ first divided by its own peak (``hpa.cells.maps.average_maps``).
 Per-cell scores follow ``cells.method`` (``hpa.cells.scores``). A cell is labelled with the
 classes whose score reaches the ensemble's threshold for the image (the thresholds the
 submission applied), so a cell of a positive image whose map lies elsewhere drops out.
-What the model says of each cell alone (``hpa.inference.cells``) is averaged over the members
+What the model says of each cell alone (``hpa.inference.per_cell``) is averaged over the members
 the same way, unnormalised (probabilities share one scale). Outputs: ``cell_scores.csv`` (Id,
 cell, box, area, p0.., labels by name), the 2021 competition's submission
 (``hpa.cells.encoding``), the ensemble's ``class_maps.npz`` and ``cells_alone.npz``.

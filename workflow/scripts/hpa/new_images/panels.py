@@ -3,7 +3,7 @@ where the ensemble sees each of its predicted classes, and in which cells.
 
 Per image: the cells segmented from its own stains (``hpa.cells.segment``), every member's
 class maps averaged as ``cell_labels`` averages them, and each cell shown alone to every
-member (``hpa.inference.cells``); the cells are scored the ``masked`` way and labelled by the
+member (``hpa.inference.per_cell``); the cells are scored the ``masked`` way and labelled by the
 thresholds ``predict_new`` applied. One JPEG per image (``hpa.cells.gallery``): a row per
 predicted class (the most probable one, marked, where none reaches its threshold) and a table
 of every cell's scores beside them.
@@ -26,7 +26,7 @@ from hpa.data.images import channel_files, decode_field, load_image
 from hpa.dihedral import transforms_for
 from hpa.files import InputError, atomic_path, write_csv
 from hpa.inference.cams import class_maps
-from hpa.inference.cells import alone, masked_fields
+from hpa.inference.per_cell import alone, masked_fields
 from hpa.new_images.ensemble import load_members
 from hpa.postprocess.submission import applied_thresholds, images_to_match
 from hpa.runtime.device import autocast_dtype, pick_device

@@ -3,7 +3,7 @@
 **Per-cell mAP.** The 2021 competition scored submissions with the Open Images challenge's
 instance evaluation (the organisers' ``oid_hpasc_challenge_evaluation.py``) at IoU 0.6:
 
-- a predicted cell matches a true cell at IoU >= 0.6 (``hpa.cells.metrics``; above 0.5 the
+- a predicted cell matches a true cell at IoU >= 0.6 (``hpa.cells.segment_metrics``; above 0.5 the
   match of non-overlapping label images is unique, so matching once per image equals Open
   Images' per-class greedy matching);
 - a predicted (cell, class, confidence) is a true positive when its matched true cell shows
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpa.cells.frames import SQUARE, peak_in_image
-from hpa.cells.metrics import iou_matrix, _assign
+from hpa.cells.segment_metrics import iou_matrix, _assign
 from hpa.metrics import LEVEL, N_BOOT, _bounds, _resample_counts, bootstrap, difference_with_interval
 
 IOU = 0.6  # the 2021 competition's matching threshold
