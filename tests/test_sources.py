@@ -80,7 +80,7 @@ def _write(path, text):
 def test_an_id_that_cannot_name_a_file_refuses_a_labels_csv_by_line(tmp_path, bad_id):
     path = _write(tmp_path / "train.csv", f'Id,Target\nok,0\n"{bad_id}",1\n')
     with pytest.raises(InputError, match="line 3: Id .* cannot name a file"):
-        read_labels(path)
+        read_labels(path, HPA)
 
 
 def test_canonical_labels_read_for_any_number_of_classes(tmp_path):
@@ -309,3 +309,13 @@ def test_a_sample_sheet_reaches_the_manifest_and_its_labels_through_the_real_rul
     labels = pd.read_csv(tmp_path / targets[1], dtype=str)
     assert labels["Target"].tolist() == ["0 1", "2", "3 5", "4"] and set(labels["source"]) == {"samples"}
     assert pd.read_csv(tmp_path / targets[2], dtype=str).to_dict("list") == {"Id": ["t1", "t2"], "Target": ["4", "0"]}
+
+
+def test_labels_and_source_tables_need_their_vocabulary(tmp_path):
+    # A source's classes are its own: no silent fallback to the atlas's 28.
+    import inspect
+    from hpa.data.ingest import source_table
+    path = _write(tmp_path / "x.csv", "Id,Target\na,1\n")
+    with pytest.raises(TypeError):
+        read_labels(path)
+    assert inspect.signature(source_table).parameters["vocab"].default is inspect.Parameter.empty

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hpa.classes import CHANNELS
 
 # Lossless formats before JPEG, so the precedence never picks the lossy copy;
 # two files for one channel are still reported as a problem by ingest and predict_new.
