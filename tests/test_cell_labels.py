@@ -20,7 +20,8 @@ from hpa.cells.label_metrics import (
     point_hits,
     pointing_game,
 )
-from hpa.cells.scores import cell_scores, cell_means, cells_of, score_table, upsample
+from hpa.cells.frames import upsample
+from hpa.cells.scores import cell_scores, cell_means, cells_of, score_table
 
 
 def squares(*boxes, shape=(40, 40), ids=None):
