@@ -208,7 +208,7 @@ def _run(tasks, workers: int, journal: Journal, records: dict, total: int, done:
     ) as bar:
         running = set()
         while True:
-            for image_id, call in tasks:
+            for _image_id, call in tasks:
                 running.add(pool.submit(call))
                 if len(running) >= 4 * workers:
                     break
