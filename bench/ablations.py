@@ -57,7 +57,7 @@ class Run:
 
     def __init__(self, root):
         self.root = Path(root)
-        truth = read_labels(self.root / "resources/demo/test_labels.csv")
+        truth = read_labels(self.root / "resources/demo/test_labels.csv", HPA)
         self.truth = truth
         self.y = labels_to_matrix(truth["Target"], HPA.n_classes).astype(bool)
         self.labels = read_manifest(self.root / "results/data/manifest.csv", split="train")

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from hpa.cells.encoding import submission_row
-from hpa.cells.evaluation import (
+from hpa.cells.label_metrics import (
     cell_map_with_interval,
     judge_cells,
     paired_cell_map_difference,
@@ -78,7 +78,7 @@ def main(n: int = 100, size: int = 128, seed: int = 2201) -> dict:
         cost["segment"] += time.perf_counter() - t0
         maps = {g: oracle_maps(truth.regions, labels, grid) for g, grid in GRIDS.items()}
 
-        def judge(name, scored, pred=cells):
+        def judge(name, scored, pred=cells, truth=truth):  # bound now, though called within this iteration
             t = time.perf_counter()
             judged[name].append(judge_cells(truth.cells, truth.labels, pred, scored.ids, scored.scores))
             cost["judge"] += (time.perf_counter() - t) / len(judged)  # per scoring judged

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from hpa.cells.metrics import cell_counts, match_cells, matched_f1_with_interval, paired_f1_difference
+from hpa.cells.segment_metrics import cell_counts, match_cells, matched_f1_with_interval, paired_f1_difference
 from hpa.cells.segment import disk_cells, one_cell, segment
 from hpa.classes import CHANNELS
 from hpa.demo.dataset import sample_label_sets

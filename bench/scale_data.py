@@ -55,7 +55,7 @@ def real_label_sets(path: Path, n: int, rng: np.random.Generator) -> list[str] |
     """``n`` Target strings drawn from a real labels file (without replacement while it lasts)."""
     if not path.is_file():
         return None
-    targets = read_labels(path)["Target"].to_numpy()
+    targets = read_labels(path, HPA)["Target"].to_numpy()
     picks = rng.permutation(len(targets))[:n] if n <= len(targets) else rng.choice(len(targets), n)
     return targets[picks].tolist()
 

@@ -151,7 +151,7 @@ def test_dilated_resnet_maps_are_finer_and_agree_with_the_original_on_its_grid()
 def test_each_cell_is_shown_alone_at_its_place_in_the_cached_field(tmp_path):
     from PIL import Image
 
-    from hpa.inference.cells import CellOutputs, cells_in_frame, write_cell_probabilities
+    from hpa.inference.per_cell import CellOutputs, cells_in_frame, write_cell_probabilities
 
     mask = np.zeros((64, 96), np.int32)  # a 96 x 64 field padded to a square, cached at 32 px
     mask[:32, :48], mask[40:, 60:], mask[0, 95] = 1, 2, 3

@@ -11,7 +11,7 @@ from hpa.cells.encoding import (
     rle_counts,
     submission_row,
 )
-from hpa.cells.evaluation import (
+from hpa.cells.label_metrics import (
     cell_map,
     cell_map_with_interval,
     judge_cells,
@@ -20,7 +20,8 @@ from hpa.cells.evaluation import (
     point_hits,
     pointing_game,
 )
-from hpa.cells.scores import cell_scores, cell_means, cells_of, score_table, upsample
+from hpa.cells.frames import upsample
+from hpa.cells.scores import cell_scores, cell_means, cells_of, score_table
 
 
 def squares(*boxes, shape=(40, 40), ids=None):
@@ -265,7 +266,7 @@ def test_the_peak_of_a_coarse_map_is_its_best_cells_centre():
 
 
 def test_one_pass_of_resamples_gives_every_interval_and_paired_difference():
-    from hpa.cells.evaluation import compare_cell_maps
+    from hpa.cells.label_metrics import compare_cell_maps
 
     rng = np.random.default_rng(4)
     mask = squares((0, 0, 10, 10), (0, 20, 10, 10), (20, 0, 10, 10))

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from hpa.cells.masks import load_masks
-from hpa.cells.metrics import (
+from hpa.cells.segment_metrics import (
     cell_counts,
     iou_matrix,
     match_cells,

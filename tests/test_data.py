@@ -25,13 +25,13 @@ def test_read_labels_names_file_and_line(tmp_path):
     path.write_text("Id,Target\na,1\nb,0 29\n")
     with pytest.raises(InputError, match=r"train.csv, line 3 \(Id b\): Target .0 29.: .29. is neither a class name "
                                          r"nor an index 0..27"):
-        read_labels(path)
+        read_labels(path, HPA)
     path.write_text("Id,Target\na,1\na,2\n")
     with pytest.raises(InputError, match="line 3: Id a appears more than once"):
-        read_labels(path)
+        read_labels(path, HPA)
     path.write_text("Image,Label\na,1\n")
     with pytest.raises(InputError, match="missing column"):
-        read_labels(path)
+        read_labels(path, HPA)
 
 
 def test_label_matrix_round_trip():
@@ -119,7 +119,7 @@ def test_folds_are_stratified_and_seeded():
 
 @pytest.mark.skipif(not (SHARED_HPA / "train.csv").exists(), reason="real competition labels not present")
 def test_real_competition_labels_read_cleanly():
-    labels = read_labels(SHARED_HPA / "train.csv")
+    labels = read_labels(SHARED_HPA / "train.csv", HPA)
     y = labels_to_matrix(labels["Target"], 28)
     assert len(labels) == 31072
     assert y[:, 0].sum() == 12885 and y[:, 27].sum() == 11

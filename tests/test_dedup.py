@@ -211,7 +211,7 @@ def test_folds_keep_each_duplicate_cluster_in_one_fold():
 def test_published_duplicate_groups_of_kaggle_train_stay_in_one_fold():
     """pedrodiamel's 106 duplicate groups within Kaggle's train.csv, with their real labels."""
     dupes = pd.read_csv(SHARED_HPA / "leaks/dupes.csv")
-    labels = read_labels(SHARED_HPA / "train.csv")
+    labels = read_labels(SHARED_HPA / "train.csv", HPA)
     others = labels[~labels["Id"].isin(dupes["ID"])].sample(800, random_state=0)
     train = pd.concat([labels[labels["Id"].isin(dupes["ID"])], others], ignore_index=True)
     folds = make_folds(train, 5, seed=42, groups=dict(zip(dupes["ID"], dupes["Group Id"])), n_classes=28)

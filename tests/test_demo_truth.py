@@ -68,7 +68,7 @@ def test_special_labels_are_drawn_only_in_their_cells():
 
 def test_truth_files_read_back(tmp_path):
     rows = []
-    for k, (labels, (_, truth)) in enumerate(fields(n=3)):
+    for k, (_labels, (_, truth)) in enumerate(fields(n=3)):
         rows += write_truth(tmp_path, f"im{k}", truth)
         assert np.array_equal(load_masks(tmp_path / "test_cells", f"im{k}"), truth.cells)
         regions = read_regions(tmp_path / "test_regions" / f"im{k}.npz")

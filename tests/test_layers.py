@@ -147,15 +147,3 @@ def test_the_check_refuses_string_dispatch(tmp_path):
     assert any("computed" in w for w in wrong)
     assert len(violations(bad, "postprocess", nested=True)) == 1  # only the computed name
 
-
-def test_the_old_dispatch_through_a_module_string_would_be_caught(tmp_path):
-    """What training/job.py did before the job became a dataclass with a callable."""
-    old = tmp_path / "job.py"
-    old.write_text(
-        "import importlib\n"
-        "def train_rank(job):\n"
-        "    module, _, name = job.get('entry', f'{__name__}:train_fold_job').partition(':')\n"
-        "    return getattr(importlib.import_module(module), name)(job)\n"
-    )
-    assert violations(old, "training", nested=True) == ["job.py imports a module whose name is computed; "
-                                                        "import it by name"]

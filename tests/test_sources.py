@@ -80,7 +80,7 @@ def _write(path, text):
 def test_an_id_that_cannot_name_a_file_refuses_a_labels_csv_by_line(tmp_path, bad_id):
     path = _write(tmp_path / "train.csv", f'Id,Target\nok,0\n"{bad_id}",1\n')
     with pytest.raises(InputError, match="line 3: Id .* cannot name a file"):
-        read_labels(path)
+        read_labels(path, HPA)
 
 
 def test_canonical_labels_read_for_any_number_of_classes(tmp_path):
@@ -376,3 +376,13 @@ def test_a_multi_channel_tiff_sheet_decodes_byte_for_byte_as_its_per_channel_fil
                     depth=BitDepth("shift", 4), fit="pad")
         caches.append(np.load(tmp_path / f"{name}.npy"))
     assert caches[0].tobytes() == caches[1].tobytes() and caches[0].any()
+
+
+def test_labels_and_source_tables_need_their_vocabulary(tmp_path):
+    # A source's classes are its own: no silent fallback to the atlas's 28.
+    import inspect
+    from hpa.data.ingest import source_table
+    path = _write(tmp_path / "x.csv", "Id,Target\na,1\n")
+    with pytest.raises(TypeError):
+        read_labels(path)
+    assert inspect.signature(source_table).parameters["vocab"].default is inspect.Parameter.empty

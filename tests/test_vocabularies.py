@@ -26,7 +26,8 @@ from hpa.postprocess.predictions import submission_table
 from hpa.postprocess.submission import fit_thresholds, submission, submission_matrices
 from hpa.tables import (InputError, labels_to_matrix, matrix_to_labels, prob_columns, prob_matrix,
                         probability_table, read_probs)
-from hpa.training import curves
+from hpa.postprocess import threshold_figures as curves
+from hpa.training import curves as training_curves
 
 from conftest import REPO
 
@@ -47,7 +48,7 @@ def labelled(vocab, n=240, seed=0):
 def captured(monkeypatch):
     """The figures the plotting code saves, kept open for the test to look at."""
     saved = []
-    for module in (hpa_figures, label_figures, post_figures, curves):
+    for module in (hpa_figures, label_figures, post_figures, curves, training_curves):
         monkeypatch.setattr(module, "save_figure", lambda fig, path, dpi=100: saved.append(fig))
     return saved
 

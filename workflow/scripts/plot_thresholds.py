@@ -3,7 +3,7 @@
 import pandas as pd
 
 from hpa.classes import Vocabulary
-from hpa.training.curves import per_class_f1_bars, threshold_curves
+from hpa.postprocess.threshold_figures import per_class_f1_bars, threshold_curves
 from hpa.tables import labels_to_matrix, prob_matrix, read_manifest
 from hpa.files import read_json, setup_logging
 

@@ -5,7 +5,7 @@ from hpa.runtime.gpu_job import gpu_job
 caches = [snakemake.input.train_npy, snakemake.input.train_index, snakemake.input.test_npy, snakemake.input.test_index]
 with gpu_job(snakemake, caches) as (train_npy, train_index, test_npy, test_index):
     from hpa.dihedral import transforms_for
-    from hpa.inference.cells import CellOutputs
+    from hpa.inference.per_cell import CellOutputs
     from hpa.inference.predict import run_job
 
     run_job(

@@ -60,22 +60,6 @@ NUM_CLASSES = len(CLASS_NAMES)
 HPA_RGB = {"red": "red", "green": "green", "blue": "blue"}
 
 
-# Hand-made class groups for ``combine: groups`` ensembles, beside the data-driven
-# groups of the co-occurrence stage. "ntu": the NTU team's seed report ensembled
-# per group of four; its exact lists are not reproduced here, so this preset is
-# the four-compartment split such a hand-made grouping follows: nucleus,
-# cytoplasm (organelles, vesicles, cytosol), cytoskeleton and cell division,
-# cell periphery. Every class is in exactly one group (a test checks). The
-# presets are lists of the HPA 28's indices: another vocabulary is refused by name.
-GROUP_PRESETS = {
-    "ntu": (
-        (0, 1, 2, 3, 4, 5),
-        (6, 7, 8, 9, 10, 20, 23, 24, 25, 26, 27),
-        (11, 12, 14, 15, 16, 17, 18, 19),
-        (13, 21, 22),
-    ),
-}
-
 # Names become column headers, figure labels and file names of per-class outputs:
 # a separator inside a name would split it, a newline would break a CSV row.
 _BAD_NAME = re.compile(r"[\n\r\t;|]|^\s|\s$")

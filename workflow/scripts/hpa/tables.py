@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hpa.classes import HPA, NUM_CLASSES, Vocabulary, id_problem
+from hpa.classes import NUM_CLASSES, Vocabulary, id_problem
 from hpa.files import InputError  # noqa: F401 (re-exported: where the table readers raise it)
 
 MANIFEST_COLUMNS = ["Id", "Target", "source", "split", "image_dir", "width", "height"]
@@ -91,12 +91,12 @@ def _read_id_table(path, required: list[str], rename: dict[str, str] | None = No
     return df
 
 
-def read_labels(path, vocab: Vocabulary = HPA, *, id_column: str = "Id", target_column: str = "Target") -> pd.DataFrame:
+def read_labels(path, vocab: Vocabulary, *, id_column: str = "Id", target_column: str = "Target") -> pd.DataFrame:
     """A dataset's labels CSV as canonical ``Id,Target`` (ascending indices, space-separated).
 
     The Target cells are the dataset's own spelling, parsed by ``vocab.parse`` (class names
-    or indices, ``vocab.separator``); the default is the 2018 task's (indices 0..27, a space),
-    which the HPAv18 external list also uses.
+    or indices, ``vocab.separator``). No default: a source's classes are its own, and reading
+    another's labels as the atlas's 28 would misread them silently (pass ``hpa.classes.HPA`` for the atlas).
     """
     df = _read_id_table(path, [id_column, target_column], {id_column: "Id", target_column: "Target"})
     df["Target"] = [

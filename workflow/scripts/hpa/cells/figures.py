@@ -32,7 +32,7 @@ def plot_evaluation(cells: dict, segmentation: dict | None, classes, path, title
         if method in cells["cell_map"]:
             s = cells["cell_map"][method]
             rows.append((names[method], s["map"], s["low"], s["high"], method in ("image", "centre")))
-    for k, (name, v, lo, hi, baseline) in enumerate(rows):
+    for k, (_name, v, lo, hi, baseline) in enumerate(rows):
         _bar(left, k, v, lo, hi, "lightgrey" if baseline else "tab:blue")
         left.text(min(hi if hi is not None else v, 0.8) + 0.02, k, f"{v:.3f} [{lo:.3f}, {hi:.3f}]", va="center", fontsize=7)
     left.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)

@@ -1,15 +1,12 @@
 """The ``cell_labels`` rule: an ensemble's class maps, and every test cell's score per class.
 
 The ensemble's map of an image is the mean of its members' (every fold of every model), each
-first divided by its own peak per image and class: a member's map is in its own units (CAM
-logits, Grad-CAM), and per-cell scores only use a map's shape within an image
-(``hpa.cells.scores``), so each member gets an equal say in where, as the blend gives them
-in what. Members with different feature grids are brought to the finest one first.
+first divided by its own peak (``hpa.cells.maps.average_maps``).
 
 Per-cell scores follow ``cells.method`` (``hpa.cells.scores``). A cell is labelled with the
 classes whose score reaches the ensemble's threshold for the image (the thresholds the
 submission applied), so a cell of a positive image whose map lies elsewhere drops out.
-What the model says of each cell alone (``hpa.inference.cells``) is averaged over the members
+What the model says of each cell alone (``hpa.inference.per_cell``) is averaged over the members
 the same way, unnormalised (probabilities share one scale). Outputs: ``cell_scores.csv`` (Id,
 cell, box, area, p0.., labels by name), the 2021 competition's submission
 (``hpa.cells.encoding``), the ensemble's ``class_maps.npz`` and ``cells_alone.npz``.
@@ -23,29 +20,14 @@ import numpy as np
 import pandas as pd
 
 from hpa.cells.encoding import COLUMNS, submission_row
-from hpa.cells.frames import SQUARE, bilinear_matrix
+from hpa.cells.frames import SQUARE
+from hpa.cells.maps import average_maps, empty_table, labelled_table
 from hpa.cells.masks import load_masks
-from hpa.cells.scores import aligned, cell_scores, cells_of, score_table
-from hpa.classes import join_names
+from hpa.cells.scores import aligned, cell_scores, cells_of
 from hpa.files import atomic_path, write_csv
 from hpa.tables import prob_matrix
 
 log = logging.getLogger(__name__)
-
-
-def peak_normalised(maps: np.ndarray) -> np.ndarray:
-    """(n, classes, h, w) maps, each (image, class) plane divided by its own peak (negative values: 0)."""
-    maps = np.clip(maps.astype(np.float32), 0, None)
-    peak = maps.max(axis=(2, 3), keepdims=True)
-    return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
-
-
-def to_grid(maps: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """(n, classes, h, w) maps brought to ``grid`` by bilinear interpolation (as ``hpa.cells.frames.upsample``)."""
-    if maps.shape[2:] == tuple(grid):
-        return maps
-    rows, cols = bilinear_matrix(grid[0], maps.shape[2]), bilinear_matrix(grid[1], maps.shape[3])
-    return np.einsum("ah,nkhw,bw->nkab", rows, maps, cols, optimize=True).astype(np.float32)
 
 
 def ensemble_maps(paths) -> tuple[np.ndarray, np.ndarray]:
@@ -57,13 +39,10 @@ def ensemble_maps(paths) -> tuple[np.ndarray, np.ndarray]:
     if not members:
         raise ValueError("no member maps to combine")
     ids = members[0][0]
-    grid = max((m.shape[2:] for _, m in members), key=lambda g: g[0] * g[1])
-    total = np.zeros((len(ids), members[0][1].shape[1], *grid), np.float32)
-    for path, (member_ids, maps) in zip(paths, members):
+    for path, (member_ids, _) in zip(paths, members):
         if not np.array_equal(member_ids, ids):
             raise ValueError(f"{path}: maps of other test images than {paths[0]}'s; rerun its predict job")
-        total += to_grid(peak_normalised(maps), grid)
-    return ids, (total / len(members)).astype(np.float16)
+    return ids, average_maps(m for _, m in members).astype(np.float16)
 
 
 def ensemble_cells(paths) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,15 +90,9 @@ def label_cells(*, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids
             mine = aligned(alone or {}, image.Id, cells_of(mask)[0], len(classes))
         cells = cell_scores(prob_of[image.Id], mask, grid, how, weight, fit=fits.get(image.Id, SQUARE), alone=mine,
                             thresholds=thresholds)
-        table = score_table(image.Id, cells)
-        shown = cells.scores >= thresholds[None, :]
-        table["labels"] = [join_names(np.flatnonzero(s), classes) for s in shown]
-        tables.append(table)
+        tables.append(labelled_table(image.Id, cells, thresholds, classes)[0])
         rows.append(submission_row(image.Id, mask, cells.ids, cells.scores, min_score))
     if n_unmapped:
         log.warning("%d images had no class maps: their cells took their image's probabilities", n_unmapped)
-    n_classes = len(classes)
-    empty = pd.DataFrame(columns=["Id", "cell", "x0", "y0", "x1", "y1", "area",
-                                  *[f"p{k}" for k in range(n_classes)], "labels"])
-    scores = pd.concat(tables, ignore_index=True) if tables else empty
+    scores = pd.concat(tables, ignore_index=True) if tables else empty_table(len(classes))
     return scores, pd.DataFrame(rows, columns=COLUMNS)

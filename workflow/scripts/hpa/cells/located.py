@@ -7,7 +7,7 @@ class c at the cached field's pixels (the square the model saw) is
 
     located_c = cam_c (bilinear, over its peak) x r_c(cell of the pixel) x protein,
 
-- ``r_c``: what the models say of each cell alone (``hpa.inference.cells``) over the image's best
+- ``r_c``: what the models say of each cell alone (``hpa.inference.per_cell``) over the image's best
   cell's (``hpa.cells.scores.alone_ratios``), 0 off the cells: which cell shows the class;
 - ``protein``: the protein channel as cached (where in that cell the stain is; the class's
   pattern is drawn in it, whatever the class);

@@ -15,7 +15,7 @@ Methods (``cell_scores(..., method=)``):
   the map's, so that a cell the map misses keeps some of its image's score (maps of weak
   classes are often wrong where the image label is right);
 - ``masked``: probability x ``a / max a``, where ``a`` is what the model says of each cell
-  alone in its field (every other pixel set to zero: ``hpa.inference.cells``), the best cell
+  alone in its field (every other pixel set to zero: ``hpa.inference.per_cell``), the best cell
   again taking the image's probability. A cell that was not shown alone keeps its image's.
 - ``gated`` (the default): probability x ``min(1, a / min(t, max a))``, ``t`` the class's
   threshold for the image (the one the submission applies, fitted on the training folds'

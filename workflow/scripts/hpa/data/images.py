@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hpa.classes import CHANNELS
 from hpa.data.stacks import open_image
 
 # Lossless formats before JPEG, so the precedence never picks the lossy copy;

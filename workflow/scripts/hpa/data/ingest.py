@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from hpa.classes import HPA, Vocabulary
+from hpa.classes import Vocabulary
 from hpa.data.images import COLOUR_MODES, GREY_MODES, channel_files, channel_problem, list_channels
 from hpa.data.rejections import summary
 from hpa.data.samples import REFUSED_COLUMNS, sheet_rows
@@ -134,7 +134,7 @@ def image_dirs_of(full_size: bool) -> dict[str, str]:
     return FULL_SIZE_DIRS if full_size else SPLIT_DIRS
 
 
-def source_table(source_dir, image_dirs: dict[str, str] = SPLIT_DIRS, vocab: Vocabulary = HPA, *,
+def source_table(source_dir, image_dirs: dict[str, str] = SPLIT_DIRS, *, vocab: Vocabulary,
                  id_column: str = "Id", target_column: str = "Target") -> pd.DataFrame:
     """Every train and test Id of a Kaggle-layout folder: ``Id,Target,split,image_dir``, Target canonical.
 
@@ -176,7 +176,7 @@ def read_source(source_dir, source: str, vocab: Vocabulary, *, samples=None, ima
         # Test labels go to results/data/test_labels.csv (rule test_labels), never into the manifest.
         table.loc[table["split"] == "test", "Target"] = ""
         return table, refused, {"train": samples, "test": samples}
-    table = source_table(source_dir, image_dirs, vocab, id_column=id_column, target_column=target_column)
+    table = source_table(source_dir, image_dirs, vocab=vocab, id_column=id_column, target_column=target_column)
     refused = pd.DataFrame(columns=REFUSED_COLUMNS)
     return table, refused, {split: Path(source_dir) / folder for split, folder in image_dirs.items()}
 

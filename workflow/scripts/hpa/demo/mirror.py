@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from hpa.classes import CHANNELS, NUM_CLASSES
+from hpa.classes import CHANNELS, HPA, NUM_CLASSES
 from hpa.data.images import channel_files, load_image
 from hpa.demo.dataset import sample_label_sets
 from hpa.demo.render import render_field
@@ -139,8 +139,8 @@ def plan(n: int, train: pd.DataFrame, test: pd.DataFrame, rng: np.random.Generat
 def make_mirror(demo_dir, out_dir, n: int, size: int, seed: int, quality: int = 90, workers: int = 1) -> None:
     """Write the mirror of ``n`` images for the demo dataset in ``demo_dir``."""
     demo_dir, out_dir = Path(demo_dir), Path(out_dir)
-    train = read_labels(demo_dir / "train.csv")
-    test = read_labels(demo_dir / "test_labels.csv")
+    train = read_labels(demo_dir / "train.csv", HPA)
+    test = read_labels(demo_dir / "test_labels.csv", HPA)
     table = plan(n, train, test, np.random.default_rng([seed, 18]))
     seed_of = dict(zip(table["Id"], table["seed"]))
     split_of = {**dict.fromkeys(train["Id"], "train"), **dict.fromkeys(test["Id"], "test")}

@@ -38,7 +38,7 @@ from scipy import ndimage as ndi
 
 from hpa.classes import CHANNELS
 from hpa.classes import NUM_CLASSES as N_CLASSES
-from hpa.demo.cells import TAU, Scene, _blob_r, _layout, _points, _rasterise, _unit
+from hpa.demo.scene_cells import TAU, Scene, _blob_r, _layout, _points, _rasterise, _unit
 from hpa.demo.strokes import (
     _clip_paths,
     _filament_seeds,

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from hpa.demo.cells import TAU, _points, _unit
+from hpa.demo.scene_cells import TAU, _points, _unit
 
 
 def _smooth_noise(rng, size, spacing):

@@ -32,7 +32,7 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from hpa.classes import CHANNELS
+from hpa.classes import CHANNELS, HPA
 from hpa.data.clipping import Clipping
 from hpa.data.clipping import table as clipped_table
 from hpa.data.images import BitDepth, channel_files, load_image
@@ -242,7 +242,8 @@ def hash_source(source_dir, kind: str, workers: int = 1, image_dirs: dict[str, s
     that cannot be read keep their error and no hashes. Channels the bit-depth rule clips
     (``clipping``) are listed in ``clipped_path``, as cache_images lists them.
     """
-    table = source_table(source_dir, image_dirs, **columns)
+    # Hashing compares the source with the atlas's external images, so it is the atlas's (HPA only).
+    table = source_table(source_dir, image_dirs, vocab=HPA, **columns)
     tasks = [(d, i, kind, depth, clipping) for d, i in zip(table["image_dir"], table["Id"])]
     # PIL releases the GIL while decoding and resizing, so threads scale.
     with ThreadPoolExecutor(max(1, workers)) as pool:

@@ -28,7 +28,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from hpa.classes import CHANNELS
+from hpa.classes import CHANNELS, HPA
 from hpa.data.images import YELLOW, BitDepth, channel_files, channel_path, decode_plane, load_image
 from hpa.external.dedup import HASHES, plane_summary, summary_columns
 from hpa.external.fetch import (
@@ -81,7 +81,7 @@ class Settings:
 
 def read_list(path) -> pd.DataFrame:
     """The external list (``Id,Target``), checked like train.csv; Ids must hold a ``_``."""
-    table = read_labels(path)
+    table = read_labels(path, HPA)  # the HPAv18 list spells the atlas's classes as indices
     bad = ~table["Id"].str.contains("_", regex=False) | table["Id"].str.contains(r"[/\\]|^\.", regex=True)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -208,7 +208,7 @@ def _run(tasks, workers: int, journal: Journal, records: dict, total: int, done:
     ) as bar:
         running = set()
         while True:
-            for image_id, call in tasks:
+            for _image_id, call in tasks:
                 running.add(pool.submit(call))
                 if len(running) >= 4 * workers:
                     break

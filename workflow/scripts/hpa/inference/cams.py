@@ -25,7 +25,8 @@ from captum.attr import LayerGradCam
 from torch import nn
 
 from hpa.dihedral import dihedral, dihedral_inverse
-from hpa.models.anatomy import LOGITS, Split, split_model
+from hpa.models.anatomy import Split, split_model
+from hpa.models.heads import LOGITS
 
 METHODS = ("auto", "cam", "gradcam")
 

@@ -18,7 +18,7 @@ from hpa.crops import crop_boxes
 from hpa.data.cache import open_cache
 from hpa.dihedral import transforms_for
 from hpa.files import atomic_path
-from hpa.inference.cells import CellOutputs, finer, write_cell_probabilities, write_maps
+from hpa.inference.per_cell import CellOutputs, finer, write_cell_probabilities, write_maps
 from hpa.inference.tta import predict_views
 from hpa.runtime.checkpoint import checkpoint_vocabulary, load_checkpoint
 from hpa.runtime.device import autocast_dtype, compute_threads, pick_device

@@ -64,6 +64,20 @@ def check_options(arch: str, stem: str, head: str, se_reduction: int) -> None:
                          f"natively, each in its own branch; leave stem at its default (ignored)")
 
 
+def channel_statistics(rgb_source, mean, std) -> tuple[int, tuple, tuple]:
+    """(input channels, mean, std): one channel per ``rgb_source`` entry, statistics defaulting to 0 and 1,
+    refused when their length is not the vocabulary's (a stats file from another source)."""
+    in_channels = len(rgb_source)
+    if in_channels < 1:
+        raise ValueError("rgb_source is empty: give one entry per input channel (Vocabulary.rgb_source())")
+    mean = (0.0,) * in_channels if mean is None else mean
+    std = (1.0,) * in_channels if std is None else std
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise ValueError(f"channel statistics for {len(mean)} channels, a model of {in_channels}: the stats file "
+                         "and the vocabulary disagree; rerun channel_stats")
+    return in_channels, mean, std
+
+
 def build_model(
     arch: str,
     mean=None,
@@ -84,14 +98,7 @@ def build_model(
     """The classifier; ``rgb_source`` (one entry per input channel: its pretrained RGB filter or None) sets
     the input channels, ``mean``/``std`` (per channel, 0..1 scale; default 0 and 1) the normalisation."""
     check_options(arch, stem, head, se_reduction)
-    in_channels = len(rgb_source)
-    if in_channels < 1:
-        raise ValueError("rgb_source is empty: give one entry per input channel (Vocabulary.rgb_source())")
-    mean = (0.0,) * in_channels if mean is None else mean
-    std = (1.0,) * in_channels if std is None else std
-    if len(mean) != in_channels or len(std) != in_channels:
-        raise ValueError(f"channel statistics for {len(mean)} channels, a model of {in_channels}: the stats file "
-                         "and the vocabulary disagree; rerun channel_stats")
+    in_channels, mean, std = channel_statistics(rgb_source, mean, std)
     if timm_name(arch) is not None:
         if extra_blocks:
             raise ValueError(f"extra_blocks={extra_blocks} applies to torchvision resnet archs only, not {arch}; "

@@ -3,7 +3,7 @@ where the ensemble sees each of its predicted classes, and in which cells.
 
 Per image: the cells segmented from its own stains (``hpa.cells.segment``), every member's
 class maps averaged as ``cell_labels`` averages them, and each cell shown alone to every
-member (``hpa.inference.cells``); the cells are scored the ``masked`` way and labelled by the
+member (``hpa.inference.per_cell``); the cells are scored the ``masked`` way and labelled by the
 thresholds ``predict_new`` applied. One JPEG per image (``hpa.cells.gallery``): a row per
 predicted class (the most probable one, marked, where none reaches its threshold) and a table
 of every cell's scores beside them.
@@ -19,15 +19,14 @@ import pandas as pd
 
 from hpa.cells.frames import SQUARE
 from hpa.cells.gallery import composite, page, protein_channel, protein_panel, row_image
-from hpa.cells.labels_job import peak_normalised, to_grid
-from hpa.cells.scores import cell_scores, score_table
+from hpa.cells.maps import average_maps, empty_table, labelled_table
+from hpa.cells.scores import cell_scores
 from hpa.cells.segment import segment
-from hpa.classes import join_names
 from hpa.data.images import decode_field, load_image
 from hpa.dihedral import transforms_for
 from hpa.files import InputError, atomic_path, write_csv
 from hpa.inference.cams import class_maps
-from hpa.inference.cells import alone, masked_fields
+from hpa.inference.per_cell import alone, masked_fields
 from hpa.new_images.ensemble import load_members
 from hpa.new_images.folder import list_images
 from hpa.postprocess.submission import applied_thresholds, images_to_match
@@ -47,17 +46,15 @@ def image_cells(files, members: list, vocabulary, *, nucleus: str, body: list[st
     mask = segment(planes[nucleus], [planes[c] for c in body]).cells
     frame_fit = fit if mask.shape[0] != mask.shape[1] else SQUARE
     device = pick_device()
-    maps, probs = None, []
+    maps, probs = [], []
     for model, ckpt in members:
         field = load_image(files, ckpt["config"]["image_size"], depth, fit=fit)
-        m = peak_normalised(class_maps(model, field[None], views=transforms_for(tta)))
-        maps = m if maps is None else (to_grid(maps, max(maps.shape[2:], m.shape[2:]))
-                                       + to_grid(m, max(maps.shape[2:], m.shape[2:])))
+        maps.append(class_maps(model, field[None], views=transforms_for(tta)))
         _, fields = masked_fields(field, mask, frame_fit)
         amp = autocast_dtype(device, ckpt["config"]["model"].get("amp"))
         probs.append(alone(model, fields, transforms_for(tta), amp=amp, device=device) if len(fields)
                      else np.zeros((0, vocabulary.n_classes), np.float32))
-    return planes, mask, maps[0] / len(members), np.mean(probs, axis=0), frame_fit
+    return planes, mask, average_maps(maps)[0], np.mean(probs, axis=0), frame_fit
 
 
 def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[str]], record: dict, out_dir, *,
@@ -87,9 +84,7 @@ def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[
             skipped.append({"Id": image_id, "reason": str(err)})
             continue
         cells = cell_scores(probs[row], mask, method="masked", alone=cells_alone)
-        table = score_table(image_id, cells)
-        shown = cells.scores >= thresholds[None, :]
-        table["labels"] = [join_names(np.flatnonzero(s), vocabulary.classes) for s in shown]
+        table, shown = labelled_table(image_id, cells, thresholds, vocabulary.classes)
         tables.append(table)
         colour = composite(planes, vocabulary.rgb)
         protein = protein_panel(planes[protein_channel(vocabulary)])
@@ -105,8 +100,7 @@ def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[
         with atomic_path(out_dir / f"{image_id}.jpg") as tmp:
             page(f"{image_id}: {len(cells.ids)} cells", rows).save(tmp, format="JPEG", quality=90)
     log.info("%d panels written to %s", len(usable), out_dir)
-    columns_out = ["Id", "cell", "x0", "y0", "x1", "y1", "area", *[f"p{k}" for k in range(vocabulary.n_classes)], "labels"]
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns_out)
+    table = pd.concat(tables, ignore_index=True) if tables else empty_table(vocabulary.n_classes)
     write_csv(table, out_dir / "cells.csv")
     write_csv(pd.DataFrame(skipped, columns=["Id", "reason"]), out_dir / "skipped.csv")
     return table

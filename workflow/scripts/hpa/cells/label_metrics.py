@@ -3,7 +3,7 @@
 **Per-cell mAP.** The 2021 competition scored submissions with the Open Images challenge's
 instance evaluation (the organisers' ``oid_hpasc_challenge_evaluation.py``) at IoU 0.6:
 
-- a predicted cell matches a true cell at IoU >= 0.6 (``hpa.cells.metrics``; above 0.5 the
+- a predicted cell matches a true cell at IoU >= 0.6 (``hpa.cells.segment_metrics``; above 0.5 the
   match of non-overlapping label images is unique, so matching once per image equals Open
   Images' per-class greedy matching);
 - a predicted (cell, class, confidence) is a true positive when its matched true cell shows
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpa.cells.frames import SQUARE, peak_in_image
-from hpa.cells.metrics import iou_matrix, _assign
-from hpa.metrics import LEVEL, N_BOOT, _bounds, _resample_counts
+from hpa.cells.segment_metrics import iou_matrix, _assign
+from hpa.metrics import LEVEL, N_BOOT, _bounds, _resample_counts, bootstrap, difference_with_interval
 
 IOU = 0.6  # the 2021 competition's matching threshold
 
@@ -154,12 +154,8 @@ def bootstrap_cell_map(*scorings: Sequence[Detections], n_boot: int = N_BOOT, se
     flats = [_flatten(s) for s in scorings]
     if len({len(s) for s in scorings}) != 1:
         raise ValueError(f"scorings cover different numbers of images: {[len(s) for s in scorings]}")
-    out, done = np.empty((len(flats), n_boot)), 0
-    for w in _resample_counts(len(scorings[0]), n_boot, seed):
-        for i, flat in enumerate(flats):
-            out[i, done:done + len(w)] = _nanmean_rows(_ap_table(flat, w))
-        done += len(w)
-    return out
+    return bootstrap(lambda flat, w: _nanmean_rows(_ap_table(flat, w)), flats, len(scorings[0]),
+                     n_boot=n_boot, seed=seed)
 
 
 def cell_map_with_interval(images, *, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> dict:
@@ -173,9 +169,7 @@ def paired_cell_map_difference(images_a, images_b, *, n_boot: int = N_BOOT, seed
                                level: float = LEVEL) -> dict:
     """``{difference, low, high, p_not_better}``: per-cell mAP of scoring a minus b, same images."""
     a, b = bootstrap_cell_map(images_a, images_b, n_boot=n_boot, seed=seed)
-    low, high = _bounds(a - b, level)
-    return {"difference": cell_map(images_a)["map"] - cell_map(images_b)["map"], "low": low, "high": high,
-            "p_not_better": float(np.mean(a - b <= 0))}
+    return difference_with_interval(cell_map(images_a)["map"], cell_map(images_b)["map"], a, b, level)
 
 
 def compare_cell_maps(scorings: Mapping[str, Sequence[Detections]], pairs, *, n_boot: int = N_BOOT, seed: int = 0,
@@ -190,10 +184,8 @@ def compare_cell_maps(scorings: Mapping[str, Sequence[Detections]], pairs, *, n_
         scores[name] = cell_map(scorings[name]) | {"low": low, "high": high}
     differences = {}
     for a, b in pairs:
-        gap = boot[names.index(a)] - boot[names.index(b)]
-        low, high = _bounds(gap, level)
-        differences[a, b] = {"difference": scores[a]["map"] - scores[b]["map"], "low": low, "high": high,
-                             "p_not_better": float(np.mean(gap <= 0))}
+        differences[a, b] = difference_with_interval(scores[a]["map"], scores[b]["map"], boot[names.index(a)],
+                                                     boot[names.index(b)], level)
     return scores, differences
 
 

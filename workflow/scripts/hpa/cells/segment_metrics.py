@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from hpa.metrics import LEVEL, N_BOOT, _bounds, _resample_counts
+from hpa.metrics import LEVEL, N_BOOT, _bounds, bootstrap, difference_with_interval
 
 IOU = 0.5
 
@@ -83,12 +83,7 @@ def bootstrap_f1(*counts, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
     arrays = [np.asarray(c, float).reshape(-1, 3) for c in counts]
     if len({len(a) for a in arrays}) != 1:
         raise ValueError(f"counts cover different numbers of images: {[len(a) for a in arrays]}")
-    out, done = np.empty((len(arrays), n_boot)), 0
-    for w in _resample_counts(len(arrays[0]), n_boot, seed):
-        for i, a in enumerate(arrays):
-            out[i, done:done + len(w)] = _f1(w @ a)
-        done += len(w)
-    return out
+    return bootstrap(lambda a, w: _f1(w @ a), arrays, len(arrays[0]), n_boot=n_boot, seed=seed)
 
 
 def matched_f1_with_interval(counts, *, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> dict:
@@ -103,6 +98,4 @@ def matched_f1_with_interval(counts, *, n_boot: int = N_BOOT, seed: int = 0, lev
 def paired_f1_difference(counts_a, counts_b, *, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> dict:
     """``{difference, low, high, p_not_better}``: matched F1 of a minus b on the same images."""
     a, b = bootstrap_f1(counts_a, counts_b, n_boot=n_boot, seed=seed)
-    low, high = _bounds(a - b, level)
-    return {"difference": matched_f1(counts_a)["f1"] - matched_f1(counts_b)["f1"], "low": low, "high": high,
-            "p_not_better": float(np.mean(a - b <= 0))}
+    return difference_with_interval(matched_f1(counts_a)["f1"], matched_f1(counts_b)["f1"], a, b, level)
