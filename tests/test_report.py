@@ -41,13 +41,26 @@ def test_scores_page_renders_every_score_with_its_interval_and_no_skill(test):
 
 
 @pytest.mark.parametrize("test", [True, False])
-def test_scores_figure_draws_with_and_without_test_labels(test, tmp_path):
+def test_scores_figure_draws_with_and_without_test_labels(test, tmp_path, monkeypatch):
+    """The figure itself, not only a PNG: every ensemble's score written out with its interval,
+    in the order of the table, the test scores and their no-skill line only where labels exist."""
+    import hpa.postprocess.figures as figures
+
+    saved = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path, **_: saved.append(fig))
     table = comparison(test)
     if not test:  # real data: comparison.csv has the test columns, empty
         table = table.assign(test_macro_f1=float("nan"), test_low=float("nan"), test_high=float("nan"),
                              test_no_skill=float("nan"))
     scores_figure(table, tmp_path / "scores.png")
-    assert (tmp_path / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    ax = saved[0].axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[:2] == ["0.478 [0.441, 0.512]", "0.105 [0.090, 0.121]"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["both", "weak"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "no-skill, out-of-fold images (0.108)" in legend
+    assert ("0.474 [0.430, 0.520]" in texts) == test and ("no-skill, test images (0.110)" in legend) == test
+    assert len(texts) == (4 if test else 2)
 
 
 def test_class_table_counts_the_training_labels_and_renders_every_class():
