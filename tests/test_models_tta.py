@@ -81,17 +81,28 @@ def test_normalisation_is_part_of_the_model():
 def test_dihedral_group_has_eight_distinct_elements():
     x = torch.arange(9).view(1, 1, 3, 3)
     views = {tuple(dihedral(x, t).flatten().tolist()) for t in range(8)}
-    assert len(views) == 8
+    # Exactly the square's symmetries: four rotations, each with and without a flip.
+    square = {tuple(torch.rot90(v, k, dims=(-2, -1)).flatten().tolist())
+              for v in (x, torch.flip(x, dims=(-1,))) for k in range(4)}
+    assert len(views) == 8 and views == square
+    assert torch.equal(dihedral(x, 0), x)
     assert torch.equal(dihedral(x, 4), torch.flip(x, dims=(-1,)))
     assert torch.equal(dihedral(x, 6), torch.flip(x, dims=(-2,)))
     assert set(transforms_for("flips")) == {0, 2, 4, 6}
 
 
 def test_random_dihedral_only_permutes_pixels():
+    """Each image comes out as one of its own eight views (not any shuffle of its pixels), the
+    views drawn per image, so a batch holds several."""
     x = torch.randint(0, 256, (16, 4, 5, 5), dtype=torch.uint8)
     out = random_dihedral(x, torch.Generator().manual_seed(0))
     assert not torch.equal(out, x)
-    assert torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+    drawn = []
+    for image, result in zip(x, out):
+        matches = [t for t in range(8) if torch.equal(dihedral(image[None], t)[0], result)]
+        assert matches, "an image came out as none of its dihedral views"
+        drawn.append(matches[0])
+    assert len(set(drawn)) > 2
 
 
 def test_tta_averages_or_maxes_the_model_over_exactly_the_named_views():
