@@ -146,4 +146,3 @@ def test_the_check_refuses_string_dispatch(tmp_path):
     assert len(wrong) == 4, wrong
     assert any("computed" in w for w in wrong)
     assert len(violations(bad, "postprocess", nested=True)) == 1  # only the computed name
-

@@ -103,9 +103,15 @@ def test_honest_estimate_exposes_threshold_overfitting():
 
 def test_every_method_is_reachable_by_name(rng):
     probs, y = random_problem(rng, n=60)
-    for name in thresholds.METHODS:
-        t = thresholds.fit(name, probs, y, y.mean(0))
+    freq = y.mean(0)
+    got = {name: thresholds.fit(name, probs, y, freq) for name in thresholds.METHODS}
+    assert set(got) == {"global", "per_class", "soft_f1", "frequency", "match_distribution"}
+    for name, t in got.items():
         assert t.shape == (28,) and np.all((t >= 0) & (t <= 1.0 + 1e-6)), name
+    # Each name reaches its own method: no two give the same thresholds, and each has its shape.
+    assert len({t.round(6).tobytes() for t in got.values()}) == len(got)
+    assert np.ptp(got["global"]) == 0 and np.ptp(got["per_class"]) > 0
+    assert np.allclose(got["frequency"][freq > 0], freq[freq > 0])
 
 
 def test_macro_f1_at_every_cut_equals_thresholding_at_each(rng):
