@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from hpa import thresholds as th
+from hpa.classes import HPA
 from hpa.files import read_json, write_csv
 from hpa.metrics import macro_f1, no_skill_macro_f1, paired_difference
 from hpa.postprocess.submission import submission_matrices, threshold_inputs
-from hpa.classes import HPA
 from hpa.tables import labels_to_matrix, prob_matrix, read_labels, read_manifest
 
 BASE = "focal_os"  # the benchmark's reference system: ResNet18, focal loss, oversampling, flip TTA
@@ -131,7 +131,9 @@ def ablation_table(run: Run) -> pd.DataFrame:
 def systems_table(run: Run) -> pd.DataFrame:
     """Every ensemble of the run: honest and test macro F1 with intervals, no-skill, paired gap to the best."""
     c = run.comparison
-    ci = lambda v, lo, hi: f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+    def ci(v, lo, hi):
+        return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
     return pd.DataFrame({
         "ensemble": c["ensemble"], "models": c["models"], "threshold": c["method"],
         "honest OOF [95% CI]": [ci(*r) for r in zip(c["honest_macro_f1"], c["honest_low"], c["honest_high"])],

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from hpa.cells.segment_metrics import cell_counts, match_cells, matched_f1_with_interval, paired_f1_difference
 from hpa.cells.segment import disk_cells, one_cell, segment
+from hpa.cells.segment_metrics import cell_counts, match_cells, matched_f1_with_interval, paired_f1_difference
 from hpa.classes import CHANNELS
 from hpa.demo.dataset import sample_label_sets
 from hpa.demo.render import render_field

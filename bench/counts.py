@@ -5,9 +5,9 @@ TorchFunctionMode counts the calls that make the host wait for a GPU. Those are 
 / ``.cpu`` / ``copy_`` naming another device without ``non_blocking``, a scalar read (``.item()``,
 ``.tolist()``, ``bool(t)``, ``float(t)``), and the ops whose output size depends on the data
 (``nonzero``, ``unique``, ``masked_select``). Calls from inside torch itself
-are not counted (see ``_inside_torch``): the count is of the pipeline's own transfers. On a CPU no copy really crosses a device, so ``.to`` with a
-device counts as if it did: the same call on a GPU would be a blocking copy. That is what lets a
-CPU-only CI guard the GPU's step.
+are not counted (see ``_inside_torch``): the count is of the pipeline's own transfers. On a CPU
+no copy really crosses a device, so ``.to`` with a device counts as if it did: the same call on a
+GPU would be a blocking copy. That is what lets a CPU-only CI guard the GPU's step.
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ def crop_table(whole: Run, crops: Run) -> pd.DataFrame:
     for ensemble in crops.comparison["ensemble"]:
         a, b = crops.prediction(ensemble), whole.prediction(ensemble)
         on, off, d = score_with_interval(crops.y, a), score_with_interval(whole.y, b), paired_difference(crops.y, a, b)
-        ci = lambda s: f"{s['macro_f1']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+        def ci(s):
+            return f"{s['macro_f1']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+
         rows.append({
             "ensemble": ensemble, "whole images [95% CI]": ci(off), "crops [95% CI]": ci(on),
             "crops − whole [95% CI]": f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]",

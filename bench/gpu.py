@@ -33,6 +33,7 @@ import torch
 import yaml
 
 from hpa.classes import HPA
+from hpa.config.spec import TrainConfig
 from hpa.inference.tta import predict_probs
 from hpa.labels.sampling import image_weights
 from hpa.loop.trainer import train_one_epoch, train_step
@@ -40,7 +41,6 @@ from hpa.runtime import distributed
 from hpa.runtime.device import pick_device
 from hpa.runtime.loader import CachedImages, loader_workers, make_loader, training_loader
 from hpa.training.classifier import classifier_trainer
-from hpa.training.config import TrainConfig
 
 from . import ceiling
 from .common import report

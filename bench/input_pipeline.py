@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from hpa.classes import HPA
+from hpa.config.spec import TrainConfig
 from hpa.loop.trainer import train_one_epoch
 from hpa.runtime.distributed import Ranks
 from hpa.runtime.loader import CachedImages, loader_workers, training_loader
 from hpa.training.classifier import classifier_trainer
-from hpa.training.config import TrainConfig
 
 from .common import report
 

@@ -18,16 +18,16 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .scale_layout import REPO, SIZE, Layout, embedding_paths, member_paths
-from hpa.classes import CHANNELS
+from hpa.classes import CHANNELS, HPA
 from hpa.data.images import channel_path
 from hpa.demo.dataset import demo_id, sample_label_sets
 from hpa.embedding.neighbours import write_embeddings
 from hpa.external.dedup import hash_plane, summary_columns
 from hpa.external.download import RECORD_COLUMNS
 from hpa.files import write_csv
-from hpa.classes import HPA
 from hpa.tables import format_target, labels_to_matrix, probability_table, read_labels, read_manifest
+
+from .scale_layout import REPO, SIZE, Layout, embedding_paths, member_paths
 
 SHARED_HPA = REPO.parent / "shared" / "data" / "hpa"
 

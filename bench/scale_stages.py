@@ -121,7 +121,8 @@ def folds(d: Layout, threads: int) -> None:
     from hpa.files import write_csv
     from hpa.tables import read_manifest
     table = make_folds(read_manifest(d.results / "manifest.csv", split="train"), n_folds=CONFIG["folds"]["n"],
-                       seed=CONFIG["folds"]["seed"], groups=read_groups(d.results / "external" / "duplicates.csv"), n_classes=HPA.n_classes)
+                       seed=CONFIG["folds"]["seed"], groups=read_groups(d.results / "external" / "duplicates.csv"),
+                       n_classes=HPA.n_classes)
     write_csv(table, d.results / "folds.csv")
 
 
@@ -158,9 +159,9 @@ def blend(d: Layout, threads: int) -> None:
 
 
 def thresholds(d: Layout, threads: int) -> None:
-    from hpa.classes import HPA
     import pandas as pd
 
+    from hpa.classes import HPA
     from hpa.files import write_csv, write_json
     from hpa.postprocess.submission import fit_thresholds
     from hpa.tables import read_manifest

@@ -45,13 +45,15 @@ def main() -> dict:
     print(f"search within the source ({SOURCE}): {within:.2f} s; external pool ({POOL}): {pool:.2f} s; "
           f"ratio within / external {within / pool:.2f}")
     print(f"hashing cached planes: {hashing / HASH_N * 1000:.2f} ms per image, {projected:.0f} s projected for "
-          f"{SOURCE} images on 2 cores ({one_core / hashing:.1f}x one core); stage total {projected + within:.0f} s vs today's {TODAY_HASHING_SECONDS} s "
+          f"{SOURCE} images on 2 cores ({one_core / hashing:.1f}x one core); "
+          f"stage total {projected + within:.0f} s vs today's {TODAY_HASHING_SECONDS} s "
           f"hashing + {pool:.1f} s external search")
     return report("source_duplicates", {
         "source_images": SOURCE, "pool_images": POOL, "within_search_seconds": round(within, 3),
         "external_search_seconds": round(pool, 3), "ratio_within_over_external": round(within / pool, 3),
         "planted_found": [within_found, pool_found], "hash_images_measured": HASH_N, "hash_size": HASH_SIZE,
-        "hash_ms_per_image": round(hashing / HASH_N * 1000, 3), "hash_speedup_2_workers": round(one_core / hashing, 2), "projected_hash_seconds": round(projected, 1),
+        "hash_ms_per_image": round(hashing / HASH_N * 1000, 3), "hash_speedup_2_workers": round(one_core / hashing, 2),
+        "projected_hash_seconds": round(projected, 1),
         "today_hashing_seconds": TODAY_HASHING_SECONDS,
     })
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from hpa.classes import HPA
 from hpa.training.classifier import classifier_trainer
-from hpa.training.config import TrainConfig
+from hpa.config.spec import TrainConfig
 print("imports", time.time(), flush=True)
 arch, size = sys.argv[1], int(sys.argv[2])
 y = (np.random.default_rng(0).random((32, 28)) < 0.1).astype(np.float32)

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from hpa.classes import HPA
+from hpa.config.spec import TrainConfig
 from hpa.loop.trainer import Trainer, train_one_epoch
 from hpa.runtime.device import pick_device
 from hpa.runtime.distributed import Ranks
 from hpa.runtime.loader import CachedImages, training_loader
 from hpa.training.classifier import classifier_trainer
-from hpa.training.config import TrainConfig
 
 from .common import report
 

@@ -11,6 +11,7 @@ from hpa.cells.encoding import (
     rle_counts,
     submission_row,
 )
+from hpa.cells.frames import upsample
 from hpa.cells.label_metrics import (
     cell_map,
     cell_map_with_interval,
@@ -20,8 +21,7 @@ from hpa.cells.label_metrics import (
     point_hits,
     pointing_game,
 )
-from hpa.cells.frames import upsample
-from hpa.cells.scores import cell_scores, cell_means, cells_of, score_table
+from hpa.cells.scores import cell_means, cell_scores, cells_of, score_table
 
 
 def squares(*boxes, shape=(40, 40), ids=None):

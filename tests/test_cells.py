@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from hpa.cells.masks import load_masks
+from hpa.cells.segment import disk_cells, fill_holes, image_flags, one_cell, segment
 from hpa.cells.segment_metrics import (
     cell_counts,
     iou_matrix,
@@ -14,7 +15,6 @@ from hpa.cells.segment_metrics import (
     matched_f1_with_interval,
     paired_f1_difference,
 )
-from hpa.cells.segment import disk_cells, fill_holes, image_flags, one_cell, segment
 from hpa.cells.truth import read_cell_labels, regions_of
 from hpa.classes import CHANNELS
 from hpa.demo.render import render_field

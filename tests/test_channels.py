@@ -8,10 +8,12 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from test_train import toy_problem
 from torch import nn
 from torchvision import models as tvm
 
 from hpa.classes import CLASS_NAMES, HPA, Vocabulary
+from hpa.config.spec import TrainConfig
 from hpa.data.bit_depth import depths, resolve, sample_files
 from hpa.data.cache import build_cache, channel_stats
 from hpa.data.images import BitDepth, channel_files, decode_field, load_image
@@ -20,9 +22,6 @@ from hpa.models.backbones import ARCHITECTURES, rgb_adapter
 from hpa.new_images.ensemble import predict_folder
 from hpa.runtime.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from hpa.training.classifier import fit_fold
-from hpa.training.config import TrainConfig
-
-from test_train import toy_problem
 
 ONE = Vocabulary(channels=("dapi",), rgb={})
 THREE = Vocabulary(classes=tuple(f"class {k}" for k in range(28)), channels=("dapi", "protein", "tubulin"),

@@ -11,13 +11,13 @@ import pytest
 import torch
 from test_train import run
 
+import hpa.loop.fit as loop_fit
+import hpa.training.classifier as classifier
+from hpa.config.spec import TrainConfig
 from hpa.embedding.model import load_embedder
 from hpa.loop.convert_checkpoint import convert
 from hpa.loop.fit import Run
-import hpa.loop.fit as loop_fit
 from hpa.runtime.checkpoint import load_checkpoint, read_checkpoint
-import hpa.training.classifier as classifier
-from hpa.training.config import TrainConfig
 
 
 class Payload:

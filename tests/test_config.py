@@ -12,12 +12,11 @@ import tomllib
 
 import pytest
 import yaml
+from conftest import REPO
 from snakemake.utils import validate
 
-from hpa.config_checks import schema_properties
-from hpa.training.config import RUNTIME_KEYS, TrainConfig
-
-from conftest import REPO
+from hpa.config.checks import schema_properties
+from hpa.config.spec import RUNTIME_KEYS, TrainConfig
 
 SCHEMA_PATH = REPO / "workflow/schemas/config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
@@ -62,7 +61,7 @@ def test_the_runtime_only_keys_are_the_schemas():
 def test_the_keys_a_model_and_the_embedding_share_are_written_once():
     """In $defs/training; each section's own properties add only what differs (arch's choices, the
     epochs' and batch's defaults and minimum, compile being runtime-only for a model alone)."""
-    from hpa.spec import LoopConfig
+    from hpa.config.spec import LoopConfig
 
     model, embedding = SCHEMA["$defs"]["model"], SCHEMA["properties"]["embedding"]
     shared = set(SCHEMA["$defs"]["training"]["properties"])
@@ -187,7 +186,7 @@ def test_every_rule_has_log_benchmark_and_conda():
 def startup_checks(config: dict) -> list[str]:
     """What common.smk does with a config before any rule: validate, fill, check; the warnings."""
     from hpa.classes import Vocabulary
-    from hpa.config_checks import check_config, schema_defaults
+    from hpa.config.checks import check_config, schema_defaults
 
     given = copy.deepcopy(config)
     validate(config, str(SCHEMA_PATH))
@@ -219,7 +218,7 @@ def test_every_shipped_config_passes_the_startup_checks_without_a_warning(name):
 
 def test_the_startup_checks_import_no_torch():
     """common.smk imports them in the Snakemake process, which need not have torch (or numpy)."""
-    code = "import sys, hpa.config_checks; print(sorted({'torch', 'numpy', 'pandas'} & set(sys.modules)))"
+    code = "import sys, hpa.config.checks; print(sorted({'torch', 'numpy', 'pandas'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -323,7 +322,8 @@ def test_external_keys_with_use_false_and_an_unused_embedding_warn_by_name(tmp_p
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n")
     output = result.stdout + result.stderr
-    assert "external: use is false, so ['backoff', 'base_url', 'list', 'rate', 'retries', 'size', 'workers'] are ignored" in output
+    ignored = "['backoff', 'base_url', 'list', 'rate', 'retries', 'size', 'workers']"
+    assert f"external: use is false, so {ignored} are ignored" in output
     assert "embedding: no ensemble has transfer: true" in output
 
 
@@ -360,15 +360,15 @@ def enum_of(prop):
 
 def test_schema_enums_are_the_codes_choices():
     """Every choice the schema offers is one the code knows, and the code offers no other."""
+    from hpa.config.spec import KEEP
     from hpa.dihedral import TTA_TRANSFORMS
+    from hpa.loop.optim import OPTIMIZERS, SCHEDULES
     from hpa.models.backbones import ARCHITECTURES, STEMS
     from hpa.models.factory import HEADS
     from hpa.models.heads import NORMALIZATIONS
     from hpa.postprocess.transfer import MODES
-    from hpa.thresholds import METHODS
-    from hpa.training.config import KEEP
     from hpa.runtime.device import AMP_DTYPES
-    from hpa.loop.optim import OPTIMIZERS, SCHEDULES
+    from hpa.thresholds import METHODS
 
     model = props_of(SCHEMA["$defs"]["model"])
     embedding = props_of(SCHEMA["properties"]["embedding"])
@@ -384,8 +384,8 @@ def test_schema_enums_are_the_codes_choices():
     }
     if "enum" in model["arch"]:
         pairs["arch"] = (model["arch"], ARCHITECTURES)
+    from hpa.config.spec import SCRATCH_ARCHS
     from hpa.models.backbones import SCRATCH
-    from hpa.spec import SCRATCH_ARCHS
 
     assert sorted(SCRATCH) == sorted(SCRATCH_ARCHS)
     for name, (prop, choices) in pairs.items():
@@ -393,7 +393,7 @@ def test_schema_enums_are_the_codes_choices():
 
 
 def test_the_loop_keys_have_one_default_for_the_classifier_and_the_embedding():
-    from hpa.loop.config import LoopConfig
+    from hpa.config.spec import LoopConfig
 
     model = props_of(SCHEMA["$defs"]["model"])
     embedding = props_of(SCHEMA["properties"]["embedding"])

@@ -1,4 +1,4 @@
-"""Config mistakes are said in a few lines (hpa.config_errors), and --config/--configfile
+"""Config mistakes are said in a few lines (hpa.config.errors), and --config/--configfile
 combine as config/README.md says: --configfile replaces the demo's config, --config
 overrides single keys of whichever config is in force."""
 
@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO, TINY, job_counts, snakemake
 from test_documented_commands import working_tree_copy
 
-from hpa.config_errors import ConfigSources, explain
+from hpa.config.errors import ConfigSources, explain
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 

@@ -8,12 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from hpa.labels import cooccurrence as co
-from hpa.classes import CLASS_NAMES, NUM_CLASSES
-from hpa.tables import format_target
-
 from conftest import REPO, SHARED_HPA, job_counts, snakemake
+
+from hpa.classes import CLASS_NAMES, NUM_CLASSES
+from hpa.labels import cooccurrence as co
+from hpa.tables import format_target
 
 
 def labels_table(sets, source="kaggle"):

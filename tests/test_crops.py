@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-
 from test_formats import mixed_source  # noqa: F401  (a fixture: mixed formats and sizes)
 
 from hpa.classes import CHANNELS, HPA
+from hpa.config.spec import TrainConfig
 from hpa.crops import center, crop_boxes, random_crops, take
 from hpa.data.cache import build_cache
 from hpa.data.images import BitDepth
@@ -17,7 +17,6 @@ from hpa.runtime.checkpoint import load_checkpoint
 from hpa.runtime.loader import CachedImages, make_loader
 from hpa.tables import labels_to_matrix
 from hpa.training.classifier import fit_fold
-from hpa.training.config import TrainConfig
 
 STATS = {"mean": [0.1] * 4, "std": [0.2] * 4}
 

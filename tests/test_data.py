@@ -1,16 +1,15 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_HPA
 from PIL import Image
 
 from hpa.classes import CHANNELS, HPA
+from hpa.data.cache import build_cache, channel_stats
+from hpa.data.folds import make_folds
+from hpa.data.images import channel_files, load_image
 from hpa.data.ingest import ingest
 from hpa.tables import InputError, labels_to_matrix, matrix_to_labels, parse_target, read_labels
-from hpa.data.folds import make_folds
-from hpa.data.cache import build_cache, channel_stats
-from hpa.data.images import channel_files, load_image
-
-from conftest import SHARED_HPA
 
 
 def test_parse_target_sorts_and_validates():

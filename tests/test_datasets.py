@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO, snakemake
 from sklearn.metrics import f1_score
 
-from conftest import REPO, snakemake
 from hpa.demo.screen import HPA2021_CLASSES, LAB_CLASSES, make_screen
 from hpa.tables import labels_to_matrix, read_canonical_labels
 
@@ -141,7 +141,7 @@ def test_predict_new_reads_the_lab_stains_and_refuses_others(lab_run, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(lab_run, workdir)
     ids = _new_images(workdir, {"dapi": "dapi", "protein": "protein", "tubulin": "tubulin"})
-    snakemake(workdir, "results/new_images/resnet18.csv", "--config", f"new_images=new_dapi_protein_tubulin")
+    snakemake(workdir, "results/new_images/resnet18.csv", "--config", "new_images=new_dapi_protein_tubulin")
     table = pd.read_csv(workdir / "results/new_images/resnet18.csv", dtype={"Id": str}).set_index("Id")
     assert set(table.index) == set(ids)
     for name in LAB_CLASSES:  # probability columns carry the class names

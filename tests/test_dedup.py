@@ -3,19 +3,18 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_HPA
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from hpa.classes import CHANNELS, HPA
-from hpa.data.ingest import FULL_SIZE_DIRS, ingest
-from hpa.external.clean import CleanSettings, check_hashed, clean
-from hpa.tables import InputError, labels_to_matrix, read_labels
-from hpa.external.dedup import choose_search, clusters, find_pairs, hash_plane, hash_source, naive_pairs, to_codes
-from hpa.external.download import to_plane
 from hpa.data.folds import make_folds
+from hpa.data.ingest import FULL_SIZE_DIRS, ingest
 from hpa.demo.mirror import jitter, tinted_jpeg
 from hpa.demo.render import render_field
-
-from conftest import SHARED_HPA
+from hpa.external.clean import CleanSettings, check_hashed, clean
+from hpa.external.dedup import choose_search, clusters, find_pairs, hash_plane, hash_source, naive_pairs, to_codes
+from hpa.external.download import to_plane
+from hpa.tables import InputError, labels_to_matrix, read_labels
 
 
 def planted_codes(n, channels, max_flips, n_pairs, seed=0):

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpa.demo.dataset import sample_label_sets
-from hpa.demo.render import render_field
 from hpa.cells.masks import load_masks
 from hpa.cells.truth import read_regions
+from hpa.demo.dataset import sample_label_sets
+from hpa.demo.render import render_field
 from hpa.demo.truth import write_cells_table, write_truth
 
 # Fields of every kind: one label, the cell-cycle pair, rare classes, many labels, none.

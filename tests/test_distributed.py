@@ -6,11 +6,10 @@ import pytest
 import torch
 
 from hpa.classes import HPA
+from hpa.config.spec import TrainConfig
 from hpa.files import write_json
-from hpa.runtime.distributed import Ranks, RankBatches, epoch_batches
-from hpa.tables import prob_columns
-from hpa.tables import matrix_to_labels
-from hpa.training.config import TrainConfig
+from hpa.runtime.distributed import RankBatches, Ranks, epoch_batches
+from hpa.tables import matrix_to_labels, prob_columns
 from hpa.training.job import run_job
 
 PROB_COLUMNS = prob_columns(28)
@@ -90,7 +89,8 @@ def test_two_gloo_processes_train_the_embedding_like_one(tmp_path):
         out = tmp_path / name
         run_training_job(cache_npy=job / "train.npy", cache_index=job / "train.csv", stats_json=job / "stats.json",
                          folds_csv=job / "folds.csv", manifest_csv=job / "manifest.csv",
-                         vocabulary_json=job / "vocabulary.json", embedding={**common, "processes": processes}, fold=0, checkpoint=out / "model.pt",
+                         vocabulary_json=job / "vocabulary.json", embedding={**common, "processes": processes}, fold=0,
+                         checkpoint=out / "model.pt",
                          history_csv=out / "history.csv", threads=2)
         histories[name] = pd.read_csv(out / "history.csv")
         assert not (out / "last.pt").exists()

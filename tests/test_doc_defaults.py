@@ -6,7 +6,6 @@ import re
 
 import pytest
 import yaml
-
 from conftest import REPO
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())

@@ -8,11 +8,13 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
+
 from hpa.classes import HPA
+from hpa.config.checks import schema_properties
+from hpa.config.spec import EmbeddingConfig
 from hpa.embedding.fit import fit_embedding
 from hpa.embedding.job import embed_rows
-from hpa.config_checks import schema_properties
-from hpa.embedding.model import ArcMarginProduct, EmbeddingConfig, label_set_classes, load_embedder
+from hpa.embedding.model import ArcMarginProduct, label_set_classes, load_embedder
 from hpa.embedding.neighbours import nearest
 from hpa.loop.augment import AugmentConfig
 

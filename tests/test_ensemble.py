@@ -3,15 +3,13 @@ import pandas as pd
 import pytest
 
 from hpa import thresholds as th
-from hpa.tables import matrix_to_labels
-from hpa.postprocess.blend import combine, resolve_groups
-from hpa.postprocess.submission import fit_thresholds, submission, submission_matrices
-from hpa.tables import prob_columns
 from hpa.classes import CLASS_NAMES, HPA, class_names
+from hpa.metrics import class_confusion, macro_f1, no_skill_macro_f1, score_with_interval
+from hpa.postprocess.blend import combine, resolve_groups
 from hpa.postprocess.evaluation import comparison_table, evaluate_on_test
 from hpa.postprocess.predictions import submission_table
-from hpa.metrics import class_confusion, macro_f1, no_skill_macro_f1, score_with_interval
-from hpa.tables import labels_to_matrix
+from hpa.postprocess.submission import fit_thresholds, submission, submission_matrices
+from hpa.tables import labels_to_matrix, matrix_to_labels, prob_columns
 
 PROB_COLUMNS = prob_columns(28)
 
@@ -140,7 +138,9 @@ def test_comparison_table_ranks_ensembles_by_honest_f1_and_sums_job_times(tmp_pa
         path.write_text("s\th:m:s\n" + "".join(f"{s}\t0:00:00\n" for s in seconds))
         return str(path)
 
-    record = lambda oof, honest: {"method": "per_class", "oof_macro_f1": oof, "honest_macro_f1": honest}
+    def record(oof, honest):
+        return {"method": "per_class", "oof_macro_f1": oof, "honest_macro_f1": honest}
+
     table = comparison_table({
         "a": {"models": ["m1"], "thresholds": record(0.5, 0.2), "evaluation": {"test_macro_f1": 0.25},
               "train_tsv": [tsv("a0", 10.0), tsv("a1", 12.5)], "predict_tsv": [tsv("ap", 1.0)]},
@@ -195,7 +195,8 @@ def test_one_score_carries_one_interval_in_every_table(two_models):
     summary, per_method = evaluate_on_test(submission=sub, record=record, oof=oof, test=test, labels=labels,
                                            folds=folds, methods=methods, truth=truth)
     row = per_method.set_index("method").loc["per_class"]
-    assert row["test_macro_f1"] == summary["test_macro_f1"] == pytest.approx(macro_f1(*submission_matrices(sub, truth, 28)), abs=1e-6)
+    recomputed = macro_f1(*submission_matrices(sub, truth, 28))
+    assert row["test_macro_f1"] == summary["test_macro_f1"] == pytest.approx(recomputed, abs=1e-6)
     assert [row["test_low"], row["test_high"]] == summary["test_macro_f1_interval"]
     assert summary["n_test_images"] == len(ids)
 

@@ -14,17 +14,16 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, SHARED_HPA
 from PIL import Image
 
 from hpa.classes import CHANNELS
-from hpa.tables import InputError
+from hpa.demo.mirror import tinted_jpeg
+from hpa.demo.render import render_field
 from hpa.external.dedup import plane_summary
 from hpa.external.download import Settings, check_failures, download, image_url, read_list, to_plane
 from hpa.external.fetch import RateLimiter
-from hpa.demo.mirror import tinted_jpeg
-from hpa.demo.render import render_field
-
-from conftest import REPO, SHARED_HPA
+from hpa.tables import InputError
 
 TIMEOUT = 0.3
 

@@ -7,7 +7,6 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import TINY, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow

@@ -4,9 +4,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import SHARED_HPA
 from PIL import Image
 
-from conftest import SHARED_HPA
 from hpa.classes import CHANNELS, HPA
 from hpa.data.cache import build_cache
 from hpa.data.images import BitDepth, channel_files, find_channel, list_channels, load_image, percentiles
@@ -110,7 +110,8 @@ def test_percentile_rule_scales_each_channel_of_each_image_on_its_own(tmp_path):
             tmp_path / f"a_{color}.tif")
     image = load_image(channel_files(tmp_path, "a", CHANNELS), depth=BitDepth(rule="percentile", low=0, high=100))
     np.testing.assert_array_equal(image.max(axis=(1, 2)), [255] * 4)
-    assert (load_image(channel_files(tmp_path, "a", CHANNELS), depth=BitDepth("shift"))[2] <= 1).all()  # shifted, the dim blue channel all but vanishes
+    # shifted, the dim blue channel all but vanishes
+    assert (load_image(channel_files(tmp_path, "a", CHANNELS), depth=BitDepth("shift"))[2] <= 1).all()
 
 
 @pytest.mark.parametrize("field", [{"rule": "gamma"}, {"bits": 30}, {"low": 60, "high": 40}])

@@ -5,7 +5,6 @@ import re
 
 import pandas as pd
 import pytest
-
 from conftest import REPO
 
 # The tables and records a user opens (README "What you get and where"), in demo_run's names.

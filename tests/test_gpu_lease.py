@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import REPO
+
 from hpa.runtime.gpu_lease import acquire, acquire_share, holders, lease_gpus, machine_gpus, release
 
 # A GPU job in miniature: lease n GPUs, print what CUDA would see, hold them until told to stop.

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from hpa.runtime.gpu_memory import (
     ARCHS,
     SLOTS_PER_GPU,
@@ -128,8 +129,8 @@ def test_the_tables_activation_bytes_are_at_least_what_autograd_keeps(arch):
 
 
 def test_cudnn_autotunes_only_the_steps_that_keep_a_gpu_busy():
+    from hpa.config.spec import TrainConfig
     from hpa.training.classifier import cudnn_autotune_pays
-    from hpa.training.config import TrainConfig
 
     assert not cudnn_autotune_pays(TrainConfig(arch="resnet18", batch_size=32), 64, 4), "the demo's: launch-bound"
     assert not cudnn_autotune_pays(TrainConfig(arch="branchnet", batch_size=32), 64, 4)

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import snakemake
-from hpa.demo.screen import LAB_CLASSES, make_screen
+from PIL import Image
 from test_datasets import LAB
+
+from hpa.demo.screen import LAB_CLASSES, make_screen
 
 pytestmark = pytest.mark.workflow
 
@@ -70,7 +70,7 @@ def test_the_full_range_field_is_listed_warned_and_named_clipped(odd_lab):
     workdir, stdout, stderr, full, _ = odd_lab
     clipped = pd.read_csv(workdir / "results/data/clipped/test.csv", dtype={"Id": str})
     assert set(clipped["Id"]) == {full} and set(clipped["channel"]) <= {"protein", "tubulin"}
-    assert f"images clipped by the bit-depth rule (over data.clipping" in stderr
+    assert "images clipped by the bit-depth rule (over data.clipping" in stderr
     assert re.search(rf"Images clipped by the bit-depth rule \(test\): 1, e\.g\. {full} ", summary_of(stdout))
 
 

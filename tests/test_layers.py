@@ -15,7 +15,7 @@ HPA = Path(__file__).resolve().parents[1] / "workflow/scripts/hpa"
 # Bottom to top. A unit is a sub-package, or one module of the foundation layer.
 LAYERS = [
     {"classes", "files", "figures", "tables", "metrics", "thresholds", "parallel", "dihedral", "crops",
-     "config_errors", "spec", "config_checks", "groups", "views"},
+     "config", "groups", "views"},
     {"data"},
     {"labels", "external", "demo", "cells"},  # cells: segmentation and per-cell labels, numpy only
     {"models"},

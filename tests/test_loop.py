@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpa.loop.config import LoopConfig
+from hpa.config.spec import LoopConfig
 from hpa.loop.fit import Plan, epoch_seed, fit
 from hpa.loop.snapshot import cpu_state
 from hpa.loop.trainer import Trainer

@@ -4,8 +4,17 @@ import pytest
 import torch
 from torchvision.ops import sigmoid_focal_loss
 
-from hpa.models.losses import FocalLoss, HardBCE, LovaszHinge, SoftF1Loss, WeightedSum, build_loss, lovasz_hinge_flat, pos_weights
 from hpa.metrics import macro_f1
+from hpa.models.losses import (
+    FocalLoss,
+    HardBCE,
+    LovaszHinge,
+    SoftF1Loss,
+    WeightedSum,
+    build_loss,
+    lovasz_hinge_flat,
+    pos_weights,
+)
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 
 from hpa.classes import CHANNELS
+from hpa.demo.dataset import make_demo
+from hpa.demo.mirror import make_mirror, mirror_path
 from hpa.external.clean import CleanSettings, clean
 from hpa.external.dedup import hash_source
-from hpa.demo.dataset import make_demo
 from hpa.external.download import Settings, download, read_list
-from hpa.demo.mirror import make_mirror, mirror_path
 
 EXPECTED = {"new": "", "copy_train": "duplicate_of_train", "copy_test": "duplicate_of_test",
             "missing_channel": "missing", "blank_channel": "blank", "corrupt_channel": "unreadable"}

@@ -5,14 +5,15 @@ import pytest
 import torch
 
 from hpa.classes import HPA
-from hpa.models.backbones import ARCHITECTURES, channel_stem
 from hpa.models import factory
+from hpa.models.backbones import ARCHITECTURES, channel_stem
 
 # The atlas's four stains, as every model here is built for (the vocabulary passes them in the pipeline).
 build_model = functools.partial(factory.build_model, rgb_source=HPA.rgb_source())
+from torchvision import models as tvm
+
 from hpa.dihedral import dihedral, random_dihedral, transforms_for
 from hpa.inference.tta import predict_probs
-from torchvision import models as tvm
 
 
 # VGG16 (138M parameters) is built once, in test_architectures.

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from hpa.embedding.neighbours import (
     duplicate_pairs,
     find_neighbours,

@@ -8,6 +8,7 @@ from PIL import Image
 
 from hpa import thresholds as th
 from hpa.classes import CHANNELS, CLASS_NAMES, HPA, NUM_CLASSES
+from hpa.config.spec import TrainConfig
 from hpa.data.images import BitDepth, channel_files, load_image
 from hpa.files import InputError
 from hpa.inference.tta import predict_probs
@@ -15,12 +16,11 @@ from hpa.new_images.ensemble import blended_probabilities, classify, predict_fol
 from hpa.new_images.folder import batches, list_images
 from hpa.postprocess.blend import combine
 from hpa.postprocess.submission import MATCHED, OUT_OF_FOLD, fit_thresholds, images_to_match, submission
-from hpa.tables import matrix_to_labels, prob_columns, probability_table
 from hpa.runtime.checkpoint import load_checkpoint
-from hpa.training.config import TrainConfig
 from hpa.runtime.device import pick_device
-from hpa.training.classifier import fit_fold
 from hpa.runtime.loader import CachedImages, make_loader
+from hpa.tables import matrix_to_labels, prob_columns, probability_table
+from hpa.training.classifier import fit_fold
 
 PROB_COLUMNS = prob_columns(NUM_CLASSES)
 
@@ -286,8 +286,9 @@ def test_panels_show_each_new_images_cells_and_skip_one_that_cannot_be_read(tmp_
         for c, color in enumerate(CHANNELS):
             Image.fromarray(image[c]).save(folder / f"f{k}_{color}.png")
     record = {"method": "per_class", "thresholds": [0.5] * NUM_CLASSES}
-    table = predict_folder(folder, members_of(checkpoints), {"combine": "mean", "weights": {"a": 0.5, "b": 0.5}}, record, tta="none",
-                           aggregate="mean", batch_size=4)
+    combination = {"combine": "mean", "weights": {"a": 0.5, "b": 0.5}}
+    table = predict_folder(folder, members_of(checkpoints), combination, record, tta="none", aggregate="mean",
+                           batch_size=4)
     table = pd.concat([table, table.iloc[[0]].assign(Id="ghost")], ignore_index=True)  # listed, files gone
     cells = write_panels(folder, table, members_of(checkpoints), record, tmp_path / "panels", nucleus="blue",
                          body=["red", "yellow"], depth=BitDepth(), fit="pad", tta="flips")

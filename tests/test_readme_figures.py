@@ -5,9 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import REPO
+from PIL import Image
 
 SPEC = importlib.util.spec_from_file_location("figures", REPO / "docs/figures.py")
 figures = importlib.util.module_from_spec(SPEC)

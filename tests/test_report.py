@@ -8,11 +8,11 @@ import subprocess
 
 import pandas as pd
 import pytest
+from conftest import snakemake
 from docutils.core import publish_parts
 
-from conftest import snakemake
-from hpa.postprocess.figures import scores_figure
 from hpa.classes import CLASS_NAMES
+from hpa.postprocess.figures import scores_figure
 from hpa.postprocess.front_page import class_table, classes_page, scores_page
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-
 from conftest import TINY, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow

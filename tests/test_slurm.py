@@ -18,7 +18,6 @@ from collections import Counter
 
 import pytest
 import yaml
-
 from conftest import REPO, TINY, job_counts, snakemake, write_kaggle_source
 
 pytestmark = pytest.mark.workflow

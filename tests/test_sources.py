@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO, TINY, snakemake, write_kaggle_source
 from PIL import Image
 
-from conftest import REPO, TINY, snakemake, write_kaggle_source
 from hpa.classes import HPA, Vocabulary
-from hpa.config_checks import check_source
+from hpa.config.checks import check_source
 from hpa.data.ingest import ingest, manifest_files
 from hpa.data.label_files import train_labels, true_test_labels
 from hpa.data.samples import check_sheet, read_sheet, sheet_rows
@@ -381,6 +381,7 @@ def test_a_multi_channel_tiff_sheet_decodes_byte_for_byte_as_its_per_channel_fil
 def test_labels_and_source_tables_need_their_vocabulary(tmp_path):
     # A source's classes are its own: no silent fallback to the atlas's 28.
     import inspect
+
     from hpa.data.ingest import source_table
     path = _write(tmp_path / "x.csv", "Id,Target\na,1\n")
     with pytest.raises(TypeError):

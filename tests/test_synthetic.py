@@ -5,7 +5,7 @@ The location tests only look at the rendered channels: the landmark channels
 person would check it. Every statistic is averaged over several seeds, so a
 dim or sparse image cannot make a test flaky.
 """
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -24,7 +24,7 @@ def render(labels, seed, size=128):
     return _render(frozenset(labels), seed, size)
 
 
-@lru_cache(maxsize=None)  # several tests look at the same fields
+@cache  # several tests look at the same fields
 def _render(labels, seed, size):
     img = render_field(labels, size, np.random.default_rng(seed)).astype(float)
     img.flags.writeable = False

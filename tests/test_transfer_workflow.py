@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import TINY, job_counts, snakemake
+
 from hpa.embedding.neighbours import read_embeddings
 from hpa.postprocess.submission import submission
 from hpa.tables import prob_columns

@@ -12,24 +12,30 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 
 from hpa import figures as hpa_figures
 from hpa import thresholds as th
 from hpa.classes import HPA, Vocabulary
+from hpa.groups import check_partition, resolve_groups
 from hpa.labels import cooccurrence as co
 from hpa.labels import figures as label_figures
-from hpa.groups import check_partition, resolve_groups
 from hpa.postprocess import figures as post_figures
+from hpa.postprocess import threshold_figures as curves
 from hpa.postprocess.blend import apply_combination, combine
 from hpa.postprocess.front_page import class_table, classes_page
 from hpa.postprocess.predictions import submission_table
 from hpa.postprocess.submission import fit_thresholds, submission, submission_matrices
-from hpa.tables import (InputError, labels_to_matrix, matrix_to_labels, prob_columns, prob_matrix,
-                        probability_table, read_probs)
-from hpa.postprocess import threshold_figures as curves
+from hpa.tables import (
+    InputError,
+    labels_to_matrix,
+    matrix_to_labels,
+    prob_columns,
+    prob_matrix,
+    probability_table,
+    read_probs,
+)
 from hpa.training import curves as training_curves
-
-from conftest import REPO
 
 SIX = Vocabulary(classes=("Nucleus", "Cytosol", "Mitochondria", "Golgi", "Membrane", "Vesicles"))
 NINETEEN = Vocabulary(classes=tuple(f"class {k}" for k in range(19)), separator="|")
@@ -220,7 +226,7 @@ def dag_checks(config):
     """common.smk's checks of a config (as test_config.startup_checks runs them)."""
     from snakemake.utils import validate
 
-    from hpa.config_checks import check_config, schema_defaults
+    from hpa.config.checks import check_config, schema_defaults
 
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     given = copy.deepcopy(config)
@@ -259,12 +265,12 @@ def test_the_dag_refuses_what_does_not_fit_the_vocabulary():
 def test_a_classifier_has_one_output_per_class_and_its_checkpoint_says_how_many(vocab, tmp_path):
     import torch
 
+    from hpa.config.spec import TrainConfig
     from hpa.inference.tta import predict_views
     from hpa.models.factory import build_model
     from hpa.runtime.checkpoint import checkpoint_vocabulary, load_checkpoint
     from hpa.runtime.loader import CachedImages, make_loader
     from hpa.training.classifier import fit_fold
-    from hpa.training.config import TrainConfig
 
     rng = np.random.default_rng(0)
     cache = rng.integers(0, 255, size=(8, 4, 16, 16), dtype=np.uint8)

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import REPO, TINY, job_counts, snakemake, write_kaggle_source
 from PIL import Image
 from sklearn.metrics import f1_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from conftest import REPO, TINY, job_counts, snakemake, write_kaggle_source
 from hpa.classes import CHANNELS, HPA
 from hpa.metrics import no_skill_macro_f1
 

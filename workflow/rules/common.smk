@@ -12,8 +12,8 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow/scripts"))  # hpa, also without pip install -e
 from hpa.classes import Vocabulary
-from hpa.config_checks import SEARCH_KEYS, cell_settings, check_config, schema_defaults, schema_properties
-from hpa.config_errors import ConfigError, ConfigSources, explain
+from hpa.config.checks import SEARCH_KEYS, cell_settings, check_config, schema_defaults, schema_properties
+from hpa.config.errors import ConfigError, ConfigSources, explain
 from hpa.data.samples import check_sheet, read_sheet
 
 SCHEMA_PATH = workflow.source_path("../schemas/config.schema.yaml")
@@ -30,7 +30,7 @@ CONFIG_SOURCES = ConfigSources(
 
 def checked(check, *args, **kwargs):
     """Run a config check; a mistake it finds stops the run in a few lines naming the key, what
-    is allowed and the file (hpa.config_errors), not with a schema dump or a traceback."""
+    is allowed and the file (hpa.config.errors), not with a schema dump or a traceback."""
     try:
         return check(*args, **kwargs)
     except (WorkflowError, ValueError) as error:
@@ -63,7 +63,7 @@ VOCABULARY = "results/data/vocabulary.json"
 
 # Every model and the embedding built as their jobs build them, the settings they would ignore
 # refused by name, and the class groups checked against VOCAB's classes: now rather than when a
-# job starts (hpa.config_checks).
+# job starts (hpa.config.checks).
 for _warning in checked(check_config, GIVEN, config, MODELS, ENSEMBLES, VOCAB):
     logger.warning(f"Config: {_warning}")
 

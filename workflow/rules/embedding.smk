@@ -4,7 +4,7 @@
 # duplicate detector beside the perceptual hashes.
 
 EMBEDDING = config["embedding"]
-# SEARCH_KEYS (hpa.config_checks, imported in common.smk) are read by embed and
+# SEARCH_KEYS (hpa.config.checks, imported in common.smk) are read by embed and
 # embedding_duplicates only, so that changing them retrains nothing.
 # What transfer_labels reads of an ensemble: its transfer keys and the threshold fit it scores under.
 TRANSFER_KEYS = ("transfer_mode", "transfer_weight", "threshold", "top1", "shrink", "shrink_toward")

@@ -1,9 +1,9 @@
 """Rule blend: combine an ensemble's folds and models into OOF and test probabilities."""
 
 from hpa.classes import Vocabulary
-from hpa.tables import read_manifest
-from hpa.postprocess.blend import combine, resolve_groups
 from hpa.files import setup_logging, write_csv, write_json
+from hpa.postprocess.blend import combine, resolve_groups
+from hpa.tables import read_manifest
 
 setup_logging(snakemake.log[0])
 vocab = Vocabulary.read(snakemake.input.vocabulary)

@@ -1,8 +1,8 @@
 """Rule class_groups: data-driven class groups from the co-occurrence counts, for the group ensemble."""
 
 from hpa.classes import Vocabulary
-from hpa.labels.cooccurrence import class_groups, read_matrix, write_yaml
 from hpa.files import setup_logging
+from hpa.labels.cooccurrence import class_groups, read_matrix, write_yaml
 
 setup_logging(snakemake.log[0])
 names = Vocabulary.read(snakemake.input.vocabulary).classes

@@ -4,10 +4,10 @@ macro F1 with intervals, side by side."""
 import pandas as pd
 
 from hpa.classes import Vocabulary
-from hpa.tables import read_canonical_labels
-from hpa.postprocess.submission import submission_matrices
-from hpa.postprocess.evaluation import comparison_table
 from hpa.files import read_json, setup_logging, write_csv
+from hpa.postprocess.evaluation import comparison_table
+from hpa.postprocess.submission import submission_matrices
+from hpa.tables import read_canonical_labels
 
 setup_logging(snakemake.log[0])
 VOCAB = Vocabulary.read(snakemake.input.vocabulary)

@@ -1,8 +1,8 @@
 """Rule count_labels: class counts and co-occurrence matrices, for all labels and per source."""
 
 from hpa.classes import Vocabulary
-from hpa.labels.cooccurrence import class_counts_table, cooccurrence_tables, read_label_sources, subsets, table_key
 from hpa.files import setup_logging, write_csv
+from hpa.labels.cooccurrence import class_counts_table, cooccurrence_tables, read_label_sources, subsets, table_key
 
 setup_logging(snakemake.log[0])
 names = Vocabulary.read(snakemake.input.vocabulary).classes

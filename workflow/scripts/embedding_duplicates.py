@@ -1,7 +1,7 @@
 """Rule embedding_duplicates: image pairs above a cosine, beside the pHash clusters."""
 
-from hpa.files import setup_logging
 from hpa.embedding.neighbours import run_duplicates_job
+from hpa.files import setup_logging
 
 setup_logging(snakemake.log[0])
 run_duplicates_job(

@@ -1,7 +1,7 @@
 """Rule embedding_neighbours: each image's nearest training image, out-of-fold and for test."""
 
-from hpa.files import setup_logging
 from hpa.embedding.neighbours import run_neighbours_job
+from hpa.files import setup_logging
 
 setup_logging(snakemake.log[0])
 run_neighbours_job(

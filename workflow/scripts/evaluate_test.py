@@ -4,9 +4,9 @@ per threshold method."""
 import pandas as pd
 
 from hpa.classes import Vocabulary
-from hpa.tables import read_canonical_labels, read_manifest
-from hpa.postprocess.evaluation import evaluate_on_test
 from hpa.files import read_json, setup_logging, write_csv, write_json
+from hpa.postprocess.evaluation import evaluate_on_test
+from hpa.tables import read_canonical_labels, read_manifest
 
 setup_logging(snakemake.log[0])
 N_CLASSES = Vocabulary.read(snakemake.input.vocabulary).n_classes

@@ -4,9 +4,9 @@ and the OOF prediction table (honest predictions beside the true labels)."""
 import pandas as pd
 
 from hpa.classes import Vocabulary
-from hpa.tables import read_manifest
-from hpa.postprocess.submission import fit_thresholds
 from hpa.files import setup_logging, write_csv, write_json
+from hpa.postprocess.submission import fit_thresholds
+from hpa.tables import read_manifest
 
 setup_logging(snakemake.log[0])
 ens = snakemake.params.ensemble

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from hpa.files import setup_logging, write_text
 from hpa.postprocess.figures import scores_figure
 from hpa.postprocess.front_page import scores_page
-from hpa.files import setup_logging, write_text
 
 setup_logging(snakemake.log[0])
 comparison = pd.read_csv(snakemake.input.comparison)

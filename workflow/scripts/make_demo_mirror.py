@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from hpa.files import setup_logging
 from hpa.demo.mirror import make_mirror
+from hpa.files import setup_logging
 
 setup_logging(snakemake.log[0])
 make_mirror(

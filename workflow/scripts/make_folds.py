@@ -1,9 +1,9 @@
 """Rule make_folds: multilabel-stratified folds of the training images."""
 
 from hpa.classes import Vocabulary
-from hpa.tables import read_manifest
 from hpa.data.folds import make_folds, read_groups
 from hpa.files import setup_logging, write_csv
+from hpa.tables import read_manifest
 
 setup_logging(snakemake.log[0])
 folds = make_folds(

@@ -4,10 +4,10 @@ class names (and the true labels where they are known: results/data/test_labels.
 import pandas as pd
 
 from hpa.classes import Vocabulary
-from hpa.tables import read_canonical_labels, read_manifest
+from hpa.files import read_json, setup_logging, write_csv
 from hpa.postprocess.predictions import submission_table
 from hpa.postprocess.submission import submission
-from hpa.files import read_json, setup_logging, write_csv
+from hpa.tables import read_canonical_labels, read_manifest
 
 setup_logging(snakemake.log[0])
 VOCAB = Vocabulary.read(snakemake.input.vocabulary)

@@ -1,8 +1,8 @@
 """Rule mine_labels: frequent itemsets and association rules, for all labels and per source."""
 
 from hpa.classes import Vocabulary
-from hpa.labels.cooccurrence import mining_tables, read_label_sources, subsets, table_key
 from hpa.files import setup_logging, write_csv
+from hpa.labels.cooccurrence import mining_tables, read_label_sources, subsets, table_key
 
 setup_logging(snakemake.log[0])
 names = Vocabulary.read(snakemake.input.vocabulary).classes

@@ -3,8 +3,8 @@
 import pandas as pd
 
 from hpa.classes import Vocabulary
-from hpa.postprocess.figures import confusion_figure
 from hpa.files import setup_logging
+from hpa.postprocess.figures import confusion_figure
 
 setup_logging(snakemake.log[0])
 ensemble = snakemake.wildcards.ensemble

@@ -4,8 +4,8 @@ import pandas as pd
 import yaml
 
 from hpa.classes import Vocabulary
-from hpa.labels.cooccurrence import read_matrix
 from hpa.files import setup_logging
+from hpa.labels.cooccurrence import read_matrix
 from hpa.labels.figures import class_frequency_chart, cooccurrence_heatmap
 
 setup_logging(snakemake.log[0])

@@ -3,9 +3,9 @@
 import pandas as pd
 
 from hpa.classes import Vocabulary
+from hpa.files import read_json, setup_logging
 from hpa.postprocess.threshold_figures import per_class_f1_bars, threshold_curves
 from hpa.tables import labels_to_matrix, prob_matrix, read_manifest
-from hpa.files import read_json, setup_logging
 
 setup_logging(snakemake.log[0])
 names = Vocabulary.read(snakemake.input.vocabulary).classes

@@ -1,8 +1,8 @@
 """Rule sampling_weights: per-class oversampling weights for the training stage."""
 
 from hpa.classes import Vocabulary
-from hpa.labels.cooccurrence import label_matrix, read_label_sources, sampling_weights
 from hpa.files import setup_logging, write_csv
+from hpa.labels.cooccurrence import label_matrix, read_label_sources, sampling_weights
 
 setup_logging(snakemake.log[0])
 names = Vocabulary.read(snakemake.input.vocabulary).classes

@@ -1,7 +1,6 @@
 """Rule source_duplicates: near-duplicate pairs within the source's own training and test images."""
 
 import numpy as np
-import pandas as pd
 
 from hpa.data.cache import open_cache
 from hpa.external.within import cache_codes, pair_tables

@@ -178,16 +178,16 @@ class Vocabulary:
         write_json(self.to_json(), path)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Vocabulary":
+    def from_json(cls, data: dict) -> Vocabulary:
         return cls(tuple(data["classes"]), tuple(data["channels"]), dict(data["rgb"]), data.get("separator", " "))
 
     @classmethod
-    def read(cls, path) -> "Vocabulary":
+    def read(cls, path) -> Vocabulary:
         """The vocabulary file the ``vocabulary`` rule wrote (``results/data/vocabulary.json``)."""
         return cls.from_json(json.loads(Path(path).read_text()))
 
     @classmethod
-    def from_config(cls, config: dict, base=".") -> "Vocabulary":
+    def from_config(cls, config: dict, base=".") -> Vocabulary:
         """From the config's ``labels:`` and ``channels:`` (defaults: the 2018 task's 28 classes and 4 stains).
 
         ``labels.file`` is a text file with one class name per line (index = line number,

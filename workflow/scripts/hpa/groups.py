@@ -1,6 +1,6 @@
 """Class groups for ``combine: groups`` ensembles: the co-occurrence stage's, a preset, or lists.
 
-Checked twice with the same code: when the DAG is built (``hpa.config_checks``, against the
+Checked twice with the same code: when the DAG is built (``hpa.config.checks``, against the
 config's vocabulary) and when blend reads them (against results/data/vocabulary.json).
 Pure Python, so the DAG-time check imports no numpy (nor pandas, which hpa.classes brings:
 it is imported where a preset is looked up).

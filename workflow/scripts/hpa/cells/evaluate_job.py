@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hpa.cells.label_metrics import compare_cell_maps, judge_cells, point_hits, pointing_game
 from hpa.cells.frames import SQUARE
+from hpa.cells.label_metrics import compare_cell_maps, judge_cells, point_hits, pointing_game
 from hpa.cells.located import located_maps
 from hpa.cells.masks import load_masks
-from hpa.cells.segment_metrics import cell_counts, iou_matrix, matched_f1_with_interval, paired_f1_difference
 from hpa.cells.scores import METHODS, aligned, cell_scores, cells_of
 from hpa.cells.segment import disk_cells, segment_nuclei
+from hpa.cells.segment_metrics import cell_counts, iou_matrix, matched_f1_with_interval, paired_f1_difference
 from hpa.cells.truth import read_cell_labels, regions_of
 from hpa.data.images import decode_field
 from hpa.data.ingest import manifest_files

@@ -45,7 +45,8 @@ def plot_evaluation(cells: dict, segmentation: dict | None, classes, path, title
     for k, g in enumerate(stats):
         if not g.get("n"):
             continue
-        _bar(right, k + 0.2, g["hit"], g["hit_low"], g["hit_high"], "tab:orange", "located map's peak in the class's region" if k == 0 else None)
+        _bar(right, k + 0.2, g["hit"], g["hit_low"], g["hit_high"], "tab:orange",
+             "located map's peak in the class's region" if k == 0 else None)
         _bar(right, k - 0.2, g["chance"], None, None, "lightgrey", "random point of the cells" if k == 0 else None)
     right.set_yticks(y, [f"{name} (n={g.get('n', 0)})" for name, g in zip(labels, stats)], fontsize=8)
     right.set_xlim(0, 1)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpa.cells.frames import SQUARE, peak_in_image
-from hpa.cells.segment_metrics import iou_matrix, _assign
+from hpa.cells.segment_metrics import _assign, iou_matrix
 from hpa.metrics import LEVEL, N_BOOT, _bounds, _resample_counts, bootstrap, difference_with_interval
 
 IOU = 0.6  # the 2021 competition's matching threshold

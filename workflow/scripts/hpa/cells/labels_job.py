@@ -24,7 +24,7 @@ from hpa.cells.frames import SQUARE
 from hpa.cells.maps import average_maps, empty_table, labelled_table
 from hpa.cells.masks import load_masks
 from hpa.cells.scores import aligned, cell_scores, cells_of
-from hpa.files import atomic_path, write_csv
+from hpa.files import atomic_path
 from hpa.tables import prob_matrix
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from hpa.cells.frames import SQUARE, bilinear_matrix, model_frame, upsample
+from hpa.cells.frames import SQUARE, bilinear_matrix, model_frame
 
 METHODS = ("image", "map", "blend", "masked", "gated")
 BLEND_WEIGHT = 0.5

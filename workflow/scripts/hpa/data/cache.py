@@ -50,8 +50,9 @@ def build_cache(table: pd.DataFrame, npy_path, index_path, size: int, channels, 
     """Decode every image of ``table`` (manifest rows) into ``npy_path``, 16-bit ones by ``depth``.
 
     ``channels``: the vocabulary's channel names, the cache's channel order; ``files_of(row, channels)``
-    gives a row's {channel: file} (``manifest_files``: the manifest's ``file_{channel}`` columns, else the Kaggle layout); ``depth``: one rule or
-    {channel: rule} (``hpa.data.bit_depth.depths``); ``fit``: how a non-square field becomes square.
+    gives a row's {channel: file} (``manifest_files``: the manifest's ``file_{channel}`` columns, else
+    the Kaggle layout); ``depth``: one rule or {channel: rule} (``hpa.data.bit_depth.depths``);
+    ``fit``: how a non-square field becomes square.
     Images that fail to decode keep an all-zero slot and ``ok=False`` in the
     index, with the reason; downstream stages skip them. Channels the bit-depth rule clips
     (``clipping``, ``hpa.data.clipping``) are listed in ``clipped_path`` and the index's ``clipped``.

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from hpa.classes import Vocabulary
 from hpa.data.images import COLOUR_MODES, GREY_MODES, channel_files, channel_problem, list_channels

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from hpa.classes import Vocabulary
-from hpa.embedding.model import ArcFaceNet, ArcMarginProduct, EmbeddingConfig, build_embedder, label_set_classes
+from hpa.config.spec import EmbeddingConfig
+from hpa.embedding.model import ArcFaceNet, ArcMarginProduct, build_embedder, label_set_classes
 from hpa.loop.fit import Plan, epoch_seed, fit
 from hpa.loop.snapshot import cpu_state, run_identity
 from hpa.loop.trainer import Trainer

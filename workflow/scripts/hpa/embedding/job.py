@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from hpa.classes import Vocabulary
+from hpa.config.spec import EmbeddingConfig
 from hpa.data.cache import open_cache
 from hpa.dihedral import TTA_TRANSFORMS
 from hpa.embedding.fit import fit_embedding
-from hpa.embedding.model import EmbeddingConfig, EmbeddingNet, load_embedder
+from hpa.embedding.model import EmbeddingNet, load_embedder
 from hpa.embedding.neighbours import write_embeddings
 from hpa.files import read_json, write_csv
 from hpa.inference.tta import view_outputs
@@ -56,7 +57,8 @@ def train_embedding_job(job: FoldJob, ranks: Ranks) -> pd.DataFrame:
     log.info("embedding fold %d: %d training images on %s (%d process%s)", job.fold, len(rows), ranks.device,
              ranks.world, "es" if ranks.distributed else "")
     return fit_embedding(job.cfg, cache, rows, matrix_to_labels(y), read_json(job.stats_json),
-                         vocabulary=Vocabulary.read(job.vocabulary), checkpoint_path=job.checkpoint, workers=loader_workers(job.threads // ranks.world),
+                         vocabulary=Vocabulary.read(job.vocabulary), checkpoint_path=job.checkpoint,
+                         workers=loader_workers(job.threads // ranks.world),
                          extra={"fold": job.fold, "image_size": int(cache.shape[-1])}, ranks=ranks)
 
 

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hpa.config.spec import EmbeddingConfig
 from hpa.models.factory import build_model
 from hpa.runtime.checkpoint import checkpoint_vocabulary, read_checkpoint
 from hpa.runtime.device import pick_device
-from hpa.spec import EmbeddingConfig  # noqa: F401 (its settings, torch-free; re-exported)
 
 
 class ArcMarginProduct(nn.Module):

@@ -4,8 +4,8 @@ The atlas serves each channel as a full-size colour JPEG (2048² or 1728²) at
 ``{base_url}/{Id up to the first _}/{rest of Id}_{color}.jpg``, tinted: red
 signal in R, green in G, blue in B, yellow in R and G. Each is converted to the
 single-channel 8-bit PNG of the Kaggle layout by taking the matching RGB
-channel (``hpa.data.images.decode_plane``, which ingest and the cache share; never PIL's ``convert("L")``, whose luma weights put red, green and
-blue on different brightness scales: blue would peak near 36 of 255).
+channel (``hpa.data.images.decode_plane``, which ingest and the cache share; never PIL's
+``convert("L")``, whose luma weights put red, green and blue on different brightness scales: blue would peak near 36 of 255).
 
 The download is resumable: every finished Id is appended to a journal (JSON
 lines) after its four PNGs are in place, and a restart skips journalled Ids.
@@ -32,7 +32,14 @@ from hpa.classes import CHANNELS, HPA
 from hpa.data.images import YELLOW, BitDepth, channel_files, channel_path, decode_plane, load_image
 from hpa.external.dedup import HASHES, plane_summary, summary_columns
 from hpa.external.fetch import (
-    NotFound, RateLimiter, Refused, RetryPolicy, Transient, fetch, source_stamp, with_retries,
+    NotFound,
+    RateLimiter,
+    Refused,
+    RetryPolicy,
+    Transient,
+    fetch,
+    source_stamp,
+    with_retries,
 )
 from hpa.files import atomic_path
 from hpa.tables import InputError, read_labels

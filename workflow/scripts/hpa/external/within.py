@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
-
 from scipy.fft import dctn
 
 from hpa.external.dedup import clusters, find_pairs

@@ -54,8 +54,8 @@ def run_job(
     arrays = {"view_t": np.tile(views, n_crops), "view_crop": np.repeat(np.arange(n_crops), len(views))}
     for split, table, array in (("oof", val, cache), ("test", test, test_cache)):
         loader = make_loader(CachedImages(array, table["row"]), batch_size, workers=loader_workers(threads))
-        arrays[split] = predict_views(model, loader, device, views, amp, n_classes=checkpoint_vocabulary(ckpt["config"]).n_classes,
-                                      crop=crop, grid=crops)
+        n_classes = checkpoint_vocabulary(ckpt["config"]).n_classes
+        arrays[split] = predict_views(model, loader, device, views, amp, n_classes=n_classes, crop=crop, grid=crops)
         arrays[f"{split}_ids"] = table["Id"].to_numpy(dtype=str)
         log.info("fold %d: %d %s images x %d crops x %d views", fold, len(table), split, n_crops, len(views))
     with atomic_path(views_npz) as tmp, open(tmp, "wb") as fh:

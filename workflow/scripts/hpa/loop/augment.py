@@ -15,9 +15,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from hpa.config.spec import AugmentConfig  # noqa: F401 (its settings, torch-free; re-exported)
 from hpa.crops import random_crops
 from hpa.dihedral import apply_dihedral, dihedral_flags
-from hpa.spec import AugmentConfig  # noqa: F401 (its settings, torch-free; re-exported)
 
 
 def _uniform(n, low, high, generator):

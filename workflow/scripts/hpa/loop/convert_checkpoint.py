@@ -17,7 +17,6 @@ import torch
 
 from hpa.runtime.checkpoint import save_checkpoint
 
-
 # Modules whose pickled classes moved since old checkpoints were written: old name -> new name.
 MOVED = {"hpa.training.fit": "hpa.loop.fit"}
 

@@ -9,9 +9,9 @@ Under several ranks every rank runs the loop and takes the same decisions; rank 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

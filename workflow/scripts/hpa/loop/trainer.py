@@ -17,8 +17,8 @@ from typing import Protocol
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from hpa.config.spec import LoopConfig
 from hpa.loop.augment import AugmentConfig, augment_batch
-from hpa.loop.config import LoopConfig
 from hpa.loop.optim import build_optimizer, build_schedule
 from hpa.runtime import distributed
 from hpa.runtime.device import autocast_dtype, pick_device

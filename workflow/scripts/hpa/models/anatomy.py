@@ -23,7 +23,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from hpa.models.branchnet import BranchNet
-from hpa.models.heads import LOGITS, HPANet
+from hpa.models.heads import HPANet
 
 Body = Callable[[torch.Tensor], tuple[torch.Tensor, dict]]
 Head = Callable[[torch.Tensor, dict], torch.Tensor]

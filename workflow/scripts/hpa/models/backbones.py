@@ -27,7 +27,7 @@ STEMS = ("mean_rg", "copy_r", "zeros", "adapter")
 
 # Config name -> constructor. Stem and head are found by structure (first
 # 3-channel conv, last linear layer), so any torchvision classifier works.
-SCRATCH = {"branchnet": BranchNet}  # no pretrained weights; any number of channels natively (hpa.spec.SCRATCH_ARCHS)
+SCRATCH = {"branchnet": BranchNet}  # no pretrained weights; any number of channels natively (hpa.config.spec.SCRATCH_ARCHS)
 
 
 ARCHITECTURES = {

@@ -42,8 +42,8 @@ from hpa.models.backbones import (
     STEMS,
     add_extra_blocks,
     build_backbone,
-    classification_head,
     channel_stem,
+    classification_head,
     rgb_adapter,
 )
 from hpa.models.heads import LOGITS, Decoder, GAPHead, HPANet, output_channels, stage_nodes

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpa.spec import TrainConfig
+from hpa.config.spec import TrainConfig
 
 
 class FocalLoss(nn.Module):

@@ -23,10 +23,10 @@ from hpa.inference.tta import predict_probs
 from hpa.new_images.folder import batches, list_images
 from hpa.postprocess.blend import apply_combination, average_folds
 from hpa.postprocess.submission import images_to_match, predict_classes
-from hpa.tables import matrix_to_labels, prob_columns_of, prob_matrix, probability_table
 from hpa.runtime.checkpoint import checkpoint_vocabulary, load_checkpoint
 from hpa.runtime.device import autocast_dtype, pick_device
 from hpa.runtime.loader import CachedImages, make_loader
+from hpa.tables import matrix_to_labels, prob_columns_of, prob_matrix, probability_table
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,8 @@ def blended_probabilities(folder, checkpoints: dict[str, list[str]], combination
     ``checkpoints``: {model: its folds' model.pt}, in the ensemble's order; ``combination``:
     its combination.json; ``depth`` (one rule or {channel: rule}, bit_depth.json's) and ``fit``
     as the cache decoded the training images; ``clipped`` ({Id: rows}) receives the channels that
-    rule clips (``clipping``). The folder's files must carry the checkpoints' channel names. Memory holds one ``batch`` of images, and one probability per class,
-    image and checkpoint.
+    rule clips (``clipping``). The folder's files must carry the checkpoints' channel names. Memory
+    holds one ``batch`` of images, and one probability per class, image and checkpoint.
     """
     models, vocabulary = load_members(checkpoints, pick_device())
     files, broken = list_images(folder, vocabulary.channels)

@@ -19,8 +19,8 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from hpa import thresholds as th
-from hpa.metrics import macro_f1
 from hpa.groups import resolve_groups  # noqa: F401 (blend's script resolves the groups from here)
+from hpa.metrics import macro_f1
 from hpa.tables import labels_to_matrix, probability_table, read_probs
 
 

@@ -7,9 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from hpa.figures import per_class_size, save_figure
 from hpa.metrics import class_confusion
 from hpa.tables import labels_to_matrix
-from hpa.figures import per_class_size, save_figure
 
 
 def _interval_text(score, low, high) -> str:

@@ -333,7 +333,8 @@ def summary(root, ensembles: list[str], *, failed: bool = False, log=None,
         logs = ", ".join(map(str, log)) if isinstance(log, (list, tuple)) else log
         head += (": the run FAILED (see the error above" + (f"; Snakemake's log: {logs}" if logs else "")
                  + "). What results/ holds now, from this run or earlier ones:")
-    body = (image_lines(root) + decoding_lines(root) + score_lines(root, list(ensembles)) + empty_class_lines(root, list(ensembles))
+    body = (image_lines(root) + decoding_lines(root) + score_lines(root, list(ensembles))
+            + empty_class_lines(root, list(ensembles))
             + cell_lines(root, list(ensembles))
             + output_lines(root, list(ensembles), invocation))
     return "\n".join([RULE, head, RULE, *body, RULE])

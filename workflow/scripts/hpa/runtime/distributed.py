@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from hpa import spec
+from hpa.config import spec
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ name, so the rank imports the code that trains, and the layers can see who calls
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import torch

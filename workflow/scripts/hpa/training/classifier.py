@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from hpa.classes import Vocabulary
+from hpa.config.spec import TrainConfig
 from hpa.crops import center
 from hpa.labels import sampling
 from hpa.loop.fit import Plan, epoch_seed, fit
@@ -26,7 +27,7 @@ from hpa.runtime.distributed import Ranks
 from hpa.runtime.gpu_memory import GpuWork, compute_bound
 from hpa.runtime.loader import CachedImages, make_loader, progress, training_loader
 from hpa.thresholds import fit_per_class, predict
-from hpa.training.config import TrainConfig, stage_at
+from hpa.training.config import stage_at
 
 
 class ClassifierTask:

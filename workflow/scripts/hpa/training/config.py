@@ -1,9 +1,8 @@
-"""A model's training config (``hpa.spec.TrainConfig``, re-exported here) and its stages by epoch."""
+"""A model's training config (``hpa.config.spec.TrainConfig``, re-exported here) and its stages by epoch."""
 
 from __future__ import annotations
 
-# The settings themselves live torch-free in hpa.spec, where common.smk checks them at DAG time.
-from hpa.spec import KEEP, RUNTIME_KEYS, LoopConfig, TrainConfig  # noqa: F401 (re-exported)
+# The settings themselves live torch-free in hpa.config.spec, where common.smk checks them at DAG time.
 
 
 def stage_at(stages: list[tuple[int, str | dict, float]], epoch: int) -> int:

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 
 from hpa.classes import Vocabulary
+from hpa.config.spec import TrainConfig
 from hpa.files import read_json, write_csv
 from hpa.runtime.distributed import Ranks
 from hpa.runtime.job import FoldJob, read_fold, run_fold_job
 from hpa.runtime.loader import loader_workers
 from hpa.tables import probability_table
 from hpa.training.classifier import fit_fold
-from hpa.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

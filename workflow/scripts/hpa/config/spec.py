@@ -52,7 +52,7 @@ class AugmentConfig:
     crop_scale: tuple[float, float] = (1.0, 1.0)  # random rescale before the crop (data.cache_size only)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "AugmentConfig":
+    def from_dict(cls, d: dict | None) -> AugmentConfig:
         d = dict(d or {})
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:

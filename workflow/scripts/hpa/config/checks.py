@@ -1,7 +1,7 @@
 """Checks of a whole config when the workflow starts (``common.smk``), without torch.
 
 Each model and the embedding are built as the dataclasses their jobs build
-(``hpa.spec``), so every check those make runs in seconds under ``snakemake -n``. Then
+(``hpa.config.spec``), so every check those make runs in seconds under ``snakemake -n``. Then
 the settings that only take effect beside another one are looked for: given alone they
 would be silently ignored, so they are refused by name, or warned about where a documented
 use of a shipped config gives them on purpose. Errors are plain ``ValueError``s that name
@@ -10,11 +10,11 @@ section.name.key, the problem and the fix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+from hpa.config.spec import SCRATCH_ARCHS, EmbeddingConfig, TrainConfig
 from hpa.groups import check_spec
-from hpa.spec import SCRATCH_ARCHS, EmbeddingConfig, TrainConfig
 
 # Keys of embedding: read by embed and embedding_duplicates, not by the training job.
 SEARCH_KEYS = ("flips", "duplicate_similarity")
