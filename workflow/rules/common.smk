@@ -135,6 +135,12 @@ def external_inputs(*names):
     return {name: f"results/external/{name}.csv" for name in names}
 
 
+def get_source_hashes(wildcards):
+    """hash_images's per-channel hashes of every source image when external.use is on (none when off):
+    source_duplicates searches those rather than hashing the cache again."""
+    return "results/external/source_hashes.csv" if config["external"]["use"] else []
+
+
 def label_columns():
     """The Id and Target columns of the source's label files (kaggle.id_column, target_column; the demo's are its own)."""
     if config["source"] == "demo":

@@ -141,15 +141,19 @@ rule cache_images:
 
 
 rule source_duplicates:
-    """Near-duplicate pairs within the source's own images (any source): each cached image hashed per
-    channel (a vectorised pHash, hpa.external.within), pairs within external.dedup.max_distance on every channel. Test
-    images duplicating a training image go to leaks.csv; training images in a cluster of two or more
-    to duplicates.csv, which make_folds keeps in one fold."""
+    """Near-duplicate pairs within the source's own images (any source), per channel within
+    external.dedup.max_distance on every channel. With external.use on, the hashes are hash_images's
+    (results/external/source_hashes.csv, external.dedup.hash over external.dedup.channels) of the
+    images the cache kept, so this rule costs only the search; off, each cached image is hashed here
+    (a vectorised pHash, hpa.external.within). Test images duplicating a training image go to
+    leaks.csv; training images in a cluster of two or more to duplicates.csv, which make_folds keeps
+    in one fold."""
     input:
         train_npy="results/cache/train.npy",
         train_index="results/cache/train.csv",
         test_npy="results/cache/test.npy",
         test_index="results/cache/test.csv",
+        hashes=get_source_hashes,
     output:
         leaks="results/data/leaks.csv",
         duplicates="results/data/duplicates.csv",
@@ -165,6 +169,8 @@ rule source_duplicates:
         runtime=PER_IMAGE_RUNTIME,
     params:
         max_distance=config["external"]["dedup"]["max_distance"],
+        hash=config["external"]["dedup"]["hash"],
+        channels=config["external"]["dedup"]["channels"],
     script:
         "../scripts/source_duplicates.py"
 

@@ -1,8 +1,10 @@
 """Duplicates and leaks within a dataset's own images, for every source (Kaggle layout, sample sheet).
 
 The external stages only compare the atlas's images with the source's; a test image copying a
-training image of the source itself went unnoticed. Here every cached image (train and test) is
-hashed per channel from the image cache (``results/cache/{split}.npy``, decoded once already) by a
+training image of the source itself went unnoticed. When the external stage is on, ``hash_images``
+has already hashed every source image per channel (``results/external/source_hashes.csv``), and
+``source_codes`` reuses those hashes (the search alone then costs seconds). Otherwise every cached
+image (train and test) is hashed per channel from the image cache (``results/cache/{split}.npy``, decoded once already) by a
 vectorised pHash (``batch_phash``: area mean to 32 x 32, DCT, the 8 x 8 low frequencies against their
 median; imagehash's resampling per plane costs 57 ms an image at 512 px, too slow for 100k), and
 the exact near-duplicate search of ``hpa.external.dedup`` (pigeonhole or tiled scan, whichever is
@@ -15,13 +17,16 @@ cheaper) finds the pairs within ``max_distance`` on every channel:
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 from scipy.fft import dctn
 
-from hpa.external.dedup import clusters, find_pairs
+from hpa.external.dedup import clusters, find_pairs, to_codes
+
+log = logging.getLogger(__name__)
 
 LEAK_COLUMNS = ["test_id", "train_id", "distance"]
 DUPLICATE_COLUMNS = ["Id", "cluster", "cluster_size"]
@@ -58,6 +63,35 @@ def cache_codes(cache: np.ndarray, rows, batch: int = 256, workers: int = 1) -> 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         list(pool.map(fill, range(0, len(rows), batch)))
     return out
+
+
+def source_codes(indexes: dict, caches: dict, hashes: pd.DataFrame | None = None, kind: str = "phash",
+                 channels=("red", "green", "blue"), workers: int = 1):
+    """(ids, splits, codes) of the images each split's cache index (``indexes``, split -> table) kept.
+
+    With ``hashes`` (hash_images's table: ``Id,split,error`` and ``{kind}_{channel}`` hex columns)
+    the codes are those hashes over ``channels``, for the kept Ids hashed without error, and
+    ``caches`` is never read; without, each kept image of ``caches[split]`` is hashed here.
+    """
+    ids, splits, codes = [], [], []
+    for split, index in indexes.items():
+        ok = index[index["ok"].astype(bool)]
+        if hashes is not None:
+            hashed = hashes[hashes["split"].eq(split) & hashes["error"].eq("")].drop_duplicates("Id")
+            kept = len(ok)
+            ok = ok[["Id"]].merge(hashed, on="Id", how="inner", validate="one_to_one")
+            if len(ok) < kept:  # hash_images could not read them; clean_external stops when too many
+                log.warning("%d of %d cached %s images have no hash in the source hashes; they are not searched",
+                            kept - len(ok), kept, split)
+            split_codes = to_codes(ok, kind, channels)
+        else:
+            split_codes = cache_codes(caches[split], ok["row"].to_numpy(), workers=workers)
+        ids += ok["Id"].tolist()
+        splits += [split] * len(ok)
+        codes.append(split_codes)
+    width = len(channels) if hashes is not None else 0
+    codes = np.concatenate(codes) if codes else np.zeros((0, width), np.uint64)
+    return np.array(ids, dtype=object), np.array(splits), codes
 
 
 def pair_tables(ids: np.ndarray, splits: np.ndarray, codes: np.ndarray, max_distance: int,
