@@ -65,8 +65,9 @@ def test_the_source_hashes_of_hash_images_are_reused_and_give_the_leak_of_a_copi
             for k, (s, im) in enumerate(zip(splits, images))]
     rows[5] = {**rows[5], "error": "OSError: truncated", "phash_red": ""}  # unreadable: no hash, not searched
     hashes = pd.DataFrame(rows).fillna("")
-    # The cache kept t0..t5 and t6..t8; t9 failed to decode (ok False), so its hash is not searched.
-    indexes = {"train": pd.DataFrame({"Id": [f"t{k}" for k in range(6)], "row": range(6), "ok": True}),
+    # The cache kept t0..t5, x0 and t6..t8; t9 failed to decode (ok False), so its hash is not searched.
+    # x0 is an external image ingest merged into train: not the source's, clean_external searched it.
+    indexes = {"train": pd.DataFrame({"Id": [f"t{k}" for k in range(6)] + ["x0"], "row": range(7), "ok": True}),
                "test": pd.DataFrame({"Id": ["t6", "t7", "t8", "t9"], "row": range(4), "ok": [True, True, True, False]})}
     untouchable = {"train": Untouchable(), "test": Untouchable()}
     ids, split_of, codes = source_codes(indexes, untouchable, hashes, "phash", ["red", "green", "blue"])

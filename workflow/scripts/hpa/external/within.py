@@ -65,6 +65,20 @@ def cache_codes(cache: np.ndarray, rows, batch: int = 256, workers: int = 1) -> 
     return out
 
 
+def _hashed(ok: pd.DataFrame, hashes: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The kept images ``ok`` of ``split`` with their row of ``hashes``, those hashed without error."""
+    source = ok["Id"].isin(hashes["Id"])
+    if not source.all():  # the external images ingest merged: clean_external compared them already
+        log.info("%d cached %s images are external, not the source's; clean_external searched them",
+                 (~source).sum(), split)
+    hashed = hashes[hashes["split"].eq(split) & hashes["error"].eq("")].drop_duplicates("Id")
+    out = ok.loc[source, ["Id"]].merge(hashed, on="Id", how="inner", validate="one_to_one")
+    if len(out) < source.sum():  # hash_images could not read them; clean_external stops when too many
+        log.warning("%d of %d cached %s source images have no hash in the source hashes; they are not searched",
+                    source.sum() - len(out), source.sum(), split)
+    return out
+
+
 def source_codes(indexes: dict, caches: dict, hashes: pd.DataFrame | None = None, kind: str = "phash",
                  channels=("red", "green", "blue"), workers: int = 1):
     """(ids, splits, codes) of the images each split's cache index (``indexes``, split -> table) kept.
@@ -77,12 +91,7 @@ def source_codes(indexes: dict, caches: dict, hashes: pd.DataFrame | None = None
     for split, index in indexes.items():
         ok = index[index["ok"].astype(bool)]
         if hashes is not None:
-            hashed = hashes[hashes["split"].eq(split) & hashes["error"].eq("")].drop_duplicates("Id")
-            kept = len(ok)
-            ok = ok[["Id"]].merge(hashed, on="Id", how="inner", validate="one_to_one")
-            if len(ok) < kept:  # hash_images could not read them; clean_external stops when too many
-                log.warning("%d of %d cached %s images have no hash in the source hashes; they are not searched",
-                            kept - len(ok), kept, split)
+            ok = _hashed(ok, hashes, split)
             split_codes = to_codes(ok, kind, channels)
         else:
             split_codes = cache_codes(caches[split], ok["row"].to_numpy(), workers=workers)
