@@ -1,11 +1,13 @@
 """The lab screen's silent failures (issue 29), through the real Snakefile: one test field exported at the
-full 16-bit range, a class in the list with no image, a test row whose file is missing. The run names
-each (the word "clipped", the empty class), scores only the kept test images, and the report command
-its summary prints works as printed after the --configfile run."""
+full 16-bit range, a class in the list with no image, a test row whose file is missing, a test row whose
+files copy a training row's. The run names each (the word "clipped", the empty class, the copied pair),
+scores only the kept test images, and the report command its summary prints works as printed after the
+--configfile run."""
 
 import copy
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -23,8 +25,9 @@ pytestmark = pytest.mark.workflow
 
 
 def odd_screen(workdir, *, reject: bool = True, max_rejected: float = 0.1) -> tuple[str, str]:
-    """The lab screen with its first test field at the full 16-bit range and (``reject``) its second
-    test field's protein file gone; the lab config with a class "cilia" that no image holds."""
+    """The lab screen with its first test field at the full 16-bit range, (``reject``) its second
+    test field's protein file gone, and its third test field's files copies of the first training
+    field's; the lab config with a class "cilia" that no image holds."""
     sheet = make_screen(workdir / "screen", n_train=60, n_test=20, shape=(48, 64), seed=5, workers=2)
     rows = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
     test = rows[rows["split"] == "test"]
@@ -34,6 +37,9 @@ def odd_screen(workdir, *, reject: bool = True, max_rejected: float = 0.1) -> tu
         Image.fromarray(np.minimum(plane, 65535).astype(np.uint16)).save(path)
     if reject:
         (workdir / "screen" / test.iloc[1]["protein"]).unlink()  # a test row ingest rejects
+    train = rows[rows["split"] == "train"]
+    for stain in ("dapi", "protein", "tubulin"):  # a test row whose files copy a training row's: a leak
+        shutil.copyfile(workdir / "screen" / train.iloc[0][stain], workdir / "screen" / test.iloc[2][stain])
     config = copy.deepcopy(LAB)
     config["labels"]["names"] = [*LAB_CLASSES, "cilia"]  # listed, no image
     config["data"] = {"image_size": 32, "max_rejected_fraction": max_rejected}  # 0.1: 1 of 20 rejected, 1 clipped
@@ -107,3 +113,14 @@ def test_the_printed_report_command_works_as_printed(odd_lab):
     result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=600, cwd="/")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (workdir / "report.html").is_file() and report == str(workdir / "report.html")
+
+
+def test_the_test_row_copying_a_training_row_is_named_a_leak(odd_lab):
+    workdir, stdout, _, _, _ = odd_lab
+    rows = pd.read_csv(workdir / "screen/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    copy_id = rows[rows["split"] == "test"]["Id"].iloc[2]
+    original = rows[rows["split"] == "train"]["Id"].iloc[0]
+    leaks = pd.read_csv(workdir / "results/data/leaks.csv", dtype=str)
+    assert (copy_id, original) in set(zip(leaks["test_id"], leaks["train_id"]))
+    assert re.search(rf"Test leaks within the source: \d+ test images duplicate a training image \(.*{copy_id} ~ "
+                     rf"{original}", summary_of(stdout))
