@@ -124,3 +124,21 @@ def test_the_test_row_copying_a_training_row_is_named_a_leak(odd_lab):
     assert (copy_id, original) in set(zip(leaks["test_id"], leaks["train_id"]))
     assert re.search(rf"Test leaks within the source: \d+ test images duplicate a training image \(.*{copy_id} ~ "
                      rf"{original}", summary_of(stdout))
+
+
+def test_predict_new_on_the_labs_own_test_rows_as_a_sheet_equals_the_submission(odd_lab):
+    """The lab's files as its sheet names them (plate folders, ``{id}-{plate}-{stain}.tif``), not the
+    Kaggle layout: predict_new reads the sheet's test rows and classifies each as the submission did."""
+    workdir, _, _, full, gone = odd_lab
+    rows = pd.read_csv(workdir / "screen/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    sheet = workdir / "screen/new.tsv"
+    rows[rows["split"] == "test"].drop(columns=["split", "Target"]).to_csv(sheet, sep="\t", index=False)
+    snakemake(workdir, "results/new_images/resnet18.csv", "--config", f"new_images={sheet}", configfile="lab.yaml")
+    table = pd.read_csv(workdir / "results/new_images/resnet18.csv", dtype={"Id": str}, keep_default_na=False)
+    submission = pd.read_csv(workdir / "results/submission/resnet18.csv", dtype=str, keep_default_na=False)
+    ok = table[table["ok"].astype(str) == "True"].set_index("Id")
+    assert set(ok.index) == set(rows[rows["split"] == "test"]["Id"]) - {gone}
+    assert table.set_index("Id").loc[gone, "reason"]  # the row whose file is gone is listed, with why
+    expected = submission.set_index("Id").loc[ok.index, "Predicted"]
+    assert ok["Predicted"].tolist() == expected.tolist() and expected.str.len().gt(0).sum() > len(expected) // 2
+    assert ok.loc[full, "clipped"]  # the full-range field is clipped here too
