@@ -35,7 +35,7 @@ rule segment_cells:
 
 rule cell_labels:
     input:
-        unpack(member_cells),
+        unpack(get_member_cells),
         test=ensemble_table("test"),
         thresholds="results/thresholds/{ensemble}.json",
         masks="results/cells/masks",
@@ -73,7 +73,7 @@ rule cell_gallery:
         bit_depth="results/cache/bit_depth.json",
         cache_index="results/cache/test.csv",
         vocabulary=VOCABULARY,
-        test_labels=test_labels(),
+        test_labels=get_test_labels(),
     output:
         gallery=report(
             directory("results/cells/{ensemble}/gallery"),

@@ -166,7 +166,7 @@ def test_label_files():
     return {"truth": truth, "sample_submission": source_files()["sample_submission"]}
 
 
-def test_labels():
+def get_test_labels():
     """The canonical test labels when the source has any, else none: an input of every rule that
     scores the test predictions, and the switch that asks for the scores."""
     return TEST_LABELS if test_label_files() else []
@@ -193,19 +193,19 @@ def analysis_tables(names):
     return tables
 
 
-def sampling_weights(wildcards):
+def get_sampling_weights(wildcards):
     """Class weights of the co-occurrence stage, for models that oversample rare classes."""
     if MODELS[wildcards.model]["oversample"]:
         return "results/analysis/sampling_weights.csv"
     return []
 
 
-def model_tta(wildcards):
+def get_model_tta(wildcards):
     """The TTA settings (sorted names) of the ensembles that use a model: its predict job runs their views."""
     return sorted({ens["tta"] for ens in ENSEMBLES.values() if wildcards.model in ens["models"]})
 
 
-def member_predictions(wildcards):
+def get_member_predictions(wildcards):
     """Named inputs of blend: "{kind}_{model}" (kind oof or test) -> that member's per-fold tables."""
     ens = ENSEMBLES[wildcards.ensemble]
     view = f"{ens['tta']}_{ens['aggregate']}"
@@ -226,7 +226,7 @@ def ensemble_table(kind):
     return inner
 
 
-def new_image_checkpoints(wildcards):
+def get_new_image_checkpoints(wildcards):
     """Input function of predict_new: the ensemble's checkpoints, model by model in its order.
 
     A label-transferring ensemble is refused: predict_new would need the new images'
@@ -258,7 +258,7 @@ def cell_inputs_of_predict():
     return {"masks": "results/cells/masks"} if CELLS else {}
 
 
-def member_cells(wildcards):
+def get_member_cells(wildcards):
     """The test class maps and cell probabilities of every fold of an ensemble's models, which cell_labels averages."""
     ens = ENSEMBLES[wildcards.ensemble]
     return {
@@ -295,7 +295,7 @@ def cell_outputs():
     return expand("results/cells/{ensemble}/{name}", ensemble=ENSEMBLES, name=names)
 
 
-def class_groups(wildcards):
+def get_class_groups(wildcards):
     """The co-occurrence stage's class groups, for ensembles that combine by them (not a preset or lists)."""
     ens = ENSEMBLES[wildcards.ensemble]
     if ens["combine"] == "groups" and ens["groups"] == "cooccurrence":
@@ -303,7 +303,7 @@ def class_groups(wildcards):
     return []
 
 
-def ensemble_benchmarks(wildcards):
+def get_ensemble_benchmarks(wildcards):
     """Named inputs of compare_ensembles: "{kind}_tsv_{ensemble}" (kind train or predict) -> the
     benchmark files of the jobs an ensemble needs, so that their seconds add up to its cost."""
     tables = {}
@@ -340,6 +340,6 @@ def all_outputs():
     targets += expand("results/metrics/{ensemble}/confusion.png", ensemble=ENSEMBLES)
     if any(e["transfer"] for e in ENSEMBLES.values()):
         targets.append("results/embedding/duplicates.csv")  # the embeddings exist anyway
-    if test_labels():
+    if get_test_labels():
         targets += expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES)
     return targets + cell_outputs()

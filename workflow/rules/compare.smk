@@ -3,12 +3,12 @@
 
 rule compare_ensembles:
     input:
-        unpack(ensemble_benchmarks),
+        unpack(get_ensemble_benchmarks),
         thresholds=expand("results/thresholds/{ensemble}.json", ensemble=ENSEMBLES),
-        evaluations=expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES) if test_labels() else [],
+        evaluations=expand("results/evaluation/{ensemble}.json", ensemble=ENSEMBLES) if get_test_labels() else [],
         # The submissions and the true test labels, where known: paired differences between ensembles.
-        submissions=expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES) if test_labels() else [],
-        test_labels=test_labels(),
+        submissions=expand("results/submission/{ensemble}.csv", ensemble=ENSEMBLES) if get_test_labels() else [],
+        test_labels=get_test_labels(),
         vocabulary=VOCABULARY,
     output:
         table=report(

@@ -3,9 +3,9 @@
 
 rule blend:
     input:
-        unpack(member_predictions),
+        unpack(get_member_predictions),
         manifest="results/data/manifest.csv",
-        groups=class_groups,
+        groups=get_class_groups,
         vocabulary=VOCABULARY,
     output:
         oof="results/ensembles/{ensemble}/oof.csv",
@@ -65,7 +65,7 @@ rule make_submission:
         thresholds="results/thresholds/{ensemble}.json",
         manifest="results/data/manifest.csv",
         rejected="results/data/rejected.csv",
-        test_labels=test_labels(),
+        test_labels=get_test_labels(),
         vocabulary=VOCABULARY,
     output:
         submission="results/submission/{ensemble}.csv",

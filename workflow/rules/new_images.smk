@@ -17,7 +17,7 @@ rule predict_new:
     Images stream through in batches; a skipped one gets ok=False and its reason.
     """
     input:
-        checkpoints=new_image_checkpoints,
+        checkpoints=get_new_image_checkpoints,
         thresholds="results/thresholds/{ensemble}.json",
         combination="results/ensembles/{ensemble}/combination.json",
         bit_depth="results/cache/bit_depth.json",
@@ -56,7 +56,7 @@ rule new_image_panels:
     each shown alone to every checkpoint), as one JPEG, with every cell's scores in cells.csv."""
     input:
         predictions="results/new_images/{ensemble}.csv",
-        checkpoints=new_image_checkpoints,
+        checkpoints=get_new_image_checkpoints,
         thresholds="results/thresholds/{ensemble}.json",
         bit_depth="results/cache/bit_depth.json",
         folder=config["new_images"],

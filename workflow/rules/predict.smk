@@ -37,7 +37,7 @@ rule predict:
         mem_mb=INFERENCE_MEM_MB,
         runtime=CACHE_READ_RUNTIME,
     params:
-        tta=model_tta,
+        tta=get_model_tta,
         crops=config["predict"]["crops"],
         batch_size=config["predict"]["batch_size"],
         cells={k: CELLS[k] for k in ("tta", "dilate")} if CELLS else None,

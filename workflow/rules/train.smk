@@ -10,7 +10,7 @@ rule train:
         folds="results/splits/folds.csv",
         manifest="results/data/manifest.csv",
         vocabulary=VOCABULARY,
-        sampling_weights=sampling_weights,
+        sampling_weights=get_sampling_weights,
     output:
         checkpoint="results/models/{model}/fold{fold}/model.pt",
         history="results/models/{model}/fold{fold}/history.csv",
