@@ -12,8 +12,10 @@ TABLES = ["submission/main.csv", "evaluation/comparison.csv", "metrics/main/thre
           "metrics/main/per_class.csv", "evaluation/main_methods.csv", "ensembles/main/oof.csv",
           "ensembles/main/test.csv", "data/manifest.csv", "data/rejected.csv", "splits/folds.csv",
           "models/tiny/fold0/history.csv", "ensembles/main/oof_predictions.csv",
-          "ensembles/main/test_predictions.csv", "data/classes.csv"]
-RECORDS = ["thresholds/main.json", "evaluation/main.json"]
+          "ensembles/main/test_predictions.csv", "data/classes.csv", "data/leaks.csv", "data/duplicates.csv",
+          "data/clipped/train.csv", "cells/cells.csv", "cells/images.csv", "cells/main/cell_scores.csv",
+          "cells/main/submission_2021.csv", "cells/main/cell_evaluation.csv"]
+RECORDS = ["thresholds/main.json", "evaluation/main.json", "cells/segmentation.json", "cells/main/cell_evaluation.json"]
 
 
 def glossary() -> str:
