@@ -68,12 +68,14 @@ def two_models(tmp_path_factory):
 
 def test_one_fold_of_one_model_runs_only_what_it_needs(two_models):
     assert two_models.first["train"] == 1
-    assert two_models.first["cache_images"] == 1  # the training images; the test set waits for predict
+    # Both caches: make_folds keeps the source's duplicate clusters in one fold, and source_duplicates
+    # finds them (and the test leaks) in one pass over the training and test caches.
+    assert two_models.first["cache_images"] == 2 and two_models.first["source_duplicates"] == 1
     assert not set(two_models.first) & (FROM_TRAINING_ON - {"train"})
     present = two_models.present_after_first
     assert model_pt("a", 1) in present
     assert model_pt("a", 0) not in present and "results/models/b" not in present
-    assert "results/cache/test.npy" not in present and "results/predictions" not in present
+    assert "results/predictions" not in present
 
 
 def test_another_model_reuses_everything_upstream(two_models):
@@ -126,8 +128,9 @@ def test_until_stops_at_the_folds(tmp_path):
     everything = job_counts(dry_run(tmp_path))
     until = job_counts(dry_run(tmp_path, "--until", "make_folds"))
     assert FROM_TRAINING_ON <= set(everything)
-    assert {"make_demo", "ingest", "make_folds"} <= set(until)
-    assert not set(until) & (FROM_TRAINING_ON | {"cache_images", "channel_stats"})
+    # The folds keep the source's duplicate clusters together, found in the image caches (source_duplicates).
+    assert {"make_demo", "ingest", "cache_images", "source_duplicates", "make_folds"} <= set(until)
+    assert not set(until) & (FROM_TRAINING_ON | {"channel_stats"})
 
 
 def test_switching_the_tta_aggregate_recombines_views_without_running_the_model(demo_run):
