@@ -7,7 +7,7 @@ an HPAv18-like external list in the real proportions; ``real`` is 31,072 train
 + 11,702 test + 74,606 external) with download records, then runs every stage
 from hashing to the submission, and the embedding neighbour and duplicate
 searches over random 512-d unit vectors, each stage in a fresh process
-(``bench.scale_stages``). Probabilities and embeddings, the outputs of the GPU
+(``bench.scale_stages``: each rule's own script). Probabilities and embeddings, the outputs of the GPU
 stages left out, are generated in between (the "setup" rows).
 
 Prints per stage and N: seconds and peak memory, then the growth from the
@@ -39,7 +39,7 @@ TARGET_TOTAL_S = 30 * 60
 # Generated stand-ins for what the stages left out (download, predict, embed) would write,
 # each made just before the first stage that reads it.
 SETUP = {
-    "hash_images": ("write_dataset", scale_data.write_dataset),
+    "vocabulary": ("write_dataset", scale_data.write_dataset),
     "blend": ("write_probabilities", lambda layout, n: scale_data.write_probabilities(layout)),
     "embedding_neighbours": ("write_fold_embeddings", lambda layout, n: scale_data.write_fold_embeddings(layout)),
 }

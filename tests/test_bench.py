@@ -4,11 +4,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import REPO
 
-from bench import scale, scale_data
+from bench import scale, scale_data, scale_stages
 from bench.scale_stages import STAGES
 
 
@@ -60,6 +62,44 @@ def test_scale_benchmark_runs_every_stage(tmp_path):
     stages = record["runs"][0]["stages"]
     assert list(stages) == list(STAGES)
     assert all(fig["seconds"] > 0 and fig["peak_mb"] > 10 for fig in stages.values())
+
+
+def parsed_workflow():
+    """The workflow as Snakemake parses it with the recipe the scale bench uses (config/hpa.yaml)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet=set())) as api:
+        return api.workflow(resource_settings=ResourceSettings(), snakefile=REPO / "Snakefile", workdir=REPO,
+                            config_settings=ConfigSettings(configfiles=[REPO / "config/hpa.yaml"]))._workflow
+
+
+def declared_names(rule, part: str, wildcards: dict) -> set:
+    """A rule's input/output/params/log names; an unpack()ed input function's too, called for the job's wildcards."""
+    names = set(getattr(rule, part)._names)
+    if part == "input":
+        for item in rule.input:
+            if (getattr(item, "flags", None) or {}).get("unpack"):  # an _IOFile around the input function
+                names |= set(item._file.callable(SimpleNamespace(**wildcards)))
+    return names
+
+
+def test_scale_stages_run_each_rules_own_script_with_its_declared_names():
+    """A renamed, added or removed input, output, param or log of a benched rule, or a moved script,
+    fails here rather than the bench measuring something else."""
+    workflow = parsed_workflow()
+    for stage, spec in scale_stages.jobs(scale_data.Layout(Path("/scale"))).items():
+        rule = workflow.get_rule(spec["rule"])
+        assert Path(rule.snakefile).parent.joinpath(rule.script).resolve() == scale_stages.script(spec), stage
+        for part in ("input", "output", "params", "log"):
+            assert set(spec[part]) - {""} == declared_names(rule, part, spec["wildcards"]), (stage, part)
+
+
+def test_stand_in_refuses_a_name_the_job_does_not_declare():
+    snakemake = scale_stages.stand_in(scale_stages.job("x", {"index": Path("/a")}, {}, log={}), threads=1)
+    assert snakemake.input.index == "/a" and snakemake.input[0] == "/a" and snakemake.input["index"] == "/a"
+    with pytest.raises(AttributeError, match="declares no 'manifest'"):
+        getattr(snakemake.input, "manifest")  # noqa: B009 (the attribute access is the test)
 
 
 def test_gpu_benchmark_runs_on_a_cpu_at_tiny_size(tmp_path):
