@@ -75,14 +75,20 @@ def read_sheet(path) -> pd.DataFrame:
     return df
 
 
+def sheet_columns(df: pd.DataFrame, leading, channels) -> tuple[list[str], list[str]]:
+    """The columns a sheet needs (``leading``, then a file column per channel unless it has the one
+    multi-channel ``file`` column) and those of them it lacks."""
+    columns = [*leading, *(() if FIELD_FILE in df.columns else channels)]
+    return columns, [c for c in columns if c not in df.columns]
+
+
 def check_sheet(df: pd.DataFrame, path, vocab: Vocabulary) -> bool:
     """Refuse a sheet as a whole (missing column, no training row, test rows labelled in part).
 
     Returns whether its test rows are labelled (then they are the run's test labels): all or
     none, since the workflow decides when it starts whether to score the test predictions.
     """
-    columns = [*REQUIRED, *(() if FIELD_FILE in df.columns else vocab.channels)]
-    missing = [c for c in columns if c not in df.columns]
+    columns, missing = sheet_columns(df, REQUIRED, vocab.channels)
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; a sample sheet needs {', '.join(columns)} "
                          f"(one column per channel of channels.names, holding that channel's file, or a column "
@@ -173,7 +179,7 @@ def new_image_sheet(path, channels) -> tuple[dict[str, dict[str, str]], list[tup
     of the rows refused (an Id that cannot name a file, or on several rows: all of them, since which
     one is meant is not known). Training's columns; split and Target may be there and are not read."""
     df = read_sheet(path)
-    missing = [c for c in ("Id", *(() if FIELD_FILE in df.columns else channels)) if c not in df.columns]
+    _, missing = sheet_columns(df, ("Id",), channels)
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; a sheet of new images needs Id and one "
                          f"column per channel of the ensemble's models ({', '.join(channels)}), holding its file (or a "
