@@ -36,6 +36,7 @@ rule segment_cells:
 rule cell_labels:
     input:
         unpack(get_member_cells),
+        unpack(get_cell_model),
         test=ensemble_table("test"),
         thresholds="results/thresholds/{ensemble}.json",
         masks="results/cells/masks",
@@ -43,6 +44,7 @@ rule cell_labels:
         cache_index="results/cache/test.csv",
         vocabulary=VOCABULARY,
     output:
+        **cell_model_outputs(),
         maps="results/cells/{ensemble}/class_maps.npz",
         alone="results/cells/{ensemble}/cells_alone.npz",
         scores="results/cells/{ensemble}/cell_scores.csv",
@@ -120,6 +122,7 @@ rule evaluate_segmentation:
 
 rule evaluate_cells:
     input:
+        unpack(get_cell_model),
         **cell_truth(),
         segmentation="results/cells/segmentation.json",
         maps="results/cells/{ensemble}/class_maps.npz",

@@ -77,7 +77,9 @@ def sample_sheet():
 
 SHEET_TEST_LABELS = checked(sample_sheet) if config["source"] == "samples" else False
 # Where, per cell (cells.smk): the stains resolved against the channels, the folders checked.
-CELLS, _cell_warnings = checked(cell_settings, config, VOCAB, GIVEN)
+CELLS, _cell_warnings = checked(cell_settings, config, VOCAB, GIVEN, SCHEMA)
+# The cell-level model (cells.model; cell_model.smk), its train: keys filled as a model's.
+CELL_MODEL = CELLS["model"] if CELLS else None
 for _warning in _cell_warnings:
     logger.warning(f"Config: {_warning}")
 # The source's labels in canonical form (rules labels and test_labels): what the label
@@ -265,6 +267,37 @@ def get_member_cells(wildcards):
         kind: [f"results/predictions/{m}/fold{k}/test_{kind}.npz" for m in ens["models"] for k in FOLDS]
         for kind in ("maps", "cells")
     }
+
+
+def get_crop_masks(wildcards):
+    """cell_crops of the test images cuts segment_cells' masks (the cells the submission scores); training
+    images are segmented in the job itself."""
+    if wildcards.split == "test":
+        return {"masks": "results/cells/masks", "images": "results/cells/images.csv"}
+    return {}
+
+
+def get_cell_sampling_weights(wildcards):
+    """Class weights of the co-occurrence stage, for a cell model that oversamples rare classes."""
+    return "results/analysis/sampling_weights.csv" if CELL_MODEL["train"]["oversample"] else []
+
+
+def get_cell_model(wildcards):
+    """What cell_labels and evaluate_cells blend the cell model by (cells.model): every fold's cell scores, the
+    ensemble's out-of-fold probabilities and the training labels."""
+    if not CELL_MODEL:
+        return {}
+    return {
+        "cell_model": [f"results/cells/model/fold{k}/cells.npz" for k in FOLDS],
+        "cell_model_oof": [f"results/cells/model/fold{k}/oof.csv" for k in FOLDS],
+        "oof": ensemble_table("oof")(wildcards),
+        "manifest": "results/data/manifest.csv",
+    }
+
+
+def cell_model_outputs():
+    """cell_labels' table of the cell model's blend, per class (cells.model)."""
+    return {"cell_model": "results/cells/{ensemble}/cell_model.csv"} if CELL_MODEL else {}
 
 
 def user_masks():

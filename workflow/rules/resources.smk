@@ -115,6 +115,12 @@ def model_work(model, training, batch_size=None, plain=True):
     return GpuWork.of_model(model, config["data"]["image_size"], len(VOCAB.channels), training, batch_size, plain)
 
 
+def cell_model_work(training):
+    """The GpuWork of the cell model (cells.model) at its crop size."""
+    batch_size = None if training else config["predict"]["batch_size"]
+    return GpuWork.of_model(CELL_MODEL["train"], CELL_MODEL["crop"], len(VOCAB.channels), training, batch_size)
+
+
 def gpu_job_threads(n):
     """A GPU job's threads: ``n``, or one on a CPU-only local run (it computes on one thread there)."""
     return lambda wildcards: 1 if cpu_only() else n

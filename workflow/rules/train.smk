@@ -33,6 +33,8 @@ rule train:
         runtime=training_runtime(lambda wildcards: MODELS[wildcards.model]["epochs"]),
     params:
         model=lambda wildcards: {k: v for k, v in MODELS[wildcards.model].items() if k not in RUNTIME_KEYS},
+        name=lambda wildcards: wildcards.model,
+        entry=lambda wildcards: ["models", wildcards.model],
         image_size=config["data"]["image_size"],
     script:
         "../scripts/train.py"

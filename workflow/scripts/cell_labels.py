@@ -3,12 +3,13 @@
 
 import pandas as pd
 
+from hpa.cells.cell_model import fitted
 from hpa.cells.labels_job import ensemble_cells, ensemble_maps, label_cells, write_cells, write_maps
 from hpa.cells.scores import alone_lookup
 from hpa.classes import Vocabulary
 from hpa.files import read_json, setup_logging, write_csv
 from hpa.postprocess.submission import applied_thresholds
-from hpa.tables import prob_matrix
+from hpa.tables import prob_matrix, read_manifest
 
 setup_logging(snakemake.log[0])
 vocab = Vocabulary.read(snakemake.input.vocabulary)
@@ -20,6 +21,12 @@ write_maps(ids, maps, vocab.classes, snakemake.output.maps)
 alone = ensemble_cells(snakemake.input.cells)
 write_cells(*alone, snakemake.output.alone)
 index = pd.read_csv(snakemake.input.cache_index, dtype={"Id": str}, keep_default_na=False)
+cell_model = None
+if "cell_model" in snakemake.input.keys():  # cells.model: its blend fitted out of fold (hpa.cells.cell_model)
+    cell_model, fit = fitted(snakemake.input.cell_model_oof, snakemake.input.cell_model,
+                             pd.read_csv(snakemake.input.oof, dtype={"Id": str}),
+                             read_manifest(snakemake.input.manifest, split="train"), vocab.n_classes)
+    write_csv(fit.assign(name=[vocab.classes[c] for c in fit["class"]]), snakemake.output.cell_model)
 scores, submission = label_cells(
     images=pd.read_csv(snakemake.input.images, dtype={"Id": str}, keep_default_na=False),
     masks_dir=snakemake.input.masks,
@@ -33,6 +40,7 @@ scores, submission = label_cells(
     weight=settings["blend_weight"],
     min_score=settings["min_score"],
     alone=alone_lookup(*alone),
+    cell_model=cell_model,
 )
 write_csv(scores, snakemake.output.scores)
 write_csv(submission, snakemake.output.submission)

@@ -4,6 +4,7 @@ no-map baseline, the pointing game of its class maps, and the segmentation's F1,
 import numpy as np
 import pandas as pd
 
+from hpa.cells.cell_model import fitted
 from hpa.cells.evaluate_job import evaluate_cells, evaluation_table
 from hpa.cells.figures import plot_evaluation
 from hpa.cells.scores import alone_lookup
@@ -11,7 +12,7 @@ from hpa.classes import Vocabulary
 from hpa.data.cache import open_cache
 from hpa.files import read_json, setup_logging, write_csv, write_json
 from hpa.postprocess.submission import applied_thresholds
-from hpa.tables import prob_matrix
+from hpa.tables import prob_matrix, read_manifest
 
 setup_logging(snakemake.log[0])
 vocab = Vocabulary.read(snakemake.input.vocabulary)
@@ -22,6 +23,11 @@ with np.load(snakemake.input.alone) as saved:
 cache, index = open_cache(snakemake.input.cache, snakemake.input.cache_index)
 probs = pd.read_csv(snakemake.input.test, dtype={"Id": str})
 thresholds, _ = applied_thresholds(read_json(snakemake.input.thresholds), prob_matrix(probs, "test probabilities"))
+cell_model = None
+if "cell_model" in snakemake.input.keys():  # cells.model: the blend cell_labels applies, fitted the same way
+    cell_model, _ = fitted(snakemake.input.cell_model_oof, snakemake.input.cell_model,
+                           pd.read_csv(snakemake.input.oof, dtype={"Id": str}),
+                           read_manifest(snakemake.input.manifest, split="train"), vocab.n_classes)
 protein = vocab.channels.index(vocab.rgb.get("green", vocab.channels[0]))
 result = evaluate_cells(
     truth_dir=snakemake.params.truth,
@@ -36,6 +42,7 @@ result = evaluate_cells(
     thresholds=thresholds,
     proteins={i: cache[r, protein] for i, r, ok in zip(index["Id"], index["row"], index["ok"]) if ok},
     alone=alone_lookup(ids_alone, cells_alone, probs_alone),
+    cell_model=cell_model,
 )
 segmentation = read_json(snakemake.input.segmentation)
 write_json(result | {"segmentation": segmentation}, snakemake.output.evaluation)

@@ -15,6 +15,7 @@ cell, box, area, p0.., labels by name), the 2021 competition's submission
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,9 @@ from hpa.cells.masks import load_masks
 from hpa.cells.scores import aligned, cell_scores, cells_of
 from hpa.files import atomic_path
 from hpa.tables import prob_matrix
+
+if TYPE_CHECKING:
+    from hpa.cells.cell_model import CellModel
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +76,9 @@ def write_maps(ids, maps, classes, path) -> None:
 
 def label_cells(*, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids, maps, fits: dict,
                 thresholds: np.ndarray, classes, method: str, weight: float, min_score: float,
-                alone: dict | None = None):
-    """(cell_scores table, 2021 submission): every image of ``images`` (segment_cells' rows), in order."""
+                alone: dict | None = None, cell_model: CellModel | None = None):
+    """(cell_scores table, 2021 submission): every image of ``images`` (segment_cells' rows), in order.
+    ``cell_model``: the fitted cell-level model, which ``gated`` blends in (``hpa.cells.cell_model``)."""
     prob_of = dict(zip(probs["Id"], prob_matrix(probs, "test probabilities")))
     map_row = {i: k for k, i in enumerate(map_ids)}
     tables, rows, n_unmapped = [], [], 0
@@ -85,11 +90,13 @@ def label_cells(*, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids
         grid = maps[map_row[image.Id]] if image.Id in map_row else None
         how = method if grid is not None or method in ("image", "masked", "gated") else "image"
         n_unmapped += how != method
-        mine = None
+        mine = crops = None
         if method in ("masked", "gated"):
             mine = aligned(alone or {}, image.Id, cells_of(mask)[0], len(classes))
+        if method == "gated" and cell_model is not None:
+            crops = cell_model.evidence(image.Id, cells_of(mask)[0])
         cells = cell_scores(prob_of[image.Id], mask, grid, how, weight, fit=fits.get(image.Id, SQUARE), alone=mine,
-                            thresholds=thresholds)
+                            thresholds=thresholds, cell_model=crops)
         tables.append(labelled_table(image.Id, cells, thresholds, classes)[0])
         rows.append(submission_row(image.Id, mask, cells.ids, cells.scores, min_score))
     if n_unmapped:

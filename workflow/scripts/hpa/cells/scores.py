@@ -24,7 +24,9 @@ Methods (``cell_scores(..., method=)``):
   labels (most of the atlas) the cells score as the image does; a cell below it is scaled by
   how far below it lies, as ``masked`` scales it, with the best cell again taking the image's
   probability where none reaches ``t``. ``masked`` instead scales every cell but the best
-  one, which costs ranks where the cells all agree (issue 28: 0.342 vs 0.404).
+  one, which costs ranks where the cells all agree (issue 28: 0.342 vs 0.404). With a cell-level
+  model (``cells.model``), a cell's score is this one and the cell model's probability blended, each
+  weighted by its out-of-fold skill at the image labels (``hpa.cells.cell_model``).
 
 Maps at a coarser grid than the mask (a CNN's feature grid) are upsampled bilinearly to the
 mask (half-pixel centres, as torch's ``interpolate(..., align_corners=False)``), rather than
@@ -168,6 +170,17 @@ def gated_ratios(alone: np.ndarray, thresholds) -> np.ndarray:
     return np.minimum(ratios, 1.0)
 
 
+def gated_scores(probs: np.ndarray, alone: np.ndarray, thresholds, cell_model: tuple | None = None) -> np.ndarray:
+    """(n cells, n_classes): method ``gated``'s scores of one image. With a cell-level model's ``(q (n cells,
+    n_classes), w (n_classes,))``: ``(1 - w) gated + w q`` (``hpa.cells.cell_model``; a cell it did not score,
+    NaN, keeps the gated score)."""
+    scores = probs[None, :] * gated_ratios(alone, thresholds)
+    if cell_model is None:
+        return scores
+    q, weight = (np.asarray(v, float) for v in cell_model)
+    return np.where(np.isnan(q), scores, (1 - weight) * scores + weight * q)
+
+
 def alone_lookup(ids, cells, probs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Image Id -> (its cell ids, their probabilities alone)."""
     order = np.argsort(ids, kind="stable")
@@ -190,13 +203,14 @@ def aligned(lookup: dict, image_id: str, cell_ids: np.ndarray, n_classes: int) -
 
 
 def cell_scores(probs, mask, maps=None, method: str = "image", weight: float = BLEND_WEIGHT, *,
-                fit: str = SQUARE, alone=None, thresholds=None) -> CellScores:
+                fit: str = SQUARE, alone=None, thresholds=None, cell_model: tuple | None = None) -> CellScores:
     """Per-cell scores of one image; ``probs`` (n_classes,), ``mask`` (H, W) int labels,
     ``maps`` (n_classes, h, w) or {class: (h, w)} at any grid (needed by ``map`` and ``blend``),
     covering the square the model saw of the field (``fit``: the cache's, ``hpa.cells.frames``).
     A cell a crop cut away entirely has no map: it keeps its image's probabilities. ``alone`` (n cells,
     n_classes), in the order of the mask's cell ids, what the model says of each cell alone (``masked``,
-    ``gated``); ``thresholds`` (n_classes,) the image's class thresholds (``gated``)."""
+    ``gated``); ``thresholds`` (n_classes,) the image's class thresholds (``gated``); ``cell_model`` the
+    cell-level model's (scores (n cells, n_classes), weights (n_classes,)) that ``gated`` blends in."""
     if method not in METHODS:
         raise ValueError(f"unknown per-cell method {method!r}; choose from {METHODS}")
     probs = np.asarray(probs, float)
@@ -215,7 +229,7 @@ def cell_scores(probs, mask, maps=None, method: str = "image", weight: float = B
         if thresholds is None or np.shape(thresholds) != probs.shape:
             raise ValueError(f"method 'gated' needs the image's {len(probs)} class thresholds; got "
                              f"{None if thresholds is None else np.shape(thresholds)}")
-        return CellScores(ids, boxes, areas, probs[None, :] * gated_ratios(alone, thresholds))
+        return CellScores(ids, boxes, areas, gated_scores(probs, alone, thresholds, cell_model))
     if maps is None:
         raise ValueError(f"method {method!r} needs class maps; use method='image' without them")
     frame = model_frame(mask, fit)

@@ -204,12 +204,13 @@ def check_config(given_config: dict, config: dict, models: dict, ensembles: dict
     return check_embedding(given_config, config, ensembles) + check_data(given_config, config)
 
 
-def cell_settings(config: dict, vocab, given: dict | None = None) -> tuple[dict | None, list[str]]:
+def cell_settings(config: dict, vocab, given: dict | None = None, schema: dict | None = None
+                  ) -> tuple[dict | None, list[str]]:
     """``cells:`` resolved against the channels (the atlas's stains where it names none) and checked:
     the nuclear and cell-body channels must be the dataset's, and the masks or truth folder must exist.
     Returns (the settings, or None where the per-cell stages are off; warnings). Stains that cannot be
     resolved from the defaults turn the stages off with a warning, unless ``given`` (the config as
-    written) asked for them (then it is an error)."""
+    written) asked for them (then it is an error). ``schema``: the config's, for ``cells.model``'s defaults."""
     from pathlib import Path
 
     cells = dict(config["cells"])
@@ -244,4 +245,22 @@ def cell_settings(config: dict, vocab, given: dict | None = None) -> tuple[dict 
             wanted = f"a folder holding {must}, test_cells/ and test_regions/" if must else \
                 "a folder of one label image per test Id"
             raise ValueError(f"cells.{key}: {folder} is not {wanted}")
-    return cells | {"nucleus_channel": nucleus, "body_channels": body}, []
+    return cells | {"nucleus_channel": nucleus, "body_channels": body, "model": cell_model(cells.get("model"), schema)}, []
+
+
+def cell_model(entry: dict | None, schema: dict | None) -> dict | None:
+    """``cells.model`` (defaults filled) with its ``train`` filled as a model's and checked as the schema's
+    ``$defs/model`` and a train job read it; None where it has no ``train`` (no cell model)."""
+    if not entry or not entry.get("train"):
+        return None
+    if schema is None:
+        raise ValueError("cells.model: its train keys are checked against the config's schema; pass it")
+    import jsonschema
+
+    train = schema_defaults(schema, "model") | dict(entry["train"])
+    validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/model", "$defs": schema["$defs"]})
+    for error in validator.iter_errors(train):
+        where = ".".join(["cells.model.train", *map(str, error.absolute_path)])
+        raise ValueError(f"{where}: {error.message}")
+    TrainConfig.from_dict(train, where="cells.model.train")
+    return dict(entry) | {"train": train}

@@ -251,7 +251,9 @@ def cell_lines(root: Path, ensembles: list[str]) -> list[str]:
         learned = ", ".join(f"{k} {m[k]['map']:.3f} [{m[k]['low']:.3f}, {m[k]['high']:.3f}]"
                             for k in ("gated", "masked", "map", "blend") if k in m)
         game = record["pointing"]["all"]
-        lines.append(f"  {ensemble}  per-cell mAP {learned}; no-map baselines: image {m['image']['map']:.3f}, "
+        parts = "".join(f", {name} {m[k]['map']:.3f}" for k, name in (("image_models", "gated without the cell model"),
+                                                                     ("cell_model", "the cell model alone")) if k in m)
+        lines.append(f"  {ensemble}  per-cell mAP {learned}{parts}; no-map baselines: image {m['image']['map']:.3f}, "
                      f"centre {m['centre']['map']:.3f}; located maps' peak in the class's region "
                      f"{game.get('hit', float('nan')):.2f} vs chance {game.get('chance', float('nan')):.2f}")
     return lines

@@ -84,9 +84,12 @@ def train_rank(job: FoldJob):
 
 
 def fold_rows(index: pd.DataFrame, folds: pd.DataFrame, labels: pd.DataFrame, fold: int, n_classes: int):
-    """Cache rows, label matrices (``n_classes`` wide) and Ids of a fold's training and validation images."""
-    table = index[index["ok"]].merge(folds, on="Id", validate="one_to_one").merge(
-        labels[["Id", "Target"]], on="Id", validate="one_to_one"
+    """Cache rows, label matrices (``n_classes`` wide) and Ids of a fold's training and validation images.
+    A cache of cell crops (``hpa.cells.crop_job``: a ``cell`` column, many rows per Id) gives each crop its
+    image's fold and labels (the weak labels of the cell-level model)."""
+    per_image = "one_to_one" if "cell" not in index.columns else "many_to_one"
+    table = index[index["ok"]].merge(folds, on="Id", validate=per_image).merge(
+        labels[["Id", "Target"]], on="Id", validate=per_image
     )
     if fold not in set(table["fold"]):
         raise ValueError(f"fold {fold} is not in the folds table (folds 0..{table['fold'].max()})")
