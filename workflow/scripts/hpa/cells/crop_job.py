@@ -65,10 +65,10 @@ class NpyRows:
 def field_mask(task: dict, field: np.ndarray) -> np.ndarray:
     """The image's cell mask: the given masks folder's (test: segment_cells'), the user's where they hold
     this image's, else the embedded segmentation of its nuclear and cell-body planes."""
-    shape = field.shape[1:]
-    for folder in (task["masks"], task["user_masks"]):
-        if folder and (folder == task["masks"] or _has_mask(folder, task["Id"])):
-            return load_masks(folder, task["Id"], shape)
+    if task["masks"]:
+        return load_masks(task["masks"], task["Id"], field.shape[1:])
+    if task["user_masks"] and _has_mask(task["user_masks"], task["Id"]):
+        return load_masks(task["user_masks"], task["Id"], field.shape[1:])
     planes = dict(zip(task["channels"], field))
     return segment(planes[task["nucleus"]], [planes[c] for c in task["body"]]).cells
 
