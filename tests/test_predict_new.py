@@ -302,6 +302,12 @@ def test_panels_show_each_new_images_cells_and_skip_one_that_cannot_be_read(tmp_
     assert np.allclose(best.to_numpy(), named, atol=1e-5)
     with Image.open(tmp_path / "panels/f0.jpg") as im:
         assert im.width >= 3 * 100 and im.height > 100
+    # cells.method reaches the panels, as it reaches cell_labels: "image" gives every cell its image's.
+    flat = write_panels(folder, table, members_of(checkpoints), record, tmp_path / "flat", nucleus="blue",
+                        body=["red", "yellow"], depth=BitDepth(), fit="pad", tta="flips", method="image")
+    assert np.allclose(flat[p].to_numpy(), table.set_index("Id").loc[flat["Id"], [f"p_{n}" for n in HPA.classes]],
+                       atol=1e-5)
+    assert not np.allclose(flat[p].to_numpy(), cells[p].to_numpy())
 
 
 def test_a_field_the_bit_shift_clips_is_named_in_the_clipped_column(tmp_path, checkpoints):

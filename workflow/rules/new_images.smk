@@ -77,7 +77,11 @@ rule new_image_panels:
     params:
         ensemble=lambda wildcards: ENSEMBLES[wildcards.ensemble],
         folds=FOLDS,
-        cells={k: CELLS[k] for k in ("nucleus_channel", "body_channels", "tta")} if CELLS else None,
+        cells=(
+            {k: CELLS[k] for k in ("nucleus_channel", "body_channels", "tta", "method", "blend_weight")}
+            if CELLS
+            else None
+        ),
         fit=config["data"]["fit"],
     script:
         "../scripts/new_image_panels.py"

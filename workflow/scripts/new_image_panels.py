@@ -31,4 +31,6 @@ with gpu_job(snakemake):
         depth=depths(bit_depth, bit_depth["channels"]),
         fit=snakemake.params.fit,
         tta=cells["tta"],
+        method=cells["method"],
+        weight=cells["blend_weight"],
     )

@@ -3,10 +3,11 @@ where the ensemble sees each of its predicted classes, and in which cells.
 
 Per image: the cells segmented from its own stains (``hpa.cells.segment``), every member's
 class maps averaged as ``cell_labels`` averages them, and each cell shown alone to every
-member (``hpa.inference.per_cell``); the cells are scored the ``masked`` way and labelled by the
-thresholds ``predict_new`` applied. One JPEG per image (``hpa.cells.gallery``): a row per
-predicted class (the most probable one, marked, where none reaches its threshold) and a table
-of every cell's scores beside them.
+member (``hpa.inference.per_cell``); the cells are scored by ``cells.method`` as ``cell_labels`` scores
+the test cells (the default ``gated`` with the thresholds ``predict_new`` applied; the cell-level model is
+not run on new images) and labelled by those thresholds. One JPEG per image (``hpa.cells.gallery``):
+a row per predicted class (the most probable one, marked, where none reaches its threshold) and a
+table of every cell's scores beside them.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def image_cells(files, members: list, vocabulary, *, nucleus: str, body: list[st
 
 
 def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[str]], record: dict, out_dir, *,
-                 nucleus: str, body: list[str], depth, fit: str, tta: str = "none") -> pd.DataFrame:
+                 nucleus: str, body: list[str], depth, fit: str, tta: str = "none", method: str = "gated",
+                 weight: float = 0.5) -> pd.DataFrame:
     """``out_dir/{Id}.jpg`` for every ``ok`` row of ``predictions`` (predict_new's table),
     ``out_dir/cells.csv`` (every cell's box, area, scores and labels) and ``out_dir/skipped.csv``
     (images that could not be drawn, with the reason); returns the cells table."""
@@ -83,7 +85,8 @@ def write_panels(folder, predictions: pd.DataFrame, checkpoints: dict[str, list[
             log.warning("no panel for %s: %s", image_id, err)
             skipped.append({"Id": image_id, "reason": str(err)})
             continue
-        cells = cell_scores(probs[row], mask, method="masked", alone=cells_alone)
+        cells = cell_scores(probs[row], mask, maps, method, weight, fit=frame_fit, alone=cells_alone,
+                            thresholds=thresholds)
         table, shown = labelled_table(image_id, cells, thresholds, vocabulary.classes)
         tables.append(table)
         colour = composite(planes, vocabulary.rgb)
