@@ -10,9 +10,9 @@ from hpa.cells.encoding import parse_prediction_string
 from hpa.cells.evaluate_job import evaluate_cells, evaluate_segmentation, evaluation_table
 from hpa.cells.frames import model_frame, native_map, peak_in_image
 from hpa.cells.gallery import PANEL, STRIP, composite, file_name, page, pick, protein_channel, protein_panel, row_image
-from hpa.cells.labels_job import ensemble_cells, ensemble_maps, label_cells
+from hpa.cells.labels_job import ensemble_maps, label_cells
 from hpa.cells.masks import load_masks
-from hpa.cells.scores import alone_lookup, cell_scores
+from hpa.cells.scores import alone_lookup, cell_scores, ensemble_cells
 from hpa.cells.segment_job import segment_images
 from hpa.cells.truth import read_cell_labels
 from hpa.classes import CHANNELS, HPA

@@ -4,8 +4,8 @@
 import pandas as pd
 
 from hpa.cells.cell_model import fitted
-from hpa.cells.labels_job import ensemble_cells, ensemble_maps, label_cells, write_cells, write_maps
-from hpa.cells.scores import alone_lookup
+from hpa.cells.labels_job import ensemble_maps, label_cells, write_cells, write_maps
+from hpa.cells.scores import alone_lookup, ensemble_cells
 from hpa.classes import Vocabulary
 from hpa.files import read_json, setup_logging, write_csv
 from hpa.postprocess.submission import applied_thresholds

@@ -29,8 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score
 
-from hpa.cells.labels_job import ensemble_cells
-from hpa.cells.scores import aligned, alone_lookup
+from hpa.cells.scores import aligned, alone_lookup, ensemble_cells
 from hpa.tables import labels_to_matrix, prob_matrix
 
 

@@ -49,21 +49,6 @@ def ensemble_maps(paths) -> tuple[np.ndarray, np.ndarray]:
     return ids, average_maps(m for _, m in members).astype(np.float16)
 
 
-def ensemble_cells(paths) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image ids, cell ids, probs (rows, classes) float32): each cell alone, the mean over the members."""
-    members = []
-    for path in paths:
-        with np.load(path) as saved:
-            members.append((saved["ids"].astype(str), saved["cells"], saved["probs"].astype(np.float32)))
-    if not members:
-        raise ValueError("no member cell probabilities to combine")
-    ids, cells, _ = members[0]
-    for path, (other_ids, other_cells, _) in zip(paths, members):
-        if not (np.array_equal(other_ids, ids) and np.array_equal(other_cells, cells)):
-            raise ValueError(f"{path}: other cells than {paths[0]}'s (the masks changed since); rerun its predict job")
-    return ids, cells, np.mean([p for _, _, p in members], axis=0)
-
-
 def write_cells(ids, cells, probs, path) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, ids=np.asarray(ids, str), cells=cells, probs=probs)

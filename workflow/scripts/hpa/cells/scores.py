@@ -181,6 +181,21 @@ def gated_scores(probs: np.ndarray, alone: np.ndarray, thresholds, cell_model: t
     return np.where(np.isnan(q), scores, (1 - weight) * scores + weight * q)
 
 
+def ensemble_cells(paths) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image ids, cell ids, probs (rows, classes) float32): each cell alone, the mean over the members."""
+    members = []
+    for path in paths:
+        with np.load(path) as saved:
+            members.append((saved["ids"].astype(str), saved["cells"], saved["probs"].astype(np.float32)))
+    if not members:
+        raise ValueError("no member cell probabilities to combine")
+    ids, cells, _ = members[0]
+    for path, (other_ids, other_cells, _) in zip(paths, members):
+        if not (np.array_equal(other_ids, ids) and np.array_equal(other_cells, cells)):
+            raise ValueError(f"{path}: other cells than {paths[0]}'s (the masks changed since); rerun its predict job")
+    return ids, cells, np.mean([p for _, _, p in members], axis=0)
+
+
 def alone_lookup(ids, cells, probs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Image Id -> (its cell ids, their probabilities alone)."""
     order = np.argsort(ids, kind="stable")
