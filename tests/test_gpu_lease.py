@@ -245,7 +245,8 @@ def gpu_rule_scripts() -> dict[str, str]:
 
 def test_every_gpu_job_leases_its_gpus_before_importing_anything_that_holds_torch():
     scripts = gpu_rule_scripts()
-    assert set(scripts) == {"train", "predict", "predict_new", "new_image_panels", "train_embedding", "embed"}
+    assert set(scripts) == {"train", "predict", "predict_new", "new_image_panels", "train_embedding", "embed",
+                            "train_cell_model", "predict_cell_model"}
     for rule, script in scripts.items():
         body = ast.parse((REPO / "workflow/scripts" / script).read_text()).body
         lease = next((i for i, node in enumerate(body) if isinstance(node, ast.With)
