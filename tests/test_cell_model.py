@@ -120,11 +120,10 @@ def test_each_crop_takes_its_images_fold_and_labels_and_an_image_cache_still_has
     index = pd.DataFrame({"Id": ["a", "a", "b", "c", "c"], "cell": [1, 2, 1, 1, 3], "row": range(5), "ok": True})
     folds = pd.DataFrame({"Id": ["a", "b", "c"], "fold": [0, 1, 0]})
     labels = pd.DataFrame({"Id": ["a", "b", "c"], "Target": ["0", "1", "0 2"]})
-    (train_rows, y_train), (val_rows, y_val, val_ids) = fold_rows(index, folds, labels, 1, 3)
+    (train_rows, y_train), (val_rows, y_val, val_keys) = fold_rows(index, folds, labels, 1, 3)
     assert train_rows.tolist() == [0, 1, 3, 4] and y_train[:, 2].tolist() == [0, 0, 1, 1]
-    assert val_rows.tolist() == [2] and val_ids.tolist() == ["b"] and y_val.tolist() == [[0, 1, 0]]
-    index.to_csv(tmp_path / "crops.csv", index=False)
-    table = oof_table(val_ids, val_rows, np.array([[0.1, 0.9, 0.2]]), tmp_path / "crops.csv")
+    assert val_rows.tolist() == [2] and val_keys["Id"].tolist() == ["b"] and y_val.tolist() == [[0, 1, 0]]
+    table = oof_table(val_keys, np.array([[0.1, 0.9, 0.2]]))
     assert table.columns[:2].tolist() == ["Id", "cell"] and table["cell"].tolist() == [1]
     with pytest.raises(pd.errors.MergeError):
         fold_rows(index.drop(columns="cell"), folds, labels, 1, 3)

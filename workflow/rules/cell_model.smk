@@ -58,7 +58,7 @@ rule train_cell_model:
         "../../envs/torch.yaml"
     threads: gpu_job_threads(4)
     resources:
-        **gpu_resources(lambda wildcards: cell_model_work(training=True)),
+        **gpu_resources(lambda wildcards: model_work(CELL_MODEL["train"], training=True, size=CELL_MODEL["crop"])),
         mem_mb=TRAINING_MEM_MB,
         runtime=training_runtime(lambda wildcards: CELL_MODEL["train"]["epochs"]),
     params:
@@ -88,7 +88,14 @@ rule predict_cell_model:
         "../../envs/torch.yaml"
     threads: gpu_job_threads(4)
     resources:
-        **gpu_resources(lambda wildcards: cell_model_work(training=False)),
+        **gpu_resources(
+            lambda wildcards: model_work(
+                CELL_MODEL["train"],
+                training=False,
+                batch_size=config["predict"]["batch_size"],
+                size=CELL_MODEL["crop"],
+            )
+        ),
         mem_mb=INFERENCE_MEM_MB,
         runtime=CACHE_READ_RUNTIME,
     params:

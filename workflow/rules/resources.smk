@@ -110,15 +110,11 @@ def gpu_resources(work=None, whole=1):
     }
 
 
-def model_work(model, training, batch_size=None, plain=True):
-    """The GpuWork of a models: (or embedding:) entry at the data's image size and channels."""
-    return GpuWork.of_model(model, config["data"]["image_size"], len(VOCAB.channels), training, batch_size, plain)
-
-
-def cell_model_work(training):
-    """The GpuWork of the cell model (cells.model) at its crop size."""
-    batch_size = None if training else config["predict"]["batch_size"]
-    return GpuWork.of_model(CELL_MODEL["train"], CELL_MODEL["crop"], len(VOCAB.channels), training, batch_size)
+def model_work(model, training, batch_size=None, plain=True, size=None):
+    """The GpuWork of a models: (or embedding:, or cells.model.train) entry at the data's image size (or
+    ``size``: the cell model's crop) and channels."""
+    size = size or config["data"]["image_size"]
+    return GpuWork.of_model(model, size, len(VOCAB.channels), training, batch_size, plain)
 
 
 def gpu_job_threads(n):

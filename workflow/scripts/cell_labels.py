@@ -9,7 +9,7 @@ from hpa.cells.scores import alone_lookup, ensemble_cells
 from hpa.classes import Vocabulary
 from hpa.files import read_json, setup_logging, write_csv
 from hpa.postprocess.submission import applied_thresholds
-from hpa.tables import prob_matrix, read_manifest
+from hpa.tables import prob_matrix
 
 setup_logging(snakemake.log[0])
 vocab = Vocabulary.read(snakemake.input.vocabulary)
@@ -23,9 +23,8 @@ write_cells(*alone, snakemake.output.alone)
 index = pd.read_csv(snakemake.input.cache_index, dtype={"Id": str}, keep_default_na=False)
 cell_model = None
 if "cell_model" in snakemake.input.keys():  # cells.model: its blend fitted out of fold (hpa.cells.cell_model)
-    cell_model, fit = fitted(snakemake.input.cell_model_oof, snakemake.input.cell_model,
-                             pd.read_csv(snakemake.input.oof, dtype={"Id": str}),
-                             read_manifest(snakemake.input.manifest, split="train"), vocab.n_classes)
+    cell_model, fit = fitted(snakemake.input.cell_model_oof, snakemake.input.cell_model, snakemake.input.oof,
+                             snakemake.input.manifest, vocab.n_classes)
     write_csv(fit.assign(name=[vocab.classes[c] for c in fit["class"]]), snakemake.output.cell_model)
 scores, submission = label_cells(
     images=pd.read_csv(snakemake.input.images, dtype={"Id": str}, keep_default_na=False),

@@ -12,7 +12,7 @@ from hpa.classes import Vocabulary
 from hpa.data.cache import open_cache
 from hpa.files import read_json, setup_logging, write_csv, write_json
 from hpa.postprocess.submission import applied_thresholds
-from hpa.tables import prob_matrix, read_manifest
+from hpa.tables import prob_matrix
 
 setup_logging(snakemake.log[0])
 vocab = Vocabulary.read(snakemake.input.vocabulary)
@@ -25,9 +25,8 @@ probs = pd.read_csv(snakemake.input.test, dtype={"Id": str})
 thresholds, _ = applied_thresholds(read_json(snakemake.input.thresholds), prob_matrix(probs, "test probabilities"))
 cell_model = None
 if "cell_model" in snakemake.input.keys():  # cells.model: the blend cell_labels applies, fitted the same way
-    cell_model, _ = fitted(snakemake.input.cell_model_oof, snakemake.input.cell_model,
-                           pd.read_csv(snakemake.input.oof, dtype={"Id": str}),
-                           read_manifest(snakemake.input.manifest, split="train"), vocab.n_classes)
+    cell_model, _ = fitted(snakemake.input.cell_model_oof, snakemake.input.cell_model, snakemake.input.oof,
+                           snakemake.input.manifest, vocab.n_classes)
 protein = vocab.channels.index(vocab.rgb.get("green", vocab.channels[0]))
 result = evaluate_cells(
     truth_dir=snakemake.params.truth,

@@ -30,7 +30,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 
 from hpa.cells.scores import aligned, alone_lookup, ensemble_cells
-from hpa.tables import labels_to_matrix, prob_matrix
+from hpa.tables import labels_to_matrix, prob_matrix, read_manifest
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,10 @@ def fit_blend(oof_cells: tuple, image_oof: pd.DataFrame, labels: pd.DataFrame, n
     return weight, table
 
 
-
-def fitted(oof_paths, test_paths, image_oof: pd.DataFrame, labels: pd.DataFrame, n_classes: int):
-    """(CellModel, per-class table) from the cell model's files of every fold (``read_folds``)."""
+def fitted(oof_paths, test_paths, image_oof_csv, manifest_csv, n_classes: int):
+    """(CellModel, per-class table) from the cell model's files of every fold (``read_folds``), the ensemble's
+    out-of-fold table and the manifest's training labels: what cell_labels applies and evaluate_cells scores."""
     oof, test = read_folds(oof_paths, test_paths)
-    weight, table = fit_blend(oof, image_oof, labels, n_classes)
+    weight, table = fit_blend(oof, pd.read_csv(image_oof_csv, dtype={"Id": str}),
+                              read_manifest(manifest_csv, split="train"), n_classes)
     return CellModel(weight, alone_lookup(*test)), table

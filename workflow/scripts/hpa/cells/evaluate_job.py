@@ -152,8 +152,9 @@ def evaluate_cells(*, truth_dir, images: pd.DataFrame, masks_dir, probs: pd.Data
         true = load_masks(Path(truth_dir) / "test_cells", image_id)
         pred = load_masks(masks_dir, image_id, true.shape)
         grid, fit = maps[map_row[image_id]].astype(np.float32), fits.get(image_id, SQUARE)
-        mine = aligned(alone or {}, image_id, cells_of(pred)[0], n_classes)
-        crops = cell_model.evidence(image_id, cells_of(pred)[0]) if cell_model is not None else None
+        cell_ids = cells_of(pred)[0]
+        mine = aligned(alone or {}, image_id, cell_ids, n_classes)
+        crops = cell_model.evidence(image_id, cell_ids) if cell_model is not None else None
         judged.append(_judge_image(true, truth[image_id], pred, prob_of[image_id], grid, fit, mine, thresholds,
                                    weight, n_classes, crops))
         for name, hits in _pointing(true, truth[image_id], regions_of(truth_dir, image_id), grid, fit, pred, mine,

@@ -76,10 +76,11 @@ def label_cells(*, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids
         how = method if grid is not None or method in ("image", "masked", "gated") else "image"
         n_unmapped += how != method
         mine = crops = None
+        cell_ids = cells_of(mask)[0]
         if method in ("masked", "gated"):
-            mine = aligned(alone or {}, image.Id, cells_of(mask)[0], len(classes))
+            mine = aligned(alone or {}, image.Id, cell_ids, len(classes))
         if method == "gated" and cell_model is not None:
-            crops = cell_model.evidence(image.Id, cells_of(mask)[0])
+            crops = cell_model.evidence(image.Id, cell_ids)
         cells = cell_scores(prob_of[image.Id], mask, grid, how, weight, fit=fits.get(image.Id, SQUARE), alone=mine,
                             thresholds=thresholds, cell_model=crops)
         tables.append(labelled_table(image.Id, cells, thresholds, classes)[0])

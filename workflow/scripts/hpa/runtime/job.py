@@ -84,10 +84,12 @@ def train_rank(job: FoldJob):
 
 
 def fold_rows(index: pd.DataFrame, folds: pd.DataFrame, labels: pd.DataFrame, fold: int, n_classes: int):
-    """Cache rows, label matrices (``n_classes`` wide) and Ids of a fold's training and validation images.
-    A cache of cell crops (``hpa.cells.crop_job``: a ``cell`` column, many rows per Id) gives each crop its
-    image's fold and labels (the weak labels of the cell-level model)."""
-    per_image = "one_to_one" if "cell" not in index.columns else "many_to_one"
+    """Cache rows and label matrices (``n_classes`` wide) of a fold's training and validation images, and the
+    validation rows' keys (a table: ``Id``). A cache of cell crops (``hpa.cells.crop_job``: a ``cell`` column,
+    many rows per Id) gives each crop its image's fold and labels (the weak labels of the cell-level model),
+    and its keys are ``Id, cell``."""
+    crops = "cell" in index.columns
+    per_image = "many_to_one" if crops else "one_to_one"
     table = index[index["ok"]].merge(folds, on="Id", validate=per_image).merge(
         labels[["Id", "Target"]], on="Id", validate=per_image
     )
@@ -96,7 +98,8 @@ def fold_rows(index: pd.DataFrame, folds: pd.DataFrame, labels: pd.DataFrame, fo
     train, val = table[table["fold"] != fold], table[table["fold"] == fold]
     return (
         (train["row"].to_numpy(), labels_to_matrix(train["Target"], n_classes)),
-        (val["row"].to_numpy(), labels_to_matrix(val["Target"], n_classes), val["Id"].to_numpy()),
+        (val["row"].to_numpy(), labels_to_matrix(val["Target"], n_classes),
+         val[["Id", "cell"] if crops else ["Id"]].reset_index(drop=True)),
     )
 
 

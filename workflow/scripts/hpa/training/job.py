@@ -52,24 +52,20 @@ def run_job(
         sampling_weights=sampling_weights,
         image_size=image_size,
     )
-    history, oof, val_ids, val_rows = run_fold_job(job)
+    history, oof, val_keys = run_fold_job(job)
     write_csv(history.round(6), history_csv)
-    write_csv(oof_table(val_ids, val_rows, oof, cache_index), oof_csv)
+    write_csv(oof_table(val_keys, oof), oof_csv)
 
 
-def oof_table(ids, rows, probs, cache_index) -> pd.DataFrame:
-    """``Id,p0..``; a cell-crop cache's (``hpa.cells.crop_job``) also names each row's cell: ``Id,cell,p0..``."""
-    table = probability_table(ids, probs)
-    index = pd.read_csv(cache_index, dtype={"Id": str})
-    if "cell" in index.columns:
-        table.insert(1, "cell", index.set_index("row").loc[rows, "cell"].to_numpy())
-    return table
+def oof_table(keys: pd.DataFrame, probs) -> pd.DataFrame:
+    """``Id,p0..`` of the validation rows; a cell-crop cache's (``hpa.cells.crop_job``) keys also name each
+    row's cell: ``Id,cell,p0..``."""
+    return pd.concat([keys, probability_table(keys["Id"], probs).drop(columns="Id")], axis=1)
 
 
 def train_fold_job(job: ClassifierJob, ranks: Ranks):
-    """Read the cache, labels and folds of a train job and fit it; returns (history, OOF probs, OOF Ids, their
-    cache rows)."""
-    cache, (train_rows, y_train), (val_rows, y_val, val_ids) = read_fold(job, ranks)
+    """Read the cache, labels and folds of a train job and fit it; returns (history, OOF probs, OOF keys)."""
+    cache, (train_rows, y_train), (val_rows, y_val, val_keys) = read_fold(job, ranks)
     fold = job.fold
     # A cache larger than the model's input (data.cache_size): train on random crops of it.
     size = job.image_size
@@ -86,4 +82,4 @@ def train_fold_job(job: ClassifierJob, ranks: Ranks):
         ranks=ranks,
         crop=crop,
     )
-    return history, oof, val_ids, val_rows
+    return history, oof, val_keys
