@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from hpa.cells.evaluate_job import cells_agree, flattened
+from hpa.cells.label_metrics import cell_map, judge_cells
 from hpa.cells.located import located_maps
-from hpa.cells.scores import cell_scores
+from hpa.cells.scores import cell_scores, cells_of, confidences, whole_shares
 from hpa.classes import CHANNELS
 from hpa.demo.dataset import AGREE_SHARE, agrees
 from hpa.demo.render import ELIGIBLE, render_field
@@ -36,6 +37,45 @@ def test_gated_scales_a_cell_below_the_threshold_and_the_best_cell_keeps_the_pro
     assert np.allclose(scores[:, 1], [0.5, 0.5 * 0.1 / 0.2])  # none passes: over the best cell's, as masked
     with pytest.raises(ValueError, match="thresholds"):
         cell_scores(np.array([0.6, 0.5]), two_cells(), method="gated", alone=alone)
+
+
+def field_with_a_sliver():
+    """Three whole cells of 20, 25 and 30 px and a 5 px sliver on the top border (cell 4)."""
+    mask = np.zeros((12, 12), np.int32)
+    mask[3:7, 1:6], mask[3:8, 6:11], mask[8:11, 1:11] = 1, 2, 3  # 20, 25, 30 px; none on the border
+    mask[0, 3:8] = 4
+    return mask
+
+
+def test_a_cell_is_discounted_by_its_share_of_the_fields_median_uncut_cell():
+    mask = field_with_a_sliver()
+    ids, _, areas = cells_of(mask)
+    assert np.allclose(whole_shares(mask, ids, areas), [20 / 25, 1, 1, 5 / 25])
+    cut = np.zeros((6, 6), np.int32)
+    cut[:, :3], cut[:, 3:5] = 1, 2  # both on the border: the median of all cells
+    assert np.allclose(whole_shares(cut, *cells_of(cut)[::2]), [1, 12 / 15])
+    scores = np.full((4, 2), 0.8)
+    assert confidences(scores, whole_shares(mask, ids, areas), "keep") is scores
+    assert np.allclose(confidences(scores, whole_shares(mask, ids, areas), "discount")[:, 0], [0.64, 0.8, 0.8, 0.16])
+    with pytest.raises(ValueError, match="partial_cells 'drop'"):
+        confidences(scores, areas, "drop")
+
+
+def test_discounting_a_sliver_that_matches_no_true_cell_ranks_it_below_the_whole_cells_of_a_weaker_image():
+    """What the discount is for: a sliver the truth cut otherwise is a false positive for its image's classes,
+    and at its full score it ranks above another image's true cells."""
+    found = field_with_a_sliver()
+    true = found.copy()
+    true[0:2, 3:8] = 4  # the truth's sliver is twice as deep: IoU 0.5, no match at 0.6
+    labels = {k: (0,) for k in (1, 2, 3, 4)}
+    ids, _, areas = cells_of(found)
+    weaker = np.full((4, 1), 0.5)  # a second image of the same field, less sure of class 0
+    aps = {}
+    for partial in ("keep", "discount"):
+        strong = confidences(np.full((4, 1), 0.9), whole_shares(found, ids, areas), partial)
+        images = [judge_cells(true, labels, found, ids, strong), judge_cells(true, labels, found, ids, weaker)]
+        aps[partial] = cell_map(images)["map"]
+    assert aps["discount"] > aps["keep"]
 
 
 def test_located_maps_peak_where_the_protein_is_brightest_in_the_cell_the_model_rates_highest_alone():

@@ -1,6 +1,8 @@
 """The per-cell stages' jobs: the model's frame, segmenting a folder (or reading the user's masks),
 the ensemble's maps, labelling cells, scoring them against a cell truth and drawing the gallery."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -208,7 +210,7 @@ def test_true_probabilities_and_true_maps_beat_the_no_map_baseline(truth_folder,
     proteins = {i: np.asarray(Image.open(root / "test" / f"{i}_green.png")) for i in manifest["Id"]}
     result = evaluate_cells(truth_dir=root, images=images, masks_dir=tmp_path / "masks", probs=probs,
                             map_ids=manifest["Id"].to_numpy(), maps=maps, fits={}, n_classes=28, weight=0.5,
-                            thresholds=np.full(28, 0.5), proteins=proteins, alone=alone, n_boot=50)
+                            thresholds=np.full(28, 0.5), proteins=proteins, alone=alone, partial="keep", n_boot=50)
     assert result["n_images"] == 8
     scores = {m: result["cell_map"][m]["map"] for m in ("image", "centre", "map", "masked", "gated")}
     assert scores["masked"] == pytest.approx(1.0) == scores["gated"]
@@ -269,6 +271,11 @@ def test_cell_settings_resolve_the_atlas_stains_and_refuse_others_by_name():
                         "truth": None}}
     resolved, warnings = cell_settings(config, HPA)
     assert resolved["nucleus_channel"] == "blue" and resolved["body_channels"] == ["red", "yellow"] and not warnings
+    assert resolved["partial_cells"] == "discount"  # the pipeline's own segmentation: partial cells discounted
+    own = config | {"cells": config["cells"] | {"masks": str(Path(__file__).parent)}}
+    assert cell_settings(own, HPA)[0]["partial_cells"] == "keep"  # the user's masks are the cells that count
+    asked = config | {"cells": config["cells"] | {"partial_cells": "keep"}}
+    assert cell_settings(asked, HPA)[0]["partial_cells"] == "keep"
     from hpa.classes import Vocabulary
 
     screen = Vocabulary(tuple("abc"), ("dapi", "protein", "tubulin"), {"blue": "dapi"})

@@ -184,11 +184,17 @@ def test_demo_run_labels_every_cell_and_writes_the_2021_submission(demo_run):
     triples = parse_prediction_string(row["PredictionString"], row["ImageHeight"], row["ImageWidth"])
     cell_of = {int(c): (mask == c) for c in np.unique(mask) if c}
     assert triples and all(any(np.array_equal(m, cm) for cm in cell_of.values()) for _, _, m in triples)
+    # Its confidences are the cells' scores discounted by how whole each cell is (cells.partial_cells).
+    own = scores[scores["Id"] == images["Id"].iloc[0]].set_index("cell")
+    for label, confidence, cell_mask in triples:
+        cell = next(c for c, cm in cell_of.items() if np.array_equal(cell_mask, cm))
+        assert confidence == pytest.approx(own.loc[cell, f"p{label}"] * own.loc[cell, "whole"], rel=1e-3, abs=1e-5)
+    assert scores["whole"].between(0, 1).all() and (scores["whole"] < 1).any() and (scores["whole"] == 1).any()
     pages = sorted(p.name for p in (demo_run / "results/cells/main/gallery").glob("*.jpg"))
     assert len(pages) == 28 and pages[2] == "02_Nucleoli.jpg"
     evaluation = json.loads((demo_run / "results/cells/main/cell_evaluation.json").read_text())
     assert evaluation["n_images"] == len(images) and set(evaluation["cell_map"]) == {
-        "image", "map", "blend", "masked", "gated", "centre", "flattened"}
+        "image", "map", "blend", "masked", "gated", "centre", "flattened", "whole"}
     assert set(evaluation["by_kind"]) == {"all", "agree", "vary"}
     for method in ("gated", "masked", "map"):
         s = evaluation["cell_map"][method]

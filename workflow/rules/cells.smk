@@ -58,7 +58,7 @@ rule cell_labels:
     resources:
         runtime=PER_IMAGE_RUNTIME,
     params:
-        cells={k: CELLS[k] for k in ("method", "blend_weight", "min_score")} if CELLS else None,
+        cells={k: CELLS[k] for k in ("method", "blend_weight", "min_score", "partial_cells")} if CELLS else None,
     script:
         "../scripts/cell_labels.py"
 
@@ -158,5 +158,6 @@ rule evaluate_cells:
         # The truth's folder, from its table (a prefix of an input, not a second spelling of it).
         truth=lambda wildcards, input: str(Path(input.truth_table).parent),
         blend_weight=CELLS["blend_weight"] if CELLS else None,
+        partial_cells=CELLS["partial_cells"] if CELLS else None,
     script:
         "../scripts/evaluate_cells.py"

@@ -38,6 +38,7 @@ scores, submission = label_cells(
     method=settings["method"],
     weight=settings["blend_weight"],
     min_score=settings["min_score"],
+    partial=settings["partial_cells"],
     alone=alone_lookup(*alone),
     cell_model=cell_model,
 )

@@ -42,6 +42,7 @@ result = evaluate_cells(
     proteins={i: cache[r, protein] for i, r, ok in zip(index["Id"], index["row"], index["ok"]) if ok},
     alone=alone_lookup(ids_alone, cells_alone, probs_alone),
     cell_model=cell_model,
+    partial=snakemake.params.partial_cells,
 )
 segmentation = read_json(snakemake.input.segmentation)
 write_json(result | {"segmentation": segmentation}, snakemake.output.evaluation)

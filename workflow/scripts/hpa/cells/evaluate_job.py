@@ -14,6 +14,10 @@
   (``cells.model``) ``gated`` blends it in, and is also scored against ``gated`` from the image models
   alone (``image_models``: weight 0) and against the cell model's probabilities alone (``cell_model``:
   weight 1).
+  Each learned method is scored as its submission gives it: discounted for partial cells
+  (``cells.partial_cells``, ``hpa.cells.scores.whole_shares``); the baselines ``image`` and ``centre``
+  are not, and a third one, ``whole``, is the image's probabilities with the same discount: what the
+  discount alone, which learns nothing, gives.
   The pointing game per class against a random point of the cell area, of the located maps
   (``hpa.cells.located``) and of the model's own maps at their feature grid (a 2x2 grid at the
   demo's 64 px cannot point: four fixed points per field).
@@ -34,7 +38,7 @@ from hpa.cells.frames import SQUARE
 from hpa.cells.label_metrics import compare_cell_maps, judge_cells, point_hits, pointing_game
 from hpa.cells.located import located_maps
 from hpa.cells.masks import load_masks
-from hpa.cells.scores import METHODS, aligned, cell_scores, cells_of
+from hpa.cells.scores import METHODS, aligned, cell_scores, cells_of, confidences, whole_shares
 from hpa.cells.segment import disk_cells, segment_nuclei
 from hpa.cells.segment_metrics import cell_counts, iou_matrix, matched_f1_with_interval, paired_f1_difference
 from hpa.cells.truth import read_cell_labels, regions_of
@@ -95,23 +99,33 @@ def flattened(scores: np.ndarray) -> np.ndarray:
     return np.broadcast_to(scores.max(0, initial=0)[None], scores.shape)
 
 
-def _judge_image(true, truth, pred, prob, grid, fit, mine, thresholds, weight, n_classes, crops=None) -> dict:
-    """One image's Detections under every scoring of ``evaluate_cells``; ``crops``: the cell model's evidence
-    (``hpa.cells.cell_model.CellModel.evidence``), which the default method blends in."""
+def _judge_image(true, truth, pred, prob, grid, fit, mine, thresholds, weight, n_classes, partial, crops=None) -> dict:
+    """One image's Detections under every scoring of ``evaluate_cells``; ``partial``: ``cells.partial_cells``,
+    which the learned methods' scores are given (the baselines' are not); ``crops``: the cell model's
+    evidence (``hpa.cells.cell_model.CellModel.evidence``), which the default method blends in."""
     overlaps = iou_matrix(true, pred)
+    ids, _, areas = cells_of(pred)
+    whole = whole_shares(pred, ids, areas)
+
+    def judged(scores):
+        return judge_cells(true, truth, pred, ids, scores, overlaps=overlaps)
+
     out = {}
     for method in (*METHODS, "centre"):
         how, given = ("map", np.broadcast_to(centre_map(), (n_classes, 8, 8))) if method == "centre" else (method, grid)
-        cells = cell_scores(prob, pred, given, how, weight, fit=fit, alone=mine, thresholds=thresholds,
-                            cell_model=crops if method == DEFAULT else None)
-        out[method] = judge_cells(true, truth, pred, cells.ids, cells.scores, overlaps=overlaps)
+        scores = cell_scores(prob, pred, given, how, weight, fit=fit, alone=mine, thresholds=thresholds,
+                             cell_model=crops if method == DEFAULT else None).scores
+        submitted = scores if method in ("image", "centre") else confidences(scores, whole, partial)
+        out[method] = judged(submitted)
         if method == DEFAULT:
-            out["flattened"] = judge_cells(true, truth, pred, cells.ids, flattened(cells.scores), overlaps=overlaps)
+            out["flattened"] = judged(flattened(submitted))
+        if method == "image" and partial == "discount":
+            out["whole"] = judged(confidences(scores, whole, partial))
     if crops is not None:
         q, w = crops
         for name, blend in (("image_models", (q, np.zeros_like(w))), ("cell_model", (q, np.ones_like(w)))):
-            cells = cell_scores(prob, pred, None, DEFAULT, fit=fit, alone=mine, thresholds=thresholds, cell_model=blend)
-            out[name] = judge_cells(true, truth, pred, cells.ids, cells.scores, overlaps=overlaps)
+            scores = cell_scores(prob, pred, None, DEFAULT, fit=fit, alone=mine, thresholds=thresholds, cell_model=blend)
+            out[name] = judged(confidences(scores.scores, whole, partial))
     return out
 
 
@@ -127,22 +141,24 @@ def _compare(judged: dict, n_boot: int) -> dict:
     """Every scoring's mAP with its interval, and each learned one's paired gain over each baseline."""
     learned = [m for m in METHODS if m != "image"]
     pairs = [(m, b) for b in ("image", "centre") for m in learned] + [(DEFAULT, "flattened")]
+    own = [b for b in ("whole",) if b in judged]  # the partial-cell discount on the image's probabilities
     blends = [m for m in ("image_models", "cell_model") if m in judged]  # with a cell model
-    scores, differences = compare_cell_maps(judged, pairs + [(DEFAULT, m) for m in blends], n_boot=n_boot)
+    scores, differences = compare_cell_maps(judged, pairs + [(DEFAULT, m) for m in own + blends], n_boot=n_boot)
     return {"cell_map": {m: _plain(score) for m, score in scores.items()},
             "gain_over_image": {m: differences[m, "image"] for m in learned},
             "gain_over_centre": {m: differences[m, "centre"] for m in learned},
             "gain_over_flattened": {DEFAULT: differences[DEFAULT, "flattened"]}} | (
+        {"gain_over_whole": {DEFAULT: differences[DEFAULT, "whole"]}} if own else {}) | (
         {"gain_over_parts": {m: differences[DEFAULT, m] for m in blends}} if blends else {})
 
 
 def evaluate_cells(*, truth_dir, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids, maps, fits: dict,
                    n_classes: int, weight: float, thresholds, proteins: dict, alone: dict | None = None,
-                   cell_model=None, n_boot: int = N_BOOT) -> dict:
+                   cell_model=None, partial: str = "discount", n_boot: int = N_BOOT) -> dict:
     """Per-cell mAP of every method and baseline and the pointing game of the model's and the located maps, over
     all images and apart for images whose cells agree and vary (``cells_agree``). ``proteins``: Id -> the
     cached field's protein channel (S, S); ``thresholds`` (n_classes,): the ensemble's applied ones;
-    ``cell_model``: the fitted ``hpa.cells.cell_model.CellModel``, if any."""
+    ``cell_model``: the fitted ``hpa.cells.cell_model.CellModel``, if any; ``partial``: ``cells.partial_cells``."""
     truth = read_cell_labels(Path(truth_dir) / "test_cells.csv", n_classes)
     prob_of = dict(zip(probs["Id"], prob_matrix(probs, "test probabilities")))
     map_row = {i: k for k, i in enumerate(map_ids)}
@@ -156,7 +172,7 @@ def evaluate_cells(*, truth_dir, images: pd.DataFrame, masks_dir, probs: pd.Data
         mine = aligned(alone or {}, image_id, cell_ids, n_classes)
         crops = cell_model.evidence(image_id, cell_ids) if cell_model is not None else None
         judged.append(_judge_image(true, truth[image_id], pred, prob_of[image_id], grid, fit, mine, thresholds,
-                                   weight, n_classes, crops))
+                                   weight, n_classes, partial, crops))
         for name, hits in _pointing(true, truth[image_id], regions_of(truth_dir, image_id), grid, fit, pred, mine,
                                     proteins[image_id]).items():
             points[name].append(hits)
@@ -200,6 +216,10 @@ def _map_rows(part: dict, kind: str) -> list[dict]:
     rows.append(_row(f"per-cell mAP at IoU 0.6, {DEFAULT} scores, {where}", scored[DEFAULT],
                      f"its own submission flattened (every cell its image's highest {DEFAULT} score)",
                      part["gain_over_flattened"][DEFAULT]) | {"baseline_value": scored["flattened"]["map"]})
+    if "gain_over_whole" in part:
+        rows.append(_row(f"per-cell mAP at IoU 0.6, {DEFAULT} scores, {where}", scored[DEFAULT],
+                         "image probabilities discounted for partial cells (no learning)",
+                         part["gain_over_whole"][DEFAULT]) | {"baseline_value": scored["whole"]["map"]})
     parts = {"image_models": f"{DEFAULT} from the image models alone (no cell model)",
              "cell_model": "the cell model's probabilities alone (weight 1)"}
     for part_name, gain in part.get("gain_over_parts", {}).items():

@@ -5,7 +5,9 @@ first divided by its own peak (``hpa.cells.maps.average_maps``).
 
 Per-cell scores follow ``cells.method`` (``hpa.cells.scores``). A cell is labelled with the
 classes whose score reaches the ensemble's threshold for the image (the thresholds the
-submission applied), so a cell of a positive image whose map lies elsewhere drops out.
+submission applied), so a cell of a positive image whose map lies elsewhere drops out. The
+submission's confidences are the scores discounted for partial cells (``cells.partial_cells``,
+``hpa.cells.scores.whole_shares``: the ``whole`` column of ``cell_scores.csv``).
 What the model says of each cell alone (``hpa.inference.per_cell``) is averaged over the members
 the same way, unnormalised (probabilities share one scale). Outputs: ``cell_scores.csv`` (Id,
 cell, box, area, p0.., labels by name), the 2021 competition's submission
@@ -24,7 +26,7 @@ from hpa.cells.encoding import COLUMNS, submission_row
 from hpa.cells.frames import SQUARE
 from hpa.cells.maps import average_maps, empty_table, labelled_table
 from hpa.cells.masks import load_masks
-from hpa.cells.scores import aligned, cell_scores, cells_of
+from hpa.cells.scores import aligned, cell_scores, cells_of, confidences, whole_shares
 from hpa.files import atomic_path
 from hpa.tables import prob_matrix
 
@@ -61,9 +63,10 @@ def write_maps(ids, maps, classes, path) -> None:
 
 def label_cells(*, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids, maps, fits: dict,
                 thresholds: np.ndarray, classes, method: str, weight: float, min_score: float,
-                alone: dict | None = None, cell_model: CellModel | None = None):
+                partial: str = "discount", alone: dict | None = None, cell_model: CellModel | None = None):
     """(cell_scores table, 2021 submission): every image of ``images`` (segment_cells' rows), in order.
-    ``cell_model``: the fitted cell-level model, which ``gated`` blends in (``hpa.cells.cell_model``)."""
+    ``partial``: ``cells.partial_cells``; ``cell_model``: the fitted cell-level model, which ``gated``
+    blends in (``hpa.cells.cell_model``)."""
     prob_of = dict(zip(probs["Id"], prob_matrix(probs, "test probabilities")))
     map_row = {i: k for k, i in enumerate(map_ids)}
     tables, rows, n_unmapped = [], [], 0
@@ -83,9 +86,10 @@ def label_cells(*, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids
             crops = cell_model.evidence(image.Id, cell_ids)
         cells = cell_scores(prob_of[image.Id], mask, grid, how, weight, fit=fits.get(image.Id, SQUARE), alone=mine,
                             thresholds=thresholds, cell_model=crops)
-        tables.append(labelled_table(image.Id, cells, thresholds, classes)[0])
-        rows.append(submission_row(image.Id, mask, cells.ids, cells.scores, min_score))
+        whole = whole_shares(mask, cells.ids, cells.areas)
+        tables.append(labelled_table(image.Id, cells, thresholds, classes)[0].assign(whole=whole.round(4)))
+        rows.append(submission_row(image.Id, mask, cells.ids, confidences(cells.scores, whole, partial), min_score))
     if n_unmapped:
         log.warning("%d images had no class maps: their cells took their image's probabilities", n_unmapped)
-    scores = pd.concat(tables, ignore_index=True) if tables else empty_table(len(classes))
+    scores = pd.concat(tables, ignore_index=True) if tables else empty_table(len(classes)).assign(whole=[])
     return scores, pd.DataFrame(rows, columns=COLUMNS)

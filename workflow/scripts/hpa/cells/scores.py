@@ -28,6 +28,17 @@ Methods (``cell_scores(..., method=)``):
   model (``cells.model``), a cell's score is this one and the cell model's probability blended, each
   weighted by its out-of-fold skill at the image labels (``hpa.cells.cell_model``).
 
+**Partial cells** (``cells.partial_cells``). A submission's confidence is ``score x whole``
+(``whole_shares``): what share of a whole cell the found cell is, its area over the median area of
+its field's cells that the border does not cut, at most 1. A 2021-style truth is another
+segmentation of the same field, and a found cell is only scored if it matches a true cell at IoU 0.6;
+a sliver cut by the border (or a fragment) rarely does, since a few pixels of disagreement are a
+large share of it, and where it does not match it is a false positive for every class it is given.
+So its confidence is discounted by how partial it is: no parameter, nothing fitted, and nothing
+learned, which the evaluation shows by scoring the same discount on the image's probabilities.
+A whole cell keeps its score; the class scores themselves (``cell_scores.csv``, the labels) are not
+discounted. With the user's own masks (``cells.masks``) the cells are taken as given (``keep``).
+
 Maps at a coarser grid than the mask (a CNN's feature grid) are upsampled bilinearly to the
 mask (half-pixel centres, as torch's ``interpolate(..., align_corners=False)``), rather than
 the mask downsampled to the grid: a cell smaller than a grid cell would then vanish or share
@@ -47,6 +58,7 @@ from scipy import ndimage as ndi
 from hpa.cells.frames import SQUARE, bilinear_matrix, model_frame
 
 METHODS = ("image", "map", "blend", "masked", "gated")
+PARTIAL = ("discount", "keep")
 BLEND_WEIGHT = 0.5
 
 
@@ -72,6 +84,26 @@ def cells_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     boxes = np.array([(s[1].start, s[0].start, s[1].stop, s[0].stop) for s in (slices[i - 1] for i in ids)],
                      dtype=np.int64).reshape(-1, 4)
     return ids, boxes, counts[ids]
+
+
+def whole_shares(mask: np.ndarray, ids: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """(n cells,): each cell's area over the median area of the field's cells that its border does not cut
+    (of all its cells where the border cuts every one), at most 1 (``partial cells``, module docstring)."""
+    mask = np.asarray(mask)
+    areas = np.asarray(areas, float)
+    if not len(areas):
+        return areas
+    edge = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+    whole = areas[~np.isin(ids, edge)]
+    return np.minimum(1.0, areas / np.median(whole if len(whole) else areas))
+
+
+def confidences(scores: np.ndarray, whole: np.ndarray, partial: str) -> np.ndarray:
+    """(n cells, n_classes): the confidences a submission gives its cells' ``scores``: discounted by their
+    ``whole`` shares (``whole_shares``) where ``partial`` is ``discount``, as scored where it is ``keep``."""
+    if partial not in PARTIAL:
+        raise ValueError(f"unknown cells.partial_cells {partial!r}; choose from {PARTIAL}")
+    return scores * np.asarray(whole)[:, None] if partial == "discount" else scores
 
 
 def dense_ids(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -245,7 +245,9 @@ def cell_settings(config: dict, vocab, given: dict | None = None, schema: dict |
             wanted = f"a folder holding {must}, test_cells/ and test_regions/" if must else \
                 "a folder of one label image per test Id"
             raise ValueError(f"cells.{key}: {folder} is not {wanted}")
-    return cells | {"nucleus_channel": nucleus, "body_channels": body, "model": cell_model(cells.get("model"), schema)}, []
+    partial = cells.get("partial_cells") or ("keep" if cells["masks"] else "discount")
+    return cells | {"nucleus_channel": nucleus, "body_channels": body, "partial_cells": partial,
+                    "model": cell_model(cells.get("model"), schema)}, []
 
 
 def cell_model(entry: dict | None, schema: dict | None) -> dict | None:

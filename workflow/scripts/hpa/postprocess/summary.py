@@ -253,8 +253,9 @@ def cell_lines(root: Path, ensembles: list[str]) -> list[str]:
         game = record["pointing"]["all"]
         parts = "".join(f", {name} {m[k]['map']:.3f}" for k, name in (("image_models", "gated without the cell model"),
                                                                      ("cell_model", "the cell model alone")) if k in m)
+        discount = f", image discounted for partial cells {m['whole']['map']:.3f}" if "whole" in m else ""
         lines.append(f"  {ensemble}  per-cell mAP {learned}{parts}; no-map baselines: image {m['image']['map']:.3f}, "
-                     f"centre {m['centre']['map']:.3f}; located maps' peak in the class's region "
+                     f"centre {m['centre']['map']:.3f}{discount}; located maps' peak in the class's region "
                      f"{game.get('hit', float('nan')):.2f} vs chance {game.get('chance', float('nan')):.2f}")
     return lines
 
