@@ -378,6 +378,33 @@ def test_a_multi_channel_tiff_sheet_decodes_byte_for_byte_as_its_per_channel_fil
     assert caches[0].tobytes() == caches[1].tobytes() and caches[0].any()
 
 
+def test_a_fields_multi_channel_file_is_decoded_once_for_all_its_channels_and_again_once_rewritten(tmp_path,
+                                                                                                     monkeypatch):
+    import tifffile
+
+    from hpa.data import stacks
+    from hpa.data.images import BitDepth, decode_field
+
+    opened = []
+
+    class Counting(tifffile.TiffFile):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(stacks.tifffile, "TiffFile", Counting)
+    stacks._series.cache_clear()
+    planes = np.arange(3 * 6 * 8, dtype=np.uint16).reshape(3, 6, 8) * 20  # 12-bit
+    path = tmp_path / "field.tif"
+    tifffile.imwrite(path, planes, photometric="minisblack", compression="zlib")
+    files = {c: stacks.plane_ref(path, k) for k, c in enumerate(("dapi", "protein", "tubulin"))}
+    field, _ = decode_field(files, None, BitDepth("shift", 4))
+    assert len(opened) == 1 and np.array_equal(field, (planes >> 4).astype(np.uint8))
+    tifffile.imwrite(path, planes[::-1], photometric="minisblack")  # rewritten: its new planes, not the old
+    field, _ = decode_field(files, None, BitDepth("shift", 4))
+    assert len(opened) == 2 and np.array_equal(field, (planes[::-1] >> 4).astype(np.uint8))
+
+
 def test_labels_and_source_tables_need_their_vocabulary(tmp_path):
     # A source's classes are its own: no silent fallback to the atlas's 28.
     import inspect

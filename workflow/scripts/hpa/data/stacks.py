@@ -6,12 +6,18 @@ refers to one plane of it, written ``{file}::{k}`` (``plane_ref``) wherever a ch
 (``open_image``) reads that plane and the rest of the pipeline is unchanged. The planes are
 the channels in ``channels.names`` order, unless the file's OME metadata names its channels:
 then by those names.
+
+A field's channels are decoded one after another (``hpa.data.images.decode_field``), and each plane
+of a compressed or sample-interleaved file needs the whole series decoded; the last files read are
+therefore kept (``_series``), so a field's file is decoded once, not once per channel.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -75,12 +81,21 @@ def file_planes(file, channels) -> tuple[dict[str, int], str]:
     return {c: k for k, c in enumerate(channels)}, ""
 
 
-def read_plane(file, k: int) -> np.ndarray:
-    """Plane ``k`` of a multi-channel TIFF (its channel axis as ``file_planes`` finds it), as stored."""
+@lru_cache(maxsize=2)
+def _series(file: str, stamp: tuple[int, int]) -> tuple[int, np.ndarray]:
+    """(channel axis, data, read-only) of a multi-channel TIFF's first series; ``stamp`` (mtime, size) makes
+    a rewritten file a new entry."""
     with tifffile.TiffFile(file) as tif:
         series = tif.series[0]
-        axis = _channel_axis(series)
-        data = series.asarray()
+        axis, data = _channel_axis(series), series.asarray()
+    data.setflags(write=False)
+    return axis, data
+
+
+def read_plane(file, k: int) -> np.ndarray:
+    """Plane ``k`` of a multi-channel TIFF (its channel axis as ``file_planes`` finds it), as stored."""
+    stat = os.stat(file)
+    axis, data = _series(str(Path(file).resolve()), (stat.st_mtime_ns, stat.st_size))
     if axis == -1:
         if k:
             raise ValueError(f"{file} has one plane; no plane {k}")
