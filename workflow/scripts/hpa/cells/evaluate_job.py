@@ -141,15 +141,18 @@ def _compare(judged: dict, n_boot: int) -> dict:
     """Every scoring's mAP with its interval, and each learned one's paired gain over each baseline."""
     learned = [m for m in METHODS if m != "image"]
     pairs = [(m, b) for b in ("image", "centre") for m in learned] + [(DEFAULT, "flattened")]
-    own = [b for b in ("whole",) if b in judged]  # the partial-cell discount on the image's probabilities
-    blends = [m for m in ("image_models", "cell_model") if m in judged]  # with a cell model
-    scores, differences = compare_cell_maps(judged, pairs + [(DEFAULT, m) for m in own + blends], n_boot=n_boot)
-    return {"cell_map": {m: _plain(score) for m, score in scores.items()},
-            "gain_over_image": {m: differences[m, "image"] for m in learned},
-            "gain_over_centre": {m: differences[m, "centre"] for m in learned},
-            "gain_over_flattened": {DEFAULT: differences[DEFAULT, "flattened"]}} | (
-        {"gain_over_whole": {DEFAULT: differences[DEFAULT, "whole"]}} if own else {}) | (
-        {"gain_over_parts": {m: differences[DEFAULT, m] for m in blends}} if blends else {})
+    # With the partial-cell discount (whole) and a cell model (its two parts), the default against those too.
+    more = [m for m in ("whole", "image_models", "cell_model") if m in judged]
+    scores, differences = compare_cell_maps(judged, pairs + [(DEFAULT, m) for m in more], n_boot=n_boot)
+    out = {"cell_map": {m: _plain(score) for m, score in scores.items()},
+           "gain_over_image": {m: differences[m, "image"] for m in learned},
+           "gain_over_centre": {m: differences[m, "centre"] for m in learned},
+           "gain_over_flattened": {DEFAULT: differences[DEFAULT, "flattened"]}}
+    if "whole" in more:
+        out["gain_over_whole"] = {DEFAULT: differences[DEFAULT, "whole"]}
+    if blends := [m for m in more if m != "whole"]:
+        out["gain_over_parts"] = {m: differences[DEFAULT, m] for m in blends}
+    return out
 
 
 def evaluate_cells(*, truth_dir, images: pd.DataFrame, masks_dir, probs: pd.DataFrame, map_ids, maps, fits: dict,
