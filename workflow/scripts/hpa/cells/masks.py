@@ -15,6 +15,13 @@ from hpa.files import InputError
 SUFFIXES = (".png", ".tif", ".tiff")
 
 
+def border_ids(mask: np.ndarray) -> np.ndarray:
+    """The ids of the cells a label image's border cuts (sorted, 0 = background left out)."""
+    mask = np.asarray(mask)
+    edge = np.unique(np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]]))
+    return edge[edge > 0]
+
+
 def mask_path(folder, image_id: str) -> Path:
     """The mask file of ``image_id`` in ``folder``; an InputError naming what was looked for if none."""
     folder = Path(folder)

@@ -56,6 +56,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from hpa.cells.frames import SQUARE, bilinear_matrix, model_frame
+from hpa.cells.masks import border_ids
 
 METHODS = ("image", "map", "blend", "masked", "gated")
 PARTIAL = ("discount", "keep")
@@ -89,12 +90,10 @@ def cells_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def whole_shares(mask: np.ndarray, ids: np.ndarray, areas: np.ndarray) -> np.ndarray:
     """(n cells,): each cell's area over the median area of the field's cells that its border does not cut
     (of all its cells where the border cuts every one), at most 1 (``partial cells``, module docstring)."""
-    mask = np.asarray(mask)
     areas = np.asarray(areas, float)
     if not len(areas):
         return areas
-    edge = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
-    whole = areas[~np.isin(ids, edge)]
+    whole = areas[~np.isin(ids, border_ids(mask))]
     return np.minimum(1.0, areas / np.median(whole if len(whole) else areas))
 
 

@@ -27,6 +27,8 @@ from skimage.filters import gaussian, threshold_otsu
 from skimage.measure import label as connected
 from skimage.segmentation import expand_labels, relabel_sequential, watershed
 
+from hpa.cells.masks import border_ids
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -144,14 +146,13 @@ def image_flags(cells: np.ndarray, nuclei: np.ndarray | None = None) -> dict[str
     n = int(cells.max(initial=0))
     holey = sum(1 for k, box in enumerate(ndi.find_objects(cells), start=1) if box is not None
                 and (ndi.binary_fill_holes(cells[box] == k) & (cells[box] == 0)).any())
-    edge = np.concatenate([cells[0], cells[-1], cells[:, 0], cells[:, -1]])
     small = -1
     if nuclei is not None:
         m = int(nuclei.max(initial=0))
         cell_area = np.bincount(cells.ravel(), minlength=max(n, m) + 1)[1:m + 1]
         nucleus_area = np.bincount(nuclei.ravel(), minlength=m + 1)[1:]
         small = int(((cell_area <= nucleus_area) & (nucleus_area > 0)).sum())
-    return {"small_cells": small, "holey_cells": holey, "border_cells": len(np.unique(edge[edge > 0]))}
+    return {"small_cells": small, "holey_cells": holey, "border_cells": len(border_ids(cells))}
 
 
 def segment(nucleus_plane: np.ndarray, body_planes, settings: Settings = Settings()) -> Segmentation:
